@@ -1,0 +1,32 @@
+# make bench [JOB=digits_dense] | make test | make lint | make setup
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JOB ?= digits_dense
+STAMP := $(VENV)/.installed
+
+.PHONY: setup bench report test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/harness run $(JOB)
+	$(BIN)/harness report $(JOB)
+
+report: $(STAMP)
+	$(BIN)/harness report $(JOB)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check harness tests bench
+
+clean:
+	rm -rf $(VENV) runs reports/*.png

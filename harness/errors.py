@@ -1,0 +1,21 @@
+"""The one exception type for user mistakes; the CLI prints it as one line and exits 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad job file, missing data, bad CLI argument).
+
+    The message is one line naming the file, the key (and YAML line when known) and
+    what was expected. Tracebacks are reserved for bugs.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None,
+                 line: int | None = None) -> None:
+        self.file, self.key, self.line = file, key, line
+        where = ""
+        if file:
+            where = file + (f":{line}" if line else "")
+        if key:
+            where = f"{where}: {key}" if where else key
+        super().__init__(f"{where}: {message}" if where else message)

@@ -1,0 +1,224 @@
+"""Executors share one interface: `execute(batches) -> None`, reporting each finished unit to
+a progress callback. `DebugExecutor` trains in this process; `LocalExecutor` keeps persistent
+worker processes (TensorFlow imported and data loaded once each), pinned to GPUs or splitting
+the CPU cores."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
+
+from harness.matrix import Unit
+from harness.spec import JobSpec
+from harness.store import Store
+
+Done = Callable[[str, str, int], None]  # (unit id, status, trainings) for each finished unit
+Batch = tuple[list[Unit], dict[str, int]]  # units and their attempt numbers
+
+
+class Executor(Protocol):
+    def execute(self, batches: list[Batch], done: Done) -> None:
+        """Run every batch; call `done` once per unit after its record is on disk."""
+
+
+def shard_prefix(kind: str) -> str:
+    """Shard names: one per Slurm array task (kept across requeues), else per host and process."""
+    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if job and task:
+        return f"slurm-{job}-{task}"
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def discover_gpus() -> list[str]:
+    """GPU ids visible to this process without importing a framework: CUDA_VISIBLE_DEVICES as
+    set (e.g. by Slurm), else nvidia-smi's list."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+    return []
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one worker process runs: a GPU id (or None for CPU) and its thread counts."""
+
+    gpu: str | None
+    intra: int | None
+    inter: int | None
+
+
+def plan_slots(spec: JobSpec, workers: int | None) -> list[Slot]:
+    """k workers per GPU when there are GPUs, else CPU workers that split the cores."""
+    det = spec.determinism
+    gpus = discover_gpus()
+    if gpus:
+        n = workers or len(gpus) * spec.dispatch.workers_per_gpu
+        return [Slot(gpus[i % len(gpus)], det.intra_op_threads, det.inter_op_threads) for i in range(n)]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = workers or spec.dispatch.cpu_workers or cores
+    per = max(1, cores // n)
+    return [Slot(None, det.intra_op_threads or per, det.inter_op_threads or 1) for _ in range(n)]
+
+
+def start_worker_env(slot: Slot, mode: str) -> None:
+    """Process environment of a worker, set before any backend import."""
+    from harness import determinism
+    os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu if slot.gpu is not None else "-1"
+    if slot.intra:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(slot.intra)
+    determinism.prepare_process(mode)
+
+
+def _enable_memory_growth() -> None:
+    from harness.determinism import backend_name
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+        for g in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(g, True)
+    elif backend_name() == "jax":
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def _make_worker(spec: JobSpec, store_root: str, shard: str, slot: Slot) -> Any:
+    from harness import determinism
+    from harness.worker import Worker
+    _enable_memory_growth()
+    determinism.apply_threads(slot.intra, slot.inter)
+    return Worker(spec, Store(store_root, spec), shard)
+
+
+def _worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, slot: Slot) -> None:
+    """Entry point of a worker process: set up once, then loop over batches."""
+    start_worker_env(slot, spec.determinism.modes[0])
+    worker = _make_worker(spec, store_root, shard, slot)
+    conn.send(("ready", None))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        units, attempts = msg
+        conn.send(("done", worker.run_batch(units, attempts)))
+    worker.close()
+
+
+class DebugExecutor:
+    """Runs batches in this process through the same Worker: for tests and pdb."""
+
+    def __init__(self, spec: JobSpec, store: Store, threads: int | None = None) -> None:
+        self.spec, self.store = spec, store
+        self.slot = Slot(None, spec.determinism.intra_op_threads or threads,
+                         spec.determinism.inter_op_threads)
+
+    def execute(self, batches: list[Batch], done: Done) -> None:
+        from harness import determinism
+        determinism.prepare_process(self.spec.determinism.modes[0])
+        worker = _make_worker(self.spec, str(self.store.dir.parent.parent), shard_prefix("debug"), self.slot)
+        try:
+            for units, attempts in batches:
+                for uid, status, n in worker.run_batch(units, attempts):
+                    done(uid, status, n)
+        finally:
+            worker.close()
+
+
+class LocalExecutor:
+    """Persistent worker processes (spawned, so each sets its device and threads before
+    importing TensorFlow). A worker that dies has its in-flight units recorded as failed by the
+    driver and is replaced."""
+
+    def __init__(self, spec: JobSpec, store: Store, workers: int | None = None) -> None:
+        self.spec, self.store = spec, store
+        self.slots = plan_slots(spec, workers)
+        self.prefix = shard_prefix("local")
+        self._spawned = 0
+        self._ctx = mp.get_context("spawn")
+
+    def _spawn(self, slot: Slot) -> tuple[Any, Connection]:
+        parent, child = self._ctx.Pipe()
+        name = f"{self.prefix}-w{self._spawned}"
+        self._spawned += 1
+        proc = self._ctx.Process(target=_worker_main, name=name, daemon=True,
+                                 args=(child, self.spec, str(self.store.dir.parent.parent), name, slot))
+        proc.start()
+        child.close()
+        return proc, parent
+
+    def execute(self, batches: list[Batch], done: Done) -> None:
+        queue = list(reversed(batches))
+        live: dict[Connection, tuple[Any, Slot, Batch | None]] = {}
+        for slot in self.slots[:max(1, len(batches))]:
+            proc, conn = self._spawn(slot)
+            live[conn] = (proc, slot, None)
+        driver = None
+        try:
+            while live:
+                for conn in wait(list(live)):
+                    proc, slot, batch = live[conn]
+                    try:
+                        kind, payload = conn.recv()
+                    except (EOFError, OSError):
+                        proc.join(timeout=5)
+                        del live[conn]
+                        if batch is not None:
+                            driver = driver or self.store.writer(f"{self.prefix}-driver")
+                            self._record_death(driver, batch, proc.exitcode, done)
+                        if queue:
+                            p2, c2 = self._spawn(slot)
+                            live[c2] = (p2, slot, None)
+                        continue
+                    if kind == "done":
+                        for uid, status, n in payload:
+                            done(uid, status, n)
+                    if queue:
+                        nxt = queue.pop()
+                        conn.send(nxt)
+                        live[conn] = (proc, slot, nxt)
+                    else:
+                        conn.send(None)
+                        proc.join(timeout=30)
+                        del live[conn]
+        finally:
+            for proc, _, _ in live.values():
+                proc.terminate()
+            if driver is not None:
+                driver.close()
+
+    def _record_death(self, driver: Any, batch: Batch, exitcode: int | None, done: Done) -> None:
+        """A dead worker's batch: units it recorded are reported as recorded; the others count
+        as one failed attempt each (so a unit that kills its worker is not retried forever)."""
+        states = self.store.states()
+        units, attempts = batch
+        for u in units:
+            st = states.get(u.id)
+            if st is not None and st.ok is not None:
+                done(u.id, "ok", 0)
+                continue
+            if st is not None and any(f.get("attempt") == attempts.get(u.id, 1) for f in st.failures):
+                done(u.id, "failed", 0)
+                continue
+            driver.append({"unit": u.id, "index": u.index, "kind": u.kind, "mode": u.mode, "levels": u.levels,
+                           "config": u.config, "attempt": attempts.get(u.id, 1), "status": "failed",
+                           "error": f"worker process died (exit code {exitcode})", "job": self.spec.name,
+                           "spec": self.spec.digest(), "worker": f"{self.prefix}-driver"})
+            done(u.id, "failed", 0)
+
+
+def make_executor(name: str, spec: JobSpec, store: Store, workers: int | None) -> Executor:
+    if name == "debug":
+        return DebugExecutor(spec, store)
+    return LocalExecutor(spec, store, workers)
+
