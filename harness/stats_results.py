@@ -1,0 +1,158 @@
+"""Result records of a variance decomposition, and their JSON and markdown forms."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+Interval = tuple[float, float]
+
+
+def _num(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: write them as null."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _interval(ci: Interval | None) -> list[float | None] | None:
+    return None if ci is None else [_num(ci[0]), _num(ci[1])]
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def _pct(x: float) -> str:
+    return "" if not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One variance source: its estimate, share of the total and (bootstrapped) 95% interval.
+
+    `truncated`: the moment estimate was negative and is reported as zero. `df` and `ms` (mean
+    square) are None for a REML fit.
+    """
+
+    name: str
+    variance: float
+    std: float
+    share: float
+    ci: Interval | None = None
+    share_ci: Interval | None = None
+    truncated: bool = False
+    df: int | None = None
+    ms: float | None = None
+
+    def to_json_obj(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"variance": _num(self.variance), "std": _num(self.std),
+                               "share": _num(self.share)}
+        if self.ci is not None:
+            out["ci"] = _interval(self.ci)
+            out["share_ci"] = _interval(self.share_ci)
+        out.update(truncated=self.truncated, df=self.df, ms=_num(self.ms))
+        return out
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """Variance components of one table (or one group of it), residual last.
+
+    method: "anova" (balanced; method of moments, equal to REML when no estimate is truncated) or
+    "reml" (unbalanced; statsmodels MixedLM). icc[factor]: correlation of two observations that
+    share the factor's level (and the levels it is nested in) and nothing else.
+    """
+
+    components: tuple[Component, ...]
+    icc: dict[str, float]
+    icc_ci: dict[str, Interval] | None
+    method: str
+    n_obs: int
+    per_cell: int
+    levels: dict[str, int]
+    missing: tuple[str, ...] = ()
+    n_missing: int = 0
+    bootstrap: int = 0
+    seed: int = 0
+
+    def __getitem__(self, name: str) -> Component:
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.components)
+
+    @property
+    def total(self) -> float:
+        return sum(c.variance for c in self.components)
+
+    def to_json_obj(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "components": {c.name: c.to_json_obj() for c in self.components},
+            "icc": {f: {"value": _num(v)} | ({"ci": _interval(self.icc_ci[f])} if self.icc_ci else {})
+                    for f, v in self.icc.items()},
+            "method": self.method, "n_obs": self.n_obs, "per_cell": self.per_cell, "levels": self.levels,
+        }
+        if self.bootstrap:
+            out.update(bootstrap=self.bootstrap, seed=self.seed)
+        if self.n_missing:
+            out.update(n_missing_cells=self.n_missing, missing_cells=list(self.missing))
+        return out
+
+    def summary(self) -> str:
+        """One line: size of the design and how it was fitted."""
+        grid = " x ".join(f"{f} {n}" for f, n in self.levels.items())
+        head = f"{self.n_obs} observations; levels {grid}; {self.per_cell} per cell"
+        if self.method == "reml":
+            shown = "; ".join(self.missing)
+            more = f"; {self.n_missing - len(self.missing)} more" if self.n_missing > len(self.missing) else ""
+            return (f"{head}. Unbalanced: {self.n_missing} cells short ({shown}{more}); "
+                    "exact REML fit (statsmodels MixedLM), no df, mean squares or bootstrap.")
+        boot = f"; percentile bootstrap, B={self.bootstrap}, seed {self.seed}" if self.bootstrap else ""
+        return f"{head}. Balanced random-effects ANOVA (method of moments){boot}."
+
+    def to_markdown(self) -> str:
+        rows = ["| source | variance | std | share | 95% CI | df | mean square |",
+                "|---|---:|---:|---:|---|---:|---:|"]
+        for c in self.components:
+            ci = f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]" if c.ci else ""
+            var = _fmt(c.variance) + (" (truncated)" if c.truncated else "")
+            df = "" if c.df is None else str(c.df)
+            rows.append(f"| {c.name} | {var} | {_fmt(c.std)} | {_pct(c.share)} | {ci} | {df} | {_fmt(c.ms)} |")
+        icc = ", ".join(f"{f} {_fmt(v)}" + (f" [{_fmt(self.icc_ci[f][0])}, {_fmt(self.icc_ci[f][1])}]"
+                                           if self.icc_ci else "") for f, v in self.icc.items())
+        notes = [self.summary(), "", *rows, "", f"Intraclass correlation: {icc}."]
+        if any(c.truncated for c in self.components):
+            notes.append("Truncated: a negative moment estimate is reported as zero; "
+                         "the other components keep their unbiased moment values.")
+        return "\n".join(notes)
+
+
+@dataclass(frozen=True)
+class GroupedDecomposition:
+    """One Decomposition per level of a grouping column (e.g. per configuration), in level order."""
+
+    group: str
+    groups: dict[str, Decomposition] = field(default_factory=dict)
+
+    def __getitem__(self, label: str) -> Decomposition:
+        return self.groups[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def items(self) -> Iterator[tuple[str, Decomposition]]:
+        return iter(self.groups.items())
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {"group": self.group, "groups": {k: d.to_json_obj() for k, d in self.groups.items()}}
+
+    def to_markdown(self) -> str:
+        return "\n\n".join(f"### {self.group} = {k}\n\n{d.to_markdown()}" for k, d in self.groups.items())
