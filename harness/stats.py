@@ -151,7 +151,7 @@ def _prepare(columns: Mapping[str, object], value: str, factors: Sequence[str], 
     if y.size == 0:
         raise UserError("no rows")
     coded = [as_codes(f, columns[f]) for f in factors]
-    for f, c in zip(factors, coded):
+    for f, c in zip(factors, coded, strict=True):
         if c.codes.shape != y.shape:
             raise UserError(f"{c.codes.size} rows, the value column has {y.size}", key=f)
     ancestors = _parse_nested(nested, factors)
@@ -317,17 +317,17 @@ def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray
         q = _quantiles(np.concatenate([reps, rshare, rshare @ weights.T], axis=2))
         lo, hi = q[0].tolist(), q[1].tolist()
     s = len(layout.sources)
-    levels = dict(zip(d.factors, d.sizes))
+    levels = dict(zip(d.factors, d.sizes, strict=True))
     out = []
     for i, (v, t, sh, m, ic) in enumerate(zip(pos.tolist(), trunc.tolist(), share.tolist(), ms.tolist(),
-                                              icc.tolist())):
+                                              icc.tolist(), strict=True)):
         comps = tuple(Component(name, v[j], v[j] ** 0.5, sh[j],
                                 (lo[i][j], hi[i][j]) if lo else None,
                                 (lo[i][s + j], hi[i][s + j]) if lo else None,
                                 t[j], int(layout.df[j]), m[j]) for j, name in enumerate(layout.sources))
         icc_ci = {f: (lo[i][2 * s + j], hi[i][2 * s + j]) for j, f in enumerate(d.factors)} if lo else None
-        out.append(Decomposition(comps, dict(zip(d.factors, ic)), icc_ci, "anova", d.cells * layout.n,
-                                 layout.n, levels, bootstrap=bootstrap, seed=seed))
+        out.append(Decomposition(comps, dict(zip(d.factors, ic, strict=True)), icc_ci, "anova",
+                                 d.cells * layout.n, layout.n, levels, bootstrap=bootstrap, seed=seed))
     return out
 
 
@@ -341,7 +341,8 @@ def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
     try:
         from harness.stats_reml import reml
     except ImportError:
-        raise UserError(f"{head}; the exact REML fit needs statsmodels (pip install 'harness[dev]')") from None
+        raise UserError(f"{head}; the exact REML fit needs statsmodels "
+                        "(pip install 'harness[dev]')") from None
     rows = np.flatnonzero(~np.isnan(table.values) & ((table.group_codes == g) if table.group_codes.size
                                                      else True))
     if rows.size == 0:
@@ -350,14 +351,15 @@ def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
                              full > 1)
     total = sum(var)
     comps = tuple(Component(n, v, v ** 0.5, v / total if total > 0 else float("nan"))
-                  for n, v in zip(names, var))
+                  for n, v in zip(names, var, strict=True))
     d = table.design
     icc = {}
     for f, name in enumerate(d.factors):
         scope = d.ancestors[f] | 1 << f
-        icc[name] = sum(c.share for c, m in zip(comps, masks) if m >= 0 and (m & ~scope) == 0)
-    return Decomposition(comps, icc, None, "reml", int(rows.size), full, dict(zip(d.factors, d.sizes)),
-                         shown, nshort)
+        icc[name] = sum(c.share for c, m in zip(comps, masks, strict=True)
+                        if m >= 0 and (m & ~scope) == 0)
+    return Decomposition(comps, icc, None, "reml", int(rows.size), full,
+                         dict(zip(d.factors, d.sizes, strict=True)), shown, nshort)
 
 
 def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nested: Sequence[str],
@@ -379,7 +381,8 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
             raise UserError(f"one observation per level of {d.factors[0]!r}: the residual cannot be "
                             "separated from it; add repeats or another factor")
         gidx = np.flatnonzero(balanced & (hi == n))
-        for g, res in zip(gidx.tolist(), _balanced(table, layout, gidx, means, m2, bootstrap, seed)):
+        fits = _balanced(table, layout, gidx, means, m2, bootstrap, seed)
+        for g, res in zip(gidx.tolist(), fits, strict=True):
             results[g] = res
     for g in np.flatnonzero(~balanced).tolist():
         results[g] = _unbalanced(table, g, counts[g])
@@ -400,4 +403,4 @@ def decompose_groups(columns: Mapping[str, object], value: str, factors: Sequenc
     group unbalanced. Each group's bootstrap stream depends on the seed and its label only.
     """
     table, results = _run(columns, value, factors, nested, group, bootstrap, seed)
-    return GroupedDecomposition(group, dict(zip(table.group_labels, results)))
+    return GroupedDecomposition(group, dict(zip(table.group_labels, results, strict=True)))

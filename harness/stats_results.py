@@ -109,7 +109,8 @@ class Decomposition:
         head = f"{self.n_obs} observations; levels {grid}; {self.per_cell} per cell"
         if self.method == "reml":
             shown = "; ".join(self.missing)
-            more = f"; {self.n_missing - len(self.missing)} more" if self.n_missing > len(self.missing) else ""
+            extra = self.n_missing - len(self.missing)
+            more = f"; {extra} more" if extra > 0 else ""
             return (f"{head}. Unbalanced: {self.n_missing} cells short ({shown}{more}); "
                     "exact REML fit (statsmodels MixedLM), no df, mean squares or bootstrap.")
         boot = f"; percentile bootstrap, B={self.bootstrap}, seed {self.seed}" if self.bootstrap else ""
@@ -122,7 +123,8 @@ class Decomposition:
             ci = f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]" if c.ci else ""
             var = _fmt(c.variance) + (" (truncated)" if c.truncated else "")
             df = "" if c.df is None else str(c.df)
-            rows.append(f"| {c.name} | {var} | {_fmt(c.std)} | {_pct(c.share)} | {ci} | {df} | {_fmt(c.ms)} |")
+            rows.append(f"| {c.name} | {var} | {_fmt(c.std)} | {_pct(c.share)} | {ci} | {df} "
+                        f"| {_fmt(c.ms)} |")
         icc = ", ".join(f"{f} {_fmt(v)}" + (f" [{_fmt(self.icc_ci[f][0])}, {_fmt(self.icc_ci[f][1])}]"
                                            if self.icc_ci else "") for f, v in self.icc.items())
         notes = [self.summary(), "", *rows, "", f"Intraclass correlation: {icc}."]
