@@ -17,7 +17,7 @@ def columns(spec: JobSpec) -> list[str]:
     dims = [d.name for d in spec.search.space]
     seeds = [c for s in SEED_SOURCES for c in (f"{s}_level", f"{s}_seed")]
     return (["kind", "unit", "mode", "engine", "trial", "run"] + dims + seeds
-            + ["accuracy", "loss", "wall_s"])
+            + ["accuracy", "loss"])
 
 
 def _row(kind: str, rec: dict[str, Any], config: dict[str, Any], levels: dict[str, int],
@@ -38,8 +38,7 @@ def training_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[dict[str,
     for rec in done:
         res = rec["result"]
         if rec["kind"] == "eval":
-            rows.append(_row("eval", rec, rec["config"], rec["levels"], rec["seeds"], res["metrics"],
-                             wall_s=rec["wall_s"]))
+            rows.append(_row("eval", rec, rec["config"], rec["levels"], rec["seeds"], res["metrics"]))
             continue
         chain = rec["levels"]
         for t, trial in enumerate(res["trials"]):
