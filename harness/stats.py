@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -235,13 +236,18 @@ def _anova(layout: Layout, means: np.ndarray, within: np.ndarray) -> tuple[np.nd
     Sums of squares come from effects swept off the marginal means of the centred cell means.
     """
     d = layout.design
-    grid = means.reshape((means.shape[0],) + d.sizes)
+    full = d.terms[-1]
+    marginal = {full: means.reshape((means.shape[0],) + d.sizes)}
+    for mask in reversed(d.terms[:-1]):
+        # average one more axis out of the marginal of a term with one more factor
+        f = min((f for f in range(len(d.sizes)) if not mask >> f & 1 and (d.ancestors[f] & ~mask) == 0),
+                key=lambda f: bin(d.ancestors[f]).count("1"))
+        marginal[mask] = marginal[mask | 1 << f].mean(axis=1 + f, keepdims=True)
     effects: dict[int, np.ndarray] = {}
     ss = np.empty((means.shape[0], len(layout.sources)))
     index = {m: i for i, m in enumerate(layout.masks)}
     for mask in d.terms:
-        axes = d.axis_marginal(mask)
-        eff = grid.mean(axis=axes, keepdims=True) if axes else grid
+        eff = marginal[mask]
         for u, e in effects.items():
             if (u & mask) == u:
                 eff = eff - e
@@ -278,15 +284,25 @@ def _boot_inputs(layout: Layout) -> dict[str, np.ndarray]:
     for t, m in enumerate(mid):
         termmap[t] = d.term_slots(m) + term_start[t]
         term_start[t + 1] = term_start[t] + d.term_cells(m)
-    qscale = np.array([layout.n * d.term_cells(m) / d.cells for m in d.terms])
     return dict(keys=keys, slot_start=slot_start, levels=np.array(d.sizes, np.int64), strides=d.strides,
-                termmap=termmap, term_start=term_start, qscale=qscale, mobius=layout.mobius,
+                termmap=termmap, term_start=term_start, qscale=_qscale(layout), mobius=layout.mobius,
                 df=layout.df, kinv=layout.kinv)
 
 
-def _quantiles(reps: np.ndarray) -> np.ndarray:
-    """2.5% and 97.5% percentiles along axis 1: (2, groups, columns)."""
-    return np.quantile(reps, [0.025, 0.975], axis=1)
+def _replicates(layout: Layout, means: np.ndarray, within: np.ndarray, gkeys: np.ndarray, seed: int,
+                nrep: int) -> np.ndarray:
+    """Truncated variance components of the bootstrap replicates: (groups, nrep, sources)."""
+    d = layout.design
+    if len(d.factors) == 2 and not any(d.ancestors):
+        return kern.bootstrap_crossed2(means, within, gkeys, seed, nrep, d.sizes[0], d.sizes[1],
+                                       _qscale(layout), layout.mobius, layout.df, layout.kinv)
+    return kern.bootstrap(means, within, gkeys, seed, nrep, **_boot_inputs(layout))
+
+
+def _qscale(layout: Layout) -> np.ndarray:
+    """Scale of each term's sum of squared marginal sums into its uncorrected sum of squares."""
+    d = layout.design
+    return np.array([layout.n * d.term_cells(m) / d.cells for m in d.terms])
 
 
 def _shares(var: np.ndarray) -> np.ndarray:
@@ -295,40 +311,53 @@ def _shares(var: np.ndarray) -> np.ndarray:
         return np.where(total > 0, var / np.where(total > 0, total, 1.0), np.nan)
 
 
+@dataclass
+class _Batch:
+    """Estimates of the balanced groups that share one layout: arrays (groups, sources)."""
+
+    layout: Layout
+    ms: np.ndarray
+    variance: np.ndarray
+    truncated: np.ndarray
+    share: np.ndarray
+    icc: np.ndarray
+    ci: np.ndarray | None
+    bootstrap: int
+    seed: int
+
+    def decomposition(self, i: int) -> Decomposition:
+        """The record of the batch's i-th group (built on demand: 200 groups cost milliseconds)."""
+        lay, d = self.layout, self.layout.design
+        s = len(lay.sources)
+        lo, hi = (self.ci[0, i].tolist(), self.ci[1, i].tolist()) if self.ci is not None else (None, None)
+        v, t, sh, m = (a[i].tolist() for a in (self.variance, self.truncated, self.share, self.ms))
+        comps = tuple(Component(name, v[j], v[j] ** 0.5, sh[j],
+                                (lo[j], hi[j]) if lo else None, (lo[s + j], hi[s + j]) if lo else None,
+                                t[j], int(lay.df[j]), m[j]) for j, name in enumerate(lay.sources))
+        icc_ci = {f: (lo[2 * s + j], hi[2 * s + j]) for j, f in enumerate(d.factors)} if lo else None
+        return Decomposition(comps, dict(zip(d.factors, self.icc[i].tolist(), strict=True)), icc_ci, "anova",
+                             d.cells * lay.n, lay.n, dict(zip(d.factors, d.sizes, strict=True)),
+                             bootstrap=self.bootstrap, seed=self.seed)
+
+
 def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray, m2: np.ndarray,
-              bootstrap: int, seed: int) -> list[Decomposition]:
-    """Decompositions of the balanced groups `gidx` that share `layout`."""
-    d = layout.design
+              bootstrap: int, seed: int) -> _Batch:
+    """Moment estimates (and bootstrap intervals) of the balanced groups `gidx` sharing `layout`."""
     mc = means[gidx]
     mc = mc - mc.mean(axis=1, keepdims=True)
     within = m2[gidx]
     ms, var = _anova(layout, mc, within.sum(axis=1))
-    trunc = var < 0
     pos = np.maximum(var, 0.0)
     share = _shares(pos)
     weights = layout.icc_weights()
-    icc = share @ weights.T
-    lo = hi = None
+    ci = None
     if bootstrap:
         gkeys = np.array([_group_key(table.group_labels[g]) if table.group_codes.size else 0 for g in gidx],
                          np.uint64)
-        reps = kern.bootstrap(mc, within, gkeys, seed, bootstrap, **_boot_inputs(layout))
+        reps = _replicates(layout, mc, within, gkeys, seed, bootstrap)
         rshare = _shares(reps)
-        q = _quantiles(np.concatenate([reps, rshare, rshare @ weights.T], axis=2))
-        lo, hi = q[0].tolist(), q[1].tolist()
-    s = len(layout.sources)
-    levels = dict(zip(d.factors, d.sizes, strict=True))
-    out = []
-    for i, (v, t, sh, m, ic) in enumerate(zip(pos.tolist(), trunc.tolist(), share.tolist(), ms.tolist(),
-                                              icc.tolist(), strict=True)):
-        comps = tuple(Component(name, v[j], v[j] ** 0.5, sh[j],
-                                (lo[i][j], hi[i][j]) if lo else None,
-                                (lo[i][s + j], hi[i][s + j]) if lo else None,
-                                t[j], int(layout.df[j]), m[j]) for j, name in enumerate(layout.sources))
-        icc_ci = {f: (lo[i][2 * s + j], hi[i][2 * s + j]) for j, f in enumerate(d.factors)} if lo else None
-        out.append(Decomposition(comps, dict(zip(d.factors, ic, strict=True)), icc_ci, "anova",
-                                 d.cells * layout.n, layout.n, levels, bootstrap=bootstrap, seed=seed))
-    return out
+        ci = kern.percentiles(np.concatenate([reps, rshare, rshare @ weights.T], axis=2), 0.025, 0.975)
+    return _Batch(layout, ms, pos, var < 0, share, share @ weights.T, ci, bootstrap, seed)
 
 
 def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
@@ -362,8 +391,13 @@ def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
                          dict(zip(d.factors, d.sizes, strict=True)), shown, nshort)
 
 
+def _unset() -> Decomposition:
+    raise AssertionError("every group is either balanced or fitted by REML")
+
+
 def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nested: Sequence[str],
-         group: str | None, bootstrap: int, seed: int) -> tuple[_Table, list[Decomposition]]:
+         group: str | None, bootstrap: int, seed: int
+         ) -> tuple[_Table, list[Decomposition | Callable[[], Decomposition]]]:
     if bootstrap < 0:
         raise UserError(f"bootstrap replicates must be >= 0, got {bootstrap}")
     table = _prepare(columns, value, factors, nested, group)
@@ -373,7 +407,7 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
                                         d.cells)
     counts, means, m2 = (a.reshape(ngroups, d.cells) for a in (counts, means, m2))
     lo, hi = counts.min(axis=1), counts.max(axis=1)
-    results: list[Decomposition | None] = [None] * ngroups
+    results: list[Decomposition | Callable[[], Decomposition]] = [_unset] * ngroups
     balanced = (lo == hi) & (lo > 0)
     for n in np.unique(hi[balanced]).tolist():
         layout = Layout.build(d, n)
@@ -381,18 +415,19 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
             raise UserError(f"one observation per level of {d.factors[0]!r}: the residual cannot be "
                             "separated from it; add repeats or another factor")
         gidx = np.flatnonzero(balanced & (hi == n))
-        fits = _balanced(table, layout, gidx, means, m2, bootstrap, seed)
-        for g, res in zip(gidx.tolist(), fits, strict=True):
-            results[g] = res
+        batch = _balanced(table, layout, gidx, means, m2, bootstrap, seed)
+        for i, g in enumerate(gidx.tolist()):
+            results[g] = partial(batch.decomposition, i)
     for g in np.flatnonzero(~balanced).tolist():
         results[g] = _unbalanced(table, g, counts[g])
-    return table, results  # type: ignore[return-value]
+    return table, results
 
 
 def decompose(columns: Mapping[str, object], value: str, factors: Sequence[str], *,
               nested: Sequence[str] = (), bootstrap: int = 0, seed: int = 0) -> Decomposition:
     """Variance components of `value` over the random `factors` of the whole table."""
-    return _run(columns, value, factors, nested, None, bootstrap, seed)[1][0]
+    fit = _run(columns, value, factors, nested, None, bootstrap, seed)[1][0]
+    return fit if isinstance(fit, Decomposition) else fit()
 
 
 def decompose_groups(columns: Mapping[str, object], value: str, factors: Sequence[str], group: str, *,

@@ -68,10 +68,6 @@ class Design:
         dead = self.dead(mask)
         return prod(self.sizes[f] - 1 for f in _bits(mask & ~dead)) * prod(self.sizes[f] for f in _bits(dead))
 
-    def axis_marginal(self, mask: int) -> tuple[int, ...]:
-        """Axes (of the grid with a leading group axis) that a term's marginal mean averages over."""
-        return tuple(1 + f for f in range(len(self.factors)) if not mask >> f & 1)
-
     def cell_coords(self) -> np.ndarray:
         """(factors, cells) grid coordinates of every flat cell."""
         return np.indices(self.sizes).reshape(len(self.sizes), -1)

@@ -72,6 +72,163 @@ def cell_stats(values, groups, codes, strides, ngroups, cells):
     return count, mean, m2
 
 
+@nb.njit(cache=True)
+def _draw(fkey, slot, nlevels):
+    """The level drawn for one slot of one factor (Lemire's multiply-shift onto [0, nlevels))."""
+    h = mix64(fkey + _GOLDEN * np.uint64(slot + 1))
+    return np.int64(((h >> _S32) * np.uint64(nlevels)) >> _S32)
+
+
+@nb.njit(cache=True)
+def _replicate_key(seed64, gkey, rep):
+    return mix64(mix64(seed64 ^ gkey) + _GOLDEN * np.uint64(rep + 1))
+
+
+@nb.njit(cache=True)
+def _factor_key(base, f):
+    return mix64(base + _FACTOR * np.uint64(f + 1))
+
+
+@nb.njit(cache=True)
+def _solve(q, sse, mobius, df, kinv, ms, out):
+    """Sums of squares from uncorrected ones, mean squares, and the truncated moment solution."""
+    nsrc = df.shape[0]
+    for i in range(nsrc):
+        s = 0.0
+        for j in range(q.shape[0]):
+            s += mobius[i, j] * q[j]
+        if i == nsrc - 1:
+            s += sse
+        ms[i] = s / df[i]
+    for i in range(nsrc):
+        v = 0.0
+        for j in range(nsrc):
+            v += kinv[i, j] * ms[j]
+        out[i] = max(v, 0.0)
+
+
+@nb.njit(cache=True, parallel=True)
+def bootstrap_crossed2(means, within, gkeys, seed, nrep, a, b, qscale, mobius, df, kinv):
+    """`bootstrap` for two crossed factors, from level multiplicities instead of a gathered grid.
+
+    Same draws as `bootstrap` (A's slots first, then B's); sums run over the original cells
+    weighted by how often their row and column were drawn, skipping undrawn rows.
+    """
+    ngroups = means.shape[0]
+    nsrc = df.shape[0]
+    out = np.empty((ngroups, nrep, nsrc))
+    total = ngroups * nrep
+    block = 16
+    nblocks = (total + block - 1) // block
+    seed64 = mix64(np.uint64(seed))
+    for blk in nb.prange(nblocks):
+        u = np.empty(a)
+        v = np.empty(b)
+        col = np.empty(b)
+        sqj = np.empty(b)
+        wj = np.empty(b)
+        q = np.empty(4)
+        ms = np.empty(nsrc)
+        for task in range(blk * block, min(total, (blk + 1) * block)):
+            g = task // nrep
+            rep = task - g * nrep
+            base = _replicate_key(seed64, gkeys[g], rep)
+            u[:] = 0.0
+            v[:] = 0.0
+            fkey = _factor_key(base, 0)
+            for s in range(a):
+                u[_draw(fkey, s, a)] += 1.0
+            fkey = _factor_key(base, 1)
+            for s in range(b):
+                v[_draw(fkey, a + s, b)] += 1.0
+            col[:] = 0.0
+            sqj[:] = 0.0
+            wj[:] = 0.0
+            tot = 0.0
+            qa = 0.0
+            for i in range(a):
+                ui = u[i]
+                if ui == 0.0:
+                    continue
+                row = 0.0
+                for j in range(b):
+                    m = means[g, i * b + j]
+                    row += v[j] * m
+                    col[j] += ui * m
+                    sqj[j] += ui * m * m
+                    wj[j] += ui * within[g, i * b + j]
+                tot += ui * row
+                qa += ui * row * row
+            qb = 0.0
+            qab = 0.0
+            sse = 0.0
+            for j in range(b):
+                qb += v[j] * col[j] * col[j]
+                qab += v[j] * sqj[j]
+                sse += v[j] * wj[j]
+            q[0] = qscale[0] * tot * tot
+            q[1] = qscale[1] * qa
+            q[2] = qscale[2] * qb
+            q[3] = qscale[3] * qab
+            _solve(q, sse, mobius, df, kinv, ms, out[g, rep])
+    return out
+
+
+@nb.njit(cache=True, parallel=True)
+def percentiles(reps, plo, phi):
+    """Linear-interpolated percentiles plo, phi along axis 1 of (G, B, C), as numpy.quantile does.
+
+    Selects the few order statistics needed by bounded insertion: (2, G, C).
+    """
+    ngroups, nrep, ncol = reps.shape
+    out = np.empty((2, ngroups, ncol))
+    hlo = plo * (nrep - 1)
+    hhi = phi * (nrep - 1)
+    klo = int(np.floor(hlo))
+    khi = int(np.floor(hhi))
+    nlow = min(klo + 2, nrep)
+    nhigh = nrep - khi
+    for task in nb.prange(ngroups * ncol):
+        g = task // ncol
+        c = task - g * ncol
+        low = np.empty(nlow)
+        high = np.empty(nhigh)
+        nl = 0
+        nh = 0
+        for r in range(nrep):
+            x = reps[g, r, c]
+            if nl < nlow or x < low[nl - 1]:
+                i = min(nl, nlow - 1)
+                while i > 0 and low[i - 1] > x:
+                    low[i] = low[i - 1]
+                    i -= 1
+                low[i] = x
+                nl = min(nl + 1, nlow)
+            if nh < nhigh or x > high[0]:
+                if nh < nhigh:
+                    i = nh
+                    nh += 1
+                    while i > 0 and high[i - 1] > x:
+                        high[i] = high[i - 1]
+                        i -= 1
+                else:
+                    i = 0
+                    while i + 1 < nhigh and high[i + 1] < x:
+                        high[i] = high[i + 1]
+                        i += 1
+                high[i] = x
+        out[0, g, c] = _lerp(low[klo], low[min(klo + 1, nlow - 1)], hlo - klo)
+        out[1, g, c] = _lerp(high[0], high[min(1, nhigh - 1)], hhi - khi)
+    return out
+
+
+@nb.njit(cache=True)
+def _lerp(a, b, t):
+    """numpy's interpolation (exact at both ends)."""
+    d = b - a
+    return b - d * (1.0 - t) if t >= 0.5 else a + d * t
+
+
 @nb.njit(cache=True, parallel=True)
 def bootstrap(means, within, gkeys, seed, nrep, keys, slot_start, levels, strides,
               termmap, term_start, qscale, mobius, df, kinv):
@@ -102,13 +259,11 @@ def bootstrap(means, within, gkeys, seed, nrep, keys, slot_start, levels, stride
         for task in range(blk * block, min(total, (blk + 1) * block)):
             g = task // nrep
             rep = task - g * nrep
-            base = mix64(mix64(seed64 ^ gkeys[g]) + _GOLDEN * np.uint64(rep + 1))
+            base = _replicate_key(seed64, gkeys[g], rep)
             for f in range(nfac):
-                fkey = mix64(base + _FACTOR * np.uint64(f + 1))
-                lev = np.uint64(levels[f])
+                fkey = _factor_key(base, f)
                 for s in range(slot_start[f], slot_start[f + 1]):
-                    h = mix64(fkey + _GOLDEN * np.uint64(s + 1))
-                    off[s] = np.int64(((h >> _S32) * lev) >> _S32) * strides[f]
+                    off[s] = _draw(fkey, s, levels[f]) * strides[f]
             acc[:] = 0.0
             tot = 0.0
             sq = 0.0
@@ -130,16 +285,5 @@ def bootstrap(means, within, gkeys, seed, nrep, keys, slot_start, levels, stride
                     s += acc[j] * acc[j]
                 q[t + 1] = qscale[t + 1] * s
             q[nterms - 1] = qscale[nterms - 1] * sq
-            for i in range(nsrc):
-                s = 0.0
-                for j in range(nterms):
-                    s += mobius[i, j] * q[j]
-                if i == nsrc - 1:
-                    s += sse
-                ms[i] = s / df[i]
-            for i in range(nsrc):
-                v = 0.0
-                for j in range(nsrc):
-                    v += kinv[i, j] * ms[j]
-                out[g, rep, i] = max(v, 0.0)
+            _solve(q, sse, mobius, df, kinv, ms, out[g, rep])
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ def _pct(x: float) -> str:
     return "" if not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Component:
     """One variance source: its estimate, share of the total and (bootstrapped) 95% interval.
 
@@ -55,7 +55,7 @@ class Component:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decomposition:
     """Variance components of one table (or one group of it), residual last.
 
@@ -134,27 +134,34 @@ class Decomposition:
         return "\n".join(notes)
 
 
-@dataclass(frozen=True)
+@dataclass
 class GroupedDecomposition:
-    """One Decomposition per level of a grouping column (e.g. per configuration), in level order."""
+    """One Decomposition per level of a grouping column (e.g. per configuration), in level order.
+
+    Records are built on first access; `fits` maps a label to a Decomposition or to a function
+    returning it.
+    """
 
     group: str
-    groups: dict[str, Decomposition] = field(default_factory=dict)
+    fits: dict[str, Decomposition | Callable[[], Decomposition]] = field(repr=False)
 
     def __getitem__(self, label: str) -> Decomposition:
-        return self.groups[label]
+        fit = self.fits[label]
+        if not isinstance(fit, Decomposition):
+            fit = self.fits[label] = fit()
+        return fit
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.groups)
+        return iter(self.fits)
 
     def __len__(self) -> int:
-        return len(self.groups)
+        return len(self.fits)
 
     def items(self) -> Iterator[tuple[str, Decomposition]]:
-        return iter(self.groups.items())
+        return ((label, self[label]) for label in self.fits)
 
     def to_json_obj(self) -> dict[str, Any]:
-        return {"group": self.group, "groups": {k: d.to_json_obj() for k, d in self.groups.items()}}
+        return {"group": self.group, "groups": {k: d.to_json_obj() for k, d in self.items()}}
 
     def to_markdown(self) -> str:
-        return "\n\n".join(f"### {self.group} = {k}\n\n{d.to_markdown()}" for k, d in self.groups.items())
+        return "\n\n".join(f"### {self.group} = {k}\n\n{d.to_markdown()}" for k, d in self.items())
