@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
-from harness import stats_kernels as kern
 from harness.errors import UserError
 from harness.stats_design import Design, Layout
 from harness.stats_results import Component, Decomposition, GroupedDecomposition
@@ -292,6 +292,8 @@ def _boot_inputs(layout: Layout) -> dict[str, np.ndarray]:
 def _replicates(layout: Layout, means: np.ndarray, within: np.ndarray, gkeys: np.ndarray, seed: int,
                 nrep: int) -> np.ndarray:
     """Truncated variance components of the bootstrap replicates: (groups, nrep, sources)."""
+    from harness import stats_kernels as kern
+
     d = layout.design
     if len(d.factors) == 2 and not any(d.ancestors):
         return kern.bootstrap_crossed2(means, within, gkeys, seed, nrep, d.sizes[0], d.sizes[1],
@@ -354,6 +356,8 @@ def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray
     if bootstrap:
         gkeys = np.array([_group_key(table.group_labels[g]) if table.group_codes.size else 0 for g in gidx],
                          np.uint64)
+        from harness import stats_kernels as kern
+
         reps = _replicates(layout, mc, within, gkeys, seed, bootstrap)
         rshare = _shares(reps)
         ci = kern.percentiles(np.concatenate([reps, rshare, rshare @ weights.T], axis=2), 0.025, 0.975)
@@ -391,6 +395,38 @@ def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
                          dict(zip(d.factors, d.sizes, strict=True)), shown, nshort)
 
 
+def _cell_stats(table: _Table, ngroups: int, numba: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean and within sum of squares per (group, cell): the numba kernel, or the same
+    arithmetic in the same order with numpy (bit-identical; spares a fresh process numba's start-up).
+    """
+    d = table.design
+    if numba:
+        from harness import stats_kernels as kern
+
+        return kern.cell_stats(table.values, table.group_codes, table.axes, d.strides, ngroups, d.cells)
+    size = ngroups * d.cells
+    cell = np.zeros(table.values.size, np.int64)
+    for axis, stride in zip(table.axes, d.strides.tolist(), strict=True):
+        cell += axis.astype(np.int64) * stride
+    if table.group_codes.size:
+        cell += table.group_codes.astype(np.int64) * d.cells
+    ok = ~np.isnan(table.values)
+    y, cell = (table.values, cell) if ok.all() else (table.values[ok], cell[ok])
+    count = np.bincount(cell, minlength=size)
+    first = np.full(size, y.size, np.int64)
+    np.minimum.at(first, cell, np.arange(y.size))
+    shift = np.zeros(size)
+    seen = count > 0
+    shift[seen] = y[first[seen]]
+    dev = y - shift[cell]
+    s1 = np.bincount(cell, dev, minlength=size)
+    s2 = np.bincount(cell, dev * dev, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(seen, shift + s1 / count, np.nan)
+        m2 = np.where(seen, np.maximum(s2 - s1 * s1 / count, 0.0), 0.0)
+    return count, mean, m2
+
+
 def _unset() -> Decomposition:
     raise AssertionError("every group is either balanced or fitted by REML")
 
@@ -403,8 +439,7 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
     table = _prepare(columns, value, factors, nested, group)
     d = table.design
     ngroups = len(table.group_labels)
-    counts, means, m2 = kern.cell_stats(table.values, table.group_codes, table.axes, d.strides, ngroups,
-                                        d.cells)
+    counts, means, m2 = _cell_stats(table, ngroups, numba=bootstrap > 0 or "numba" in sys.modules)
     counts, means, m2 = (a.reshape(ngroups, d.cells) for a in (counts, means, m2))
     lo, hi = counts.min(axis=1), counts.max(axis=1)
     results: list[Decomposition | Callable[[], Decomposition]] = [_unset] * ngroups
