@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import UserError
@@ -83,7 +84,7 @@ def cmd_run(spec: JobSpec, args: argparse.Namespace) -> int:
         progress = Progress(len(pending), sum(size.values()), not args.no_progress)
         work = [(b, {u.id: attempts[u.id] for u in b}) for b in batches(pending, spec.dispatch.batch_units)]
         try:
-            executor.execute(work, lambda uid, status, n: progress.update(status, size[uid] if n == 0 else n))
+            executor.execute(work, progress.reporter(size))
         finally:
             progress.close()
         trained += progress.trainings
@@ -123,6 +124,10 @@ class Progress:
             self.failed += 1
         self._postfix()
         self.bar.update(trainings)
+
+    def reporter(self, size: dict[str, int]) -> Callable[[str, str, int], None]:
+        """The executor's per-unit callback; a failed unit advances the bar by its planned size."""
+        return lambda uid, status, n: self.update(status, n or size[uid])
 
     def close(self) -> None:
         self.bar.close()

@@ -69,7 +69,7 @@ def plan(spec: JobSpec) -> list[Unit]:
     for mode in spec.determinism.modes:
         for config in spec.configurations:
             for combo in itertools.product(*(spec.levels[s] for s in eval_sources)):
-                levels = dict(zip(eval_sources, combo))
+                levels = dict(zip(eval_sources, combo, strict=True))
                 uid = stable_hash({**base, "kind": "eval", "mode": mode, "config": config,
                                    "levels": levels})
                 units.append(Unit(uid, len(units), "eval", mode, levels, dict(config)))

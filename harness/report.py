@@ -70,9 +70,9 @@ def study_table(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
     table = []
     for rec in studies:
         res, lv = rec["result"], rec["levels"]
-        fresh = [r["metrics"]["accuracy"] for r in res["reeval"]]
+        fresh = statistics.fmean(r["metrics"]["accuracy"] for r in res["reeval"])
         table.append((lv["bo"], lv["init"], lv["order"], _config_label(spec, res["chosen"]),
-                      _pct(res["best_score"]), _pct(statistics.fmean(fresh)), _pct(res["best_score"] - statistics.fmean(fresh))))
+                      _pct(res["best_score"]), _pct(fresh), _pct(res["best_score"] - fresh)))
     chosen = Counter(_config_label(spec, r["result"]["chosen"]) for r in studies)
     top, n = chosen.most_common(1)[0]
     return ["## Studies: what each optimiser chain chose", "",

@@ -305,7 +305,7 @@ def load_job(job: str) -> JobSpec:
                             f"model builder '{builder}' ({', '.join(sorted(model_space_names))})")
         if d.name in model_args:
             raise doc.error(("search", "space", d.name),
-                            f"also fixed in model.args; keep it in one place")
+                            "also fixed in model.args; keep it in one place")
     missing = [f for f in TRAINING_FIELDS if f not in training.fixed and f not in space_names]
     if missing:
         raise doc.error(("training",), f"missing {', '.join(missing)}: fix it here or search it "

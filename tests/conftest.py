@@ -1,0 +1,58 @@
+"""Shared test helpers: a tiny job file and a way to run the real CLI in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_JOB: dict[str, Any] = {
+    "name": "tiny",
+    "data": {"source": "digits", "splits": {"test": 0.25, "max_train": 240}},
+    "model": {"builder": "dense", "args": {"activation": "relu"}},
+    "training": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "epochs": 1},
+    "search": {"algorithm": "tpe", "max_evals": 3, "startup_trials": 2,
+               "space": {"units": {"quniform": [8, 24, 8]}},
+               "chains": {"init": 1, "order": 1}, "reevaluate": {"init": 1, "order": 1}},
+    "evaluate": {"configurations": [{"units": 8}, {"units": 16}]},
+    "seeds": {"root": 7, "init": 2, "order": 2, "repeat": 1, "bo": 1},
+    "determinism": {"ops": "on", "intra_op_threads": 1, "inter_op_threads": 1},
+    "dispatch": {"cpu_workers": 1},
+}
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def write_job(directory: Path, name: str = "tiny", replace: dict[str, Any] | None = None,
+              **overrides: Any) -> Path:
+    """A small digits job (seconds per training): `overrides` merged into it, `replace` sections
+    swapped whole."""
+    job = {**deep_merge(TINY_JOB, {"name": name, **overrides}), **(replace or {})}
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
+
+
+def harness(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run `python -m harness ARGS` in a fresh process."""
+    full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny_job(tmp_path: Path) -> Path:
+    return write_job(tmp_path)

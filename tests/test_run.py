@@ -1,0 +1,99 @@
+"""End to end through the CLI: run, resume, export, report, status, local workers, failures."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.matrix import plan
+from harness.spec import load_job
+from harness.store import Store
+from tests.conftest import REPO, harness, write_job
+
+
+def _export(job: Path, store: Path, out: Path) -> list[dict[str, str]]:
+    r = harness("export", str(job), "--store", str(store), "--csv", str(out))
+    assert r.returncode == 0, r.stderr
+    with open(out) as f:
+        return list(csv.DictReader(f))
+
+
+def test_debug_run_resume_export_report(tmp_path: Path) -> None:
+    job, store = write_job(tmp_path), tmp_path / "store"
+    r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    spec = load_job(str(job))
+    states = Store(store, spec).states()
+    assert all(states[u.id].ok for u in plan(spec))
+
+    again = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
+    assert again.returncode == 0 and "0 trainings" in again.stderr, again.stderr
+
+    rows = _export(job, store, tmp_path / "out.csv")
+    kinds = [row["kind"] for row in rows]
+    assert kinds.count("eval") == 2 * 2 * 2 and kinds.count("trial") == 3 and kinds.count("reeval") == 1
+    assert {"units", "init_seed", "order_seed", "bo_seed", "accuracy", "loss"} <= set(rows[0])
+
+    r = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "reports" / "tiny.md").read_text()
+    assert "## Configurations over the seed matrix" in text and "units=8" in text
+    assert "## Studies" in text
+
+    status = harness("status", str(job), "--store", str(store))
+    assert "eval  units: 8 done, 0 failed, 0 pending" in status.stdout, status.stdout
+
+
+def test_two_workers_export_what_one_process_exports(tmp_path: Path) -> None:
+    """Same results whatever the executor and worker count (op determinism on, CPU)."""
+    job = write_job(tmp_path)
+    for executor, workers, store in (("debug", "1", "a"), ("local", "2", "b")):
+        r = harness("run", str(job), "--store", str(tmp_path / store), "--executor", executor,
+                    "--workers", workers, "--no-progress")
+        assert r.returncode == 0, r.stderr
+    a = _export(job, tmp_path / "a", tmp_path / "a.csv")
+    b = _export(job, tmp_path / "b", tmp_path / "b.csv")
+    assert a == b
+
+
+def test_failed_trainings_are_recorded_and_retried_not_fatal(tmp_path: Path) -> None:
+    job = write_job(tmp_path, training={"optimizer": "sgd", "learning_rate": 1e12},
+                    dispatch={"max_retries": 1}, evaluate={"configurations": [{"units": 8}]},
+                    seeds={"init": 1, "order": 1})
+    store = tmp_path / "store"
+    r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "failed" in r.stderr and "non-finite" in r.stderr
+    states = Store(store, load_job(str(job))).states()
+    assert all(st.ok is None and len(st.failures) == 2 for st in states.values())
+    assert [f["attempt"] for f in next(iter(states.values())).failures] == [1, 2]
+
+
+def test_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    job = write_job(tmp_path, seeds={"init": 4, "order": 3}, dispatch={"batch_units": 2, "cpu_workers": 2})
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(job), "--store", str(store),
+                             "--no-progress"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONHASHSEED": "0"})
+    spec = load_job(str(job))
+    shards = Store(store, spec).shards
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until a worker has recorded something, then kill it
+        if shards.is_dir() and any(p.stat().st_size for p in shards.glob("*-w*.jsonl")):
+            break
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    workers = [int(c) for c in children
+               if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+    assert workers, children
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    states = Store(store, spec).states()
+    assert all(states[u.id].ok for u in plan(spec)), err
+    assert sum(st.disagreements for st in states.values()) == 0

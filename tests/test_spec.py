@@ -1,0 +1,94 @@
+"""Job-file validation: every mistake is one line naming file, key and line; exit 2; nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import UserError
+from harness.spec import load_job
+from tests.conftest import TINY_JOB, deep_merge, harness, write_job
+
+# (overrides of the tiny job, the key the message must name, a phrase it must contain)
+MISTAKES = [
+    ({"colour": "blue"}, "colour", "unknown key; valid keys here: name, data"),
+    ({"training": {"optimiser": "adam"}}, "training.optimiser", "valid keys here: optimizer"),
+    ({"training": {"optimizer": "adagrad"}}, "training.optimizer", "expected one of adam, sgd, rmsprop"),
+    ({"training": {"batch_size": 0}}, "training.batch_size", "expected an integer >= 1"),
+    ({"training": {"learning_rate": "fast"}}, "training.learning_rate", "expected a number > 0"),
+    ({"search": {"space": {"units": {"quniform": [128, 32, 16]}}}}, "search.space.units", "low < high"),
+    ({"search": {"space": {"units": {"quniform": [32, 128, 0]}}}}, "search.space.units", "q > 0"),
+    ({"search": {"space": {"epochs": {"gaussian": [0, 1]}}}}, "search.space.epochs", "unknown distribution"),
+    ({"search": {"space": {"width": {"uniform": [0, 1]}}}}, "search.space.width",
+     "not a training field"),
+    ({"search": {"algorithm": "bayes"}}, "search.algorithm", "expected one of tpe, rand, anneal"),
+    ({"seeds": {"init": 0}}, "seeds.init", "expected an integer >= 1"),
+    ({"seeds": {"order": [1, 1]}}, "seeds.order", "distinct"),
+    ({"model": {"builder": "resnet"}}, "model.builder", "expected one of dense"),
+    ({"data": {"source": "cifar"}}, "data.source", "expected one of digits, mnist"),
+    ({"data": {"splits": {"test": 1.5}}}, "data.splits.test", "fraction"),
+    ({"determinism": {"ops": "sometimes"}}, "determinism.ops", "expected one of on, off, both"),
+    ({"seeds": {"init": 500, "order": 500}}, "limits.max_trainings", "over the limit"),
+    ({"evaluate": {"configurations": [{"units": 8, "epochs": 3}]}}, "evaluate.configurations.0.epochs",
+     "unknown key"),
+    ({"search": {"chains": {"init": 5}}}, "search.chains.init", "at most seeds.init"),
+]
+
+
+@pytest.mark.parametrize("overrides,key,phrase", MISTAKES, ids=[m[1] + ":" + m[2][:12] for m in MISTAKES])
+def test_mistake_is_one_clear_error(tmp_path: Path, overrides: dict, key: str, phrase: str) -> None:
+    path = write_job(tmp_path, **overrides)
+    with pytest.raises(UserError) as info:
+        load_job(str(path))
+    msg = str(info.value)
+    assert str(path) in msg and key in msg and phrase in msg, msg
+    assert "\n" not in msg
+
+
+def test_message_carries_the_yaml_line(tmp_path: Path) -> None:
+    path = write_job(tmp_path, training={"optimizer": "adagrad"})
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "adagrad" in t)
+    with pytest.raises(UserError, match=rf"{path}:{line}: training.optimizer"):
+        load_job(str(path))
+
+
+def test_cli_exit_2_one_line_nothing_written(tmp_path: Path) -> None:
+    """Through the real CLI: invalid YAML, an unknown key and a missing file each exit 2."""
+    bad_yaml = tmp_path / "broken.yaml"
+    bad_yaml.write_text("data: [unclosed\n")
+    unknown = write_job(tmp_path, name="unknown", seeds={"color": 1})
+    store = tmp_path / "store"
+    for job in (str(bad_yaml), str(unknown), str(tmp_path / "missing.yaml"), "no_such_job"):
+        r = harness("run", job, "--store", str(store), "--executor", "debug")
+        assert r.returncode == 2, r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("harness: error: "), r.stderr
+    assert not store.exists()
+
+
+def test_missing_mnist_file_names_both_options(tmp_path: Path) -> None:
+    job = write_job(tmp_path, replace={"data": {"source": "mnist", "path": str(tmp_path / "nope.npz")}})
+    r = harness("run", str(job), "--store", str(tmp_path / "s"), "--executor", "debug")
+    assert r.returncode == 2
+    assert "data.path" in r.stderr and "HARNESS_MNIST_PATH" in r.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_bundled_jobs_load_and_warn_on_random_tpe(tmp_path: Path) -> None:
+    for name in ("digits_dense", "mnist_dense"):
+        spec = load_job(name)
+        assert spec.search.max_evals > spec.search.startup_trials
+    path = write_job(tmp_path, search={"max_evals": 5, "startup_trials": 20})
+    with pytest.warns(UserWarning, match="random search"):
+        load_job(str(path))
+
+
+def test_yaml_on_off_and_lists(tmp_path: Path) -> None:
+    """Bare `on` (a YAML 1.1 boolean) means op determinism on; explicit seed lists keep their levels."""
+    job = deep_merge(TINY_JOB, {"determinism": {"ops": True}, "seeds": {"init": [3, 9]}})
+    path = tmp_path / "j.yaml"
+    path.write_text(yaml.safe_dump(job))
+    spec = load_job(str(path))
+    assert spec.determinism.modes == ("on",) and spec.levels["init"] == (3, 9)

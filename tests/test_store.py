@@ -1,0 +1,57 @@
+"""The store: append-only shards, torn lines, dedupe, format versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from harness.spec import load_job
+from harness.store import Store, read_shard
+from tests.conftest import write_job
+
+
+def _rec(unit: str, status: str = "ok", acc: float = 0.5) -> dict:
+    return {"unit": unit, "index": 0, "status": status, "result": {"metrics": {"accuracy": acc}}}
+
+
+def test_torn_tail_skipped_then_cut_by_the_next_writer(tmp_path: Path) -> None:
+    store = Store(tmp_path, load_job(str(write_job(tmp_path))))
+    store.init()
+    w = store.writer("w0")
+    w.append(_rec("a"))
+    w.close()
+    path = store.shards / "w0.jsonl"
+    with open(path, "ab") as f:
+        f.write(b'{"format": 1, "unit": "b", "sta')  # a crash mid-write
+    recs, torn = read_shard(path)
+    assert [r["unit"] for r in recs] == ["a"] and torn == 1
+    w = store.writer("w0")  # a rerun reopens the shard: the torn line must not glue to the next
+    w.append(_rec("b"))
+    w.close()
+    recs, torn = read_shard(path)
+    assert [r["unit"] for r in recs] == ["a", "b"] and torn == 0
+
+
+def test_states_dedupe_and_flag_disagreement(tmp_path: Path) -> None:
+    store = Store(tmp_path, load_job(str(write_job(tmp_path))))
+    store.init()
+    w1, w2 = store.writer("w1"), store.writer("w2")
+    w1.append(_rec("a", "failed"))
+    w1.append(_rec("a", acc=0.5))
+    w2.append(_rec("a", acc=0.5))
+    w2.append(_rec("b", acc=0.5))
+    w2.append(_rec("b", acc=0.6))
+    states = store.states()
+    assert len(states["a"].failures) == 1 and states["a"].ok["result"]["metrics"]["accuracy"] == 0.5
+    assert states["a"].disagreements == 0 and states["b"].disagreements == 1
+
+
+def test_other_format_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path, load_job(str(write_job(tmp_path))))
+    store.init()
+    (store.shards / "old.jsonl").write_text(json.dumps({"format": 0, "unit": "a", "status": "ok"}) + "\n")
+    with pytest.raises(UserError, match="format 0"):
+        store.states()
