@@ -1,0 +1,93 @@
+"""`harness decompose` end to end, in a fresh process: output shapes and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+REPO = DATA.parent.parent
+PENICILLIN = str(DATA / "penicillin.csv")
+
+
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "harness", "decompose", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=120)
+
+
+def test_json_components() -> None:
+    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample", "--json")
+    assert r.returncode == 0, r.stderr
+    comps = json.loads(r.stdout)["components"]
+    assert list(comps) == ["plate", "sample", "residual"]
+    assert comps["sample"]["variance"] == pytest.approx(3.730918, rel=1e-4)
+    assert comps["plate"]["df"] == 23 and comps["plate"]["truncated"] is False
+    assert "ci" not in comps["plate"] and sum(c["share"] for c in comps.values()) == pytest.approx(1.0)
+
+
+def test_grouped_bootstrap_json(tmp_path: Path) -> None:
+    lines = Path(PENICILLIN).read_text().splitlines()
+    rows = [f"{line},left" for line in lines[1:]]
+    for line in lines[1:]:
+        name, value, plate, sample = line.split(",")
+        rows.append(f"{name},{float(value) * 2},{plate},{sample},right")
+    path = tmp_path / "grouped.csv"
+    path.write_text("\n".join([lines[0] + ",half", *rows]) + "\n")
+    r = harness(str(path), "--value", "diameter", "--factors", "plate", "sample", "--group", "half",
+                "--bootstrap", "50", "--seed", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    groups = json.loads(r.stdout)["groups"]
+    assert list(groups) == ["left", "right"]
+    lo, hi = groups["left"]["components"]["sample"]["ci"]
+    assert 0 <= lo <= hi
+
+
+def test_markdown_table() -> None:
+    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample")
+    assert r.returncode == 0, r.stderr
+    assert "| source | variance | std | share | 95% CI | df | mean square |" in r.stdout
+    assert "| residual | 0.3024 |" in r.stdout
+
+
+def test_quoted_fields_and_missing_values(tmp_path: Path) -> None:
+    lines = Path(PENICILLIN).read_text().splitlines()
+    fields = [line.split(",") for line in lines[1:]]
+    fields[5][1] = ""  # a failed training
+    rows = [",".join(f'"{x}"' for x in row) for row in fields]
+    path = tmp_path / "quoted.csv"
+    path.write_text("\n".join([lines[0], *rows]) + "\n")
+    r = harness(str(path), "--value", "diameter", "--factors", "plate", "sample", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["method"] == "reml" and out["n_missing_cells"] == 1
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(("text", "args", "message"), [
+    (None, ["--factors", "plate", "sample"], "no such file"),
+    ("", ["--factors", "a"], "empty file"),
+    ("y,a,b\n1,x,p\n", ["--factors", "a", "nope"], "no column 'nope'"),
+    ("y,a,b\n1,x,p\nzz,x,q\n1,z,p\n2,z,q\n", ["--factors", "a", "b"], "line 3: column 'y' is not numeric: 'zz'"),
+    ("y,a,b\n1,x,p\n2,x,q\n", ["--factors", "a", "b"], "a: factor has one level"),
+    ("y,a,b\n1,x,p\n2,x\n", ["--factors", "a", "b"], "line 3: expected 3 fields"),
+    ("y,a,b\n", ["--factors", "a", "b"], "no data rows"),
+])
+def test_user_errors_exit_2_with_one_line(tmp_path: Path, text: str | None, args: list[str],
+                                          message: str) -> None:
+    path = str(tmp_path / "absent.csv") if text is None else _write(tmp_path, text)
+    r = harness(path, "--value", "y", *args)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"harness: error: {path}") and message in lines[0], r.stderr
