@@ -13,9 +13,18 @@ missing, e.g. a failed training); `factors` the random factors, all crossed unle
 ordered naturally ("c2" < "c10"). Sources are named by their columns: "A", interactions "A:B", B
 within A "B:A", and "residual" last; repeats within a grid cell are the replication.
 
-Balanced input (every grid cell holds the same number n of observations): cell sums (numba), then
-sums of squares by sweeping marginal means of the centred cell means, degrees of freedom, mean
-squares, and the method-of-moments solution of the expected mean squares of the all-random model.
+Records: `Decomposition.components` (residual last) of `Component(name, variance, std, share, ci,
+share_ci, truncated, df, ms)`, `icc` / `icc_ci` per factor (the correlation of two observations that
+share the factor's level and those it is nested in), `method`, `missing`; `to_json_obj()` gives
+{"components": {NAME: {"variance", "std", "share", "ci", "share_ci", "truncated", "df", "ms"}}, "icc",
+"method", ...} ("ci" only when bootstrapped), `to_markdown()` a table; GroupedDecomposition maps a
+group label to its Decomposition and wraps them as {"group", "groups": {LABEL: ...}}.
+
+Balanced input (every grid cell holds the same number n of observations): one pass of cell sums
+(numba; a bit-identical numpy version when numba is not loaded yet and no bootstrap is asked, which
+spares a one-shot CLI process numba's second of start-up), then sums of squares by sweeping
+marginal means of the centred cell means, degrees of freedom, mean squares, expected-mean-square
+coefficients (`Layout.coef`) and the method-of-moments solution of the expected mean squares of the all-random model.
 A negative estimate is set to zero and flagged `truncated`; the other components, the residual
 included, keep their unbiased moment values (no re-fit, no pooling); shares are of the sum of the
 reported (non-negative) components. With n == 1 the full interaction is the residual. For balanced
