@@ -25,6 +25,15 @@ class Dataset:
     n_classes: int
 
 
+DIGITS_SIZE, MNIST_TEST_SIZE = 1797, 10_000
+
+
+def test_size(spec: DataSpec) -> int:
+    """Examples in the held-out split, without loading the data."""
+    n = round(DIGITS_SIZE * spec.test_fraction) if spec.source == "digits" else MNIST_TEST_SIZE
+    return min(n, spec.max_test) if spec.max_test else n
+
+
 def load(spec: DataSpec, split_seed: int, job_file: str = "") -> Dataset:
     """Load, scale to [0, 1] float32 and split; `split_seed` chooses the split (digits) and
     the subsample when max_train / max_test shorten a split."""

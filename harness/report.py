@@ -1,32 +1,98 @@
-"""reports/<job>.md from the store: header, per-configuration spread, studies."""
+"""reports/<job>.md (+ PNG plots) from the store alone: where the spread of the score comes from.
+
+Sections: header; decomposition per configuration and pooled; the optimiser (chosen configuration
+re-evaluated over bo x seeds, agreement, winner's curse); determinism; decisions; configurations.
+Every number is read from the store; nothing is trained. Engines and determinism modes are never
+mixed in one decomposition: each (engine, mode) is its own block.
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tabulate import tabulate
 
+from harness import data
 from harness.matrix import count_trainings, plan
 from harness.results import training_rows
 from harness.spec import JobSpec
+from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store import Store, UnitState
 
+Row = dict[str, Any]
+BOOTSTRAP = 1000
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha 0.05, power 0.8
+SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split": "the data split",
+                "noise": "dropout/noise", "residual": "the residual",
+                "bo": "the optimiser's seed", "search_init": "the init seed during the search",
+                "search_order": "the order seed during the search", "configuration": "the configuration"}
 
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.2f}"
+
+def _pts(x: float | None, digits: int = 2) -> str:
+    """An accuracy (fraction) in percentage points."""
+    return "" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
 
 
-def _config_label(spec: JobSpec, config: dict[str, Any]) -> str:
+def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
     return ", ".join(f"{d.name}={config[d.name]}" for d in spec.search.space)
 
 
-def header(spec: JobSpec, store: Store, states: dict[str, UnitState]) -> list[str]:
+def _factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
+    """The candidate factors with more than one level in these rows."""
+    return [f for f in candidates if len({r[f] for r in rows}) > 1]
+
+
+def _columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
+    cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
+    cols["accuracy"] = np.array([r["accuracy"] for r in rows], dtype=np.float64)
+    return cols
+
+
+def component_table(fit: Decomposition) -> str:
+    """source | variance (points^2) | std (points) | share | 95% CI of the std."""
+    table = []
+    for c in fit.components:
+        ci = "" if c.ci is None else f"[{_pts(math.sqrt(max(c.ci[0], 0)))}, {_pts(math.sqrt(max(c.ci[1], 0)))}]"
+        table.append((c.name + (" (truncated at 0)" if c.truncated else ""), f"{1e4 * c.variance:.3f}",
+                      _pts(c.std), f"{100 * c.share:.1f}%", ci))
+    table.append(("total", f"{1e4 * fit.total:.3f}", _pts(math.sqrt(fit.total)), "100.0%", ""))
+    return tabulate(table, headers=("source", "variance (pts²)", "std (pts)", "share", "95% CI of std (pts)"),
+                    tablefmt="github")
+
+
+def reading(fit: Decomposition, what: str) -> str:
+    """One plain-language paragraph for a decomposition."""
+    parts = sorted(fit.components, key=lambda c: -c.share)
+    named = [f"{SOURCES_TEXT.get(c.name, c.name.replace(':', ' x '))} {100 * c.share:.0f}%" for c in parts
+             if c.share >= 0.005]
+    total = math.sqrt(fit.total)
+    text = (f"For {what}, one seeded training's held-out accuracy has a standard deviation of "
+            f"{_pts(total)} points. Of that variance: {'; '.join(named) or 'nothing measurable'}.")
+    res = fit["residual"] if "residual" in fit.names else None
+    if fit.per_cell == 1:
+        text += (" With one training per seed cell, 'residual' is the highest-order interaction of the seeds, "
+                 "not a separate measure of implementation noise.")
+    elif res is not None and res.variance == 0:
+        text += (" Repeats with every seed equal gave identical scores: with these determinism settings "
+                 "the implementation adds no noise, so all of the spread is seed luck.")
+    top = parts[0]
+    if top.name != "residual" and top.share > 0.4:
+        text += (f" The largest source is {SOURCES_TEXT.get(top.name, top.name)}: averaging over more of its "
+                 f"seeds narrows the spread most.")
+    return text
+
+
+# ------------------------------------------------------------------ sections
+
+def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequence[Row]) -> list[str]:
     units = plan(spec)
     ok = [st.ok for st in states.values() if st.ok is not None]
-    failed = sum(1 for u in units if u.id in states and states[u.id].ok is None)
     env = ok[0]["env"] if ok else {}
     lv = spec.levels
     matrix = (f"{len(spec.configurations)} configurations x "
@@ -35,61 +101,230 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState]) -> list[st
               f"{len(lv['bo'])} bo x {spec.search.chains_init} init x {spec.search.chains_order} order chains "
               f"of {spec.search.max_evals} {spec.search.algorithm} trials "
               f"({spec.search.startup_trials} random startup), objective = mean of {spec.objective_runs} run(s)")
-    rows = [("job", f"{spec.name} (`{spec.path}`)"), ("store", f"`{store.dir}`"), ("matrix", matrix),
-            ("trainings planned", str(count_trainings(spec))),
-            ("units", f"{sum(1 for u in units if u.id in states and states[u.id].ok)} done, {failed} failed, "
-                      f"{sum(1 for u in units if u.id not in states)} pending, of {len(units)}"),
-            ("engine", spec.training.engine), ("determinism", ", ".join(spec.determinism.modes)),
-            ("environment", ", ".join(f"{k} {env[k]}" for k in ("backend", "keras", "tensorflow", "cuda",
-                                                                "cudnn", "cpu", "host") if env.get(k))),
-            ("GPUs", ", ".join(env.get("gpus") or []) or "none")]
-    return [f"# Variance report: {spec.name}", "",
-            tabulate(rows, headers=("", ""), tablefmt="github"), ""]
+    done = sum(1 for u in units if u.id in states and states[u.id].ok)
+    failed = sum(1 for u in units if u.id in states and states[u.id].ok is None)
+    engines = sorted({str(r["engine"]) for r in rows}) or [spec.training.engine]
+    table = [("job", f"{spec.name} (`{spec.path}`)"), ("store", f"`{store.dir}`"), ("matrix", matrix),
+             ("trainings", f"{len(rows)} recorded of {count_trainings(spec)} planned"),
+             ("units", f"{done} done, {failed} failed, {len(units) - done - failed} pending, of {len(units)}"),
+             ("engine", ", ".join(engines)), ("op determinism", ", ".join(spec.determinism.modes)),
+             ("environment", ", ".join(f"{k} {env[k]}" for k in ("backend", "keras", "tensorflow", "jax", "cuda",
+                                                                 "cudnn", "cpu", "host") if env.get(k))),
+             ("GPUs", ", ".join(env.get("gpus") or []) or "none"),
+             ("test split", f"{data.test_size(spec.data)} examples")]
+    out = [f"# Variance report: {spec.name}", "", tabulate(table, headers=("", ""), tablefmt="github"), ""]
+    if failed or done < len(units):
+        out += [f"> {len(units) - done} units have no result yet; tables use what is recorded.", ""]
+    return out
 
 
-def configuration_table(spec: JobSpec, rows: list[dict[str, Any]]) -> list[str]:
-    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+def _blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+    """Evaluation rows by (engine, determinism mode): never decomposed together."""
+    out: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in rows:
         if r["kind"] == "eval":
-            groups[(_config_label(spec, r), r["mode"])].append(r["accuracy"])
-    if not groups:
+            out[(str(r["engine"]), str(r["mode"]))].append(r)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] != "on")))
+
+
+def decomposition_section(spec: JobSpec, rows: Sequence[Row],
+                          fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+    blocks = _blocks(rows)
+    if not blocks:
         return []
-    table = [(cfg, mode, len(v), _pct(statistics.fmean(v)), _pct(statistics.stdev(v) if len(v) > 1 else 0.0),
-              _pct(min(v)), _pct(max(v))) for (cfg, mode), v in groups.items()]
-    return ["## Configurations over the seed matrix", "",
-            "Held-out accuracy (%) of each configuration over every init x order (x repeat) seed.", "",
-            tabulate(table, headers=("configuration", "op determinism", "trainings", "mean", "std", "min", "max"),
-                     tablefmt="github"), ""]
+    out = ["## Where the spread comes from", "",
+           f"Variance components of held-out accuracy for a fixed configuration (balanced random-effects ANOVA "
+           f"over the seed factors, repeats as replication; 95% intervals from a {BOOTSTRAP}-replicate "
+           f"multi-way cluster bootstrap over the seed levels). Std and variance in accuracy points.", ""]
+    if len(blocks) > 1:
+        out += [f"Each engine and determinism mode is decomposed separately ({len(blocks)} blocks).", ""]
+    for (engine, mode), block in blocks.items():
+        factors = _factors(block, ("init", "order", "split", "noise"))
+        if not factors:
+            continue
+        per = fits.setdefault((engine, mode), {})
+        grouped = decompose_groups(_columns(block, factors + ["configuration"]), "accuracy", factors,
+                                   "configuration", bootstrap=BOOTSTRAP, seed=spec.root_seed % 2**31)
+        configs = sorted({r["configuration"] for r in block}, key=lambda c: next(
+            i for i, r in enumerate(block) if r["configuration"] == c))
+        for cfg in configs:
+            per[cfg] = grouped[cfg]
+        title = f"engine `{engine}`, op determinism {mode}"
+        if len(configs) > 1:
+            pooled = decompose(_columns(block, factors + ["configuration"]), "accuracy",
+                               ["configuration"] + factors, bootstrap=BOOTSTRAP, seed=spec.root_seed % 2**31)
+            per["pooled"] = pooled
+            out += [f"### Pooled over configurations ({title})", "",
+                    "The configuration is a factor here: its row is the spread *between* configurations; "
+                    "the others are the seed effects pooled over them.", "",
+                    component_table(pooled), "", reading(pooled, "a configuration picked from this list"), ""]
+        for cfg in configs:
+            fit = per[cfg]
+            out += [f"### {cfg} ({title})", "", component_table(fit), "", reading(fit, cfg), ""]
+    return out
 
 
-def study_table(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
-    studies = sorted((st.ok for st in states.values() if st.ok and st.ok["kind"] == "study"),
-                     key=lambda r: r["index"])
+def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
+    return sorted((st.ok for st in states.values() if st.ok and st.ok["kind"] == "study"),
+                  key=lambda r: r["index"])
+
+
+def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, UnitState]) -> list[str]:
+    studies = _studies(states)
     if not studies:
         return []
-    table = []
+    out = ["## The optimiser", ""]
+    reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
+              for r in rows if r["kind"] == "reeval"]
+    factors = _factors(reeval, ("bo", "search_init", "search_order", "init", "order"))
+    if factors and len(reeval) > 1:
+        fit = decompose(_columns(reeval, factors), "accuracy", factors, bootstrap=BOOTSTRAP,
+                        seed=spec.root_seed % 2**31)
+        out += ["Each chain's chosen configuration, re-trained on fresh init x order seeds: how much of the "
+                "tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search ran "
+                "under (`search_init`, `search_order`), next to the fresh training seeds (`init`, `order`).", "",
+                component_table(fit), "", reading(fit, "the tuned model (search, then re-training)"), ""]
+    chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
+    top, n = chosen.most_common(1)[0]
+    out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
+            f"frequent, {top}, by {n} of {len(studies)} ({100 * n / len(studies):.0f}%).", ""]
+    spread = []
+    for d in spec.search.space:
+        vals = [r["result"]["chosen"][d.name] for r in studies]
+        if all(isinstance(v, (int, float)) for v in vals):
+            spread.append((d.name, min(vals), statistics.median(vals), max(vals), len(set(vals))))
+        else:
+            spread.append((d.name, "", Counter(vals).most_common(1)[0][0], "", len(set(vals))))
+    out += [tabulate(spread, headers=("hyperparameter", "min", "median", "max", "distinct"), tablefmt="github"), ""]
+    table, gaps = [], []
     for rec in studies:
         res, lv = rec["result"], rec["levels"]
         fresh = statistics.fmean(r["metrics"]["accuracy"] for r in res["reeval"])
-        table.append((lv["bo"], lv["init"], lv["order"], _config_label(spec, res["chosen"]),
-                      _pct(res["best_score"]), _pct(fresh), _pct(res["best_score"] - fresh)))
-    chosen = Counter(_config_label(spec, r["result"]["chosen"]) for r in studies)
-    top, n = chosen.most_common(1)[0]
-    return ["## Studies: what each optimiser chain chose", "",
-            f"{len(studies)} chains; the most frequent choice, {top}, was picked by {n} of {len(studies)}. "
-            f"'best seen' is the chain's best objective during the search; 'fresh seeds' the mean of the "
-            f"chosen configuration re-trained on {spec.search.reevaluate_init} x {spec.search.reevaluate_order} "
-            f"unseen init x order seeds.", "",
-            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", "gap"),
+        gaps.append(res["best_score"] - fresh)
+        table.append((lv["bo"], lv["init"], lv["order"], config_label(spec, res["chosen"]),
+                      _pts(res["best_score"]), _pts(fresh), _pts(gaps[-1])))
+    out += [f"**Winner's curse.** The best score a chain saw is on average {_pts(statistics.fmean(gaps))} points "
+            f"above the same configuration's mean on {spec.search.reevaluate_init} x "
+            f"{spec.search.reevaluate_order} fresh seeds (range {_pts(min(gaps))} to {_pts(max(gaps))}): the "
+            f"search reports a lucky draw, not the configuration's quality.", "",
+            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", "gap (pts)"),
                      tablefmt="github"), ""]
+    return out
+
+
+def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+    blocks = _blocks(rows)
+    modes = {mode for _, mode in blocks}
+    if modes != {"on", "off"}:
+        return []
+    table = []
+    for engine in sorted({e for e, _ in blocks}):
+        walls = {m: statistics.fmean(r["wall_s"] for r in blocks[(engine, m)]) for m in ("on", "off")
+                 if (engine, m) in blocks}
+        res = {m: statistics.fmean(f["residual"].variance for k, f in fits.get((engine, m), {}).items()
+                                   if k != "pooled") for m in walls if fits.get((engine, m))}
+        table.append((engine, f"{1e4 * res.get('on', float('nan')):.4f}", f"{1e4 * res.get('off', float('nan')):.4f}",
+                      f"{walls.get('on', float('nan')):.3f}", f"{walls.get('off', float('nan')):.3f}",
+                      f"{walls['on'] / walls['off']:.2f}x" if len(walls) == 2 else ""))
+    return ["## Determinism", "",
+            "The same matrix with op determinism on and off: the residual (repeats with every seed equal) is the "
+            "implementation noise each mode leaves, and the wall time per training its cost on this device.", "",
+            tabulate(table, headers=("engine", "residual on (pts²)", "residual off (pts²)", "s/training on",
+                                     "s/training off", "slowdown"), tablefmt="github"), ""]
+
+
+def _paired_win(a: dict[tuple, float], b: dict[tuple, float], seed: int, reps: int = BOOTSTRAP
+                ) -> tuple[float, float, float] | None:
+    """P(A beats B) over matched seed cells (ties count half), with a bootstrap CI over cells."""
+    keys = sorted(set(a) & set(b))
+    if len(keys) < 2:
+        return None
+    diff = np.array([a[k] - b[k] for k in keys])
+    wins = (diff > 0) + 0.5 * (diff == 0)
+    rng = np.random.default_rng(seed)
+    boot = wins[rng.integers(0, len(wins), size=(reps, len(wins)))].mean(axis=1)
+    return float(wins.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def decisions_section(spec: JobSpec, rows: Sequence[Row],
+                      fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+    blocks = _blocks(rows)
+    if not blocks:
+        return []
+    (engine, mode), block = next(iter(blocks.items()))
+    per = {k: v for k, v in fits.get((engine, mode), {}).items() if k != "pooled"}
+    if not per:
+        return []
+    var = statistics.fmean(f.total for f in per.values())
+    out = ["## Decisions", "",
+           f"Seeded trainings needed per configuration to detect a true accuracy difference between two "
+           f"configurations (two-sided alpha 0.05, power 0.8), from the mean within-configuration variance "
+           f"({_pts(math.sqrt(var))} points std; engine `{engine}`, op determinism {mode}):", ""]
+    need = [(f"{d:g}", math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * var / (d / 100) ** 2)) for d in (0.25, 0.5, 1, 2)]
+    out += [tabulate(need, headers=("difference (pts)", "trainings each"), tablefmt="github"), ""]
+    means = {cfg: statistics.fmean(r["accuracy"] for r in block if r["configuration"] == cfg) for cfg in per}
+    ranked = sorted(means, key=lambda c: -means[c])
+    if len(ranked) >= 2:
+        cells = {cfg: {(r["init_level"], r["order_level"], r.get("repeat_level")): r["accuracy"]
+                       for r in block if r["configuration"] == cfg} for cfg in ranked[:2]}
+        win = _paired_win(cells[ranked[0]], cells[ranked[1]], spec.root_seed)
+        if win is not None:
+            out += [f"**Top two.** {ranked[0]} (mean {_pts(means[ranked[0]])}) vs {ranked[1]} "
+                    f"(mean {_pts(means[ranked[1]])}): with the same seeds, A beats B in {100 * win[0]:.0f}% of "
+                    f"trainings (95% bootstrap CI {100 * win[1]:.0f}% to {100 * win[2]:.0f}%).", ""]
+    n = data.test_size(spec.data)
+    p = statistics.fmean(means.values())
+    out += [f"**Binomial floor.** With {n} test examples at accuracy {_pts(p)}%, the test split alone "
+            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(math.sqrt(p * (1 - p) / n))} points: "
+            f"differences below it are not resolved by this test set, however many seeds.", ""]
+    return out
+
+
+def configuration_table(rows: Sequence[Row]) -> list[str]:
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "eval":
+            groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r["accuracy"])
+    if not groups:
+        return []
+    table = [(cfg, eng, mode, len(v), _pts(statistics.fmean(v)), _pts(statistics.stdev(v) if len(v) > 1 else 0.0),
+              _pts(min(v)), _pts(max(v))) for (cfg, eng, mode), v in groups.items()]
+    return ["## Configurations over the seed matrix", "", "Held-out accuracy (%) over every seed combination.", "",
+            tabulate(table, headers=("configuration", "engine", "op determinism", "trainings", "mean", "std",
+                                     "min", "max"), tablefmt="github"), ""]
+
+
+def report_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[Row]:
+    """Training rows with a configuration label and the chain's cell on re-evaluations."""
+    chains = {st.ok["unit"]: st.ok["levels"] for st in states.values() if st.ok and st.ok["kind"] == "study"}
+    rows = []
+    for r in training_rows(spec, states):
+        r = {**r, "configuration": config_label(spec, r)}
+        for s in ("init", "order", "split", "noise", "repeat", "bo"):
+            r[s] = r.get(f"{s}_level")
+        if r["kind"] == "reeval":
+            r["chain_init"], r["chain_order"] = chains[r["unit"]]["init"], chains[r["unit"]]["order"]
+        rows.append(r)
+    return rows
 
 
 def write_report(spec: JobSpec, store: Store, out_dir: Path) -> Path:
-    """Render the report from the store alone (no training) and write it."""
+    """Render the report and its plots from the store alone (no training) and write them."""
+    from harness import plots
+
     states = store.states()
-    rows = training_rows(spec, states)
-    lines = header(spec, store, states) + configuration_table(spec, rows) + study_table(spec, states)
+    rows = report_rows(spec, states)
+    fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
+    body = decomposition_section(spec, rows, fits)
+    body += optimiser_section(spec, rows, states)
+    body += determinism_section(rows, fits)
+    body += decisions_section(spec, rows, fits)
+    body += configuration_table(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
+    images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
+    figures = ["## Plots", ""] + [f"![{title}]({path.name})" for title, path in images] + [""] if images else []
     path = out_dir / f"{spec.name}.md"
-    path.write_text("\n".join(lines))
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(header(spec, store, states, rows) + body + figures))
+    tmp.replace(path)
     return path

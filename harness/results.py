@@ -38,7 +38,8 @@ def training_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[dict[str,
     for rec in done:
         res = rec["result"]
         if rec["kind"] == "eval":
-            rows.append(_row("eval", rec, rec["config"], rec["levels"], rec["seeds"], res["metrics"]))
+            rows.append(_row("eval", rec, rec["config"], rec["levels"], rec["seeds"], res["metrics"],
+                             wall_s=rec.get("wall_s")))  # for the report; not an export column
             continue
         chain = rec["levels"]
         for t, trial in enumerate(res["trials"]):

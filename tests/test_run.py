@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,28 @@ def _export(job: Path, store: Path, out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _report(job: Path, store: Path, tmp_path: Path) -> str:
+    r = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
+    assert r.returncode == 0, r.stderr
+    return (tmp_path / "reports" / "tiny.md").read_text()
+
+
+def _share_columns(text: str) -> list[list[float]]:
+    """The share column of every decomposition table in the report."""
+    tables, current = [], None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| source") and "share" in cells:
+            current, col = [], cells.index("share")
+        elif current is not None and line.startswith("|") and not line.startswith("|--"):
+            if cells[0] != "total":
+                current.append(float(cells[col].rstrip("%")))
+        elif current is not None and not line.startswith("|"):
+            tables.append(current)
+            current = None
+    return tables
+
+
 def test_debug_run_resume_export_report(tmp_path: Path) -> None:
     job, store = write_job(tmp_path), tmp_path / "store"
     r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
@@ -39,11 +62,30 @@ def test_debug_run_resume_export_report(tmp_path: Path) -> None:
     assert kinds.count("eval") == 2 * 2 * 2 and kinds.count("trial") == 3 and kinds.count("reeval") == 1
     assert {"units", "init_seed", "order_seed", "bo_seed", "accuracy", "loss"} <= set(rows[0])
 
-    r = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
-    assert r.returncode == 0, r.stderr
-    text = (tmp_path / "reports" / "tiny.md").read_text()
-    assert "## Configurations over the seed matrix" in text and "units=8" in text
-    assert "## Studies" in text
+    text = _report(job, store, tmp_path)
+    for section in ("## Where the spread comes from", "## The optimiser", "## Decisions", "## Plots",
+                    "## Configurations over the seed matrix", "Winner's curse"):
+        assert section in text
+    for png in ("tiny_shares.png", "tiny_sources.png", "tiny_chains.png"):
+        assert (tmp_path / "reports" / png).stat().st_size > 1000
+    for shares in _share_columns(text):
+        assert abs(sum(shares) - 100) < 0.2, shares
+
+    # the report is read from the store: change one stored accuracy and the tables change
+    shard = next(p for p in Store(store, spec).shards.glob("*.jsonl"))
+    lines = shard.read_text().splitlines()
+    i = next(i for i, ln in enumerate(lines) if '"kind": "eval"' in ln)
+    rec = json.loads(lines[i])
+    rec["result"]["metrics"]["accuracy"] = 0.0
+    lines[i] = json.dumps(rec, sort_keys=True)
+    shard.write_text("\n".join(lines) + "\n")
+    changed = _report(job, store, tmp_path)
+    assert changed != text
+    table = changed.split("## Configurations over the seed matrix")[1].split("## Plots")[0]
+    mins = [float(ln.strip("|").split("|")[-2]) for ln in table.splitlines() if ln.startswith("| units")]
+    assert 0.0 in mins and 0.0 not in [float(ln.strip("|").split("|")[-2])
+                                       for ln in text.split("## Configurations over")[1].splitlines()
+                                       if ln.startswith("| units")]
 
     status = harness("status", str(job), "--store", str(store))
     assert "eval  units: 8 done, 0 failed, 0 pending" in status.stdout, status.stdout
