@@ -21,7 +21,8 @@ def dispatch(args: argparse.Namespace) -> int:
     spec = load_job(args.job)
     verb = args.verb if args.verb != "slurm" else f"slurm_{args.slurm_verb}"
     return {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "export": cmd_export,
-            "status": cmd_status}[verb](spec, args)
+            "status": cmd_status,
+            "slurm_submit": lambda spec, a: __import__("harness.slurm").slurm.submit(spec, a)}[verb](spec, args)
 
 
 def unit_trainings(spec: JobSpec, unit: Unit) -> int:
@@ -45,7 +46,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
         if task is None or count is None:
             return None
-        text = f"{int(task) - int(os.environ.get('SLURM_ARRAY_TASK_MIN', '0'))}/{count}"
+        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1"))  # --array=0-30:10 numbers tasks 0, 10, 20, 30
+        text = f"{(int(task) - int(os.environ.get('SLURM_ARRAY_TASK_MIN', '0'))) // step}/{count}"
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
