@@ -317,9 +317,9 @@ def _qscale(layout: Layout) -> np.ndarray:
 
 
 def _shares(var: np.ndarray) -> np.ndarray:
+    """Each component over the sum along the last axis (NaN where the sum is zero)."""
     total = var.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, var / np.where(total > 0, total, 1.0), np.nan)
+    return np.divide(var, total, out=np.full(var.shape, np.nan), where=total > 0)
 
 
 @dataclass
