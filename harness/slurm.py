@@ -33,7 +33,8 @@ def partition_has_gpus(partition: str | None) -> bool | None:
     return any("gpu" in g for g in gres) if out.returncode == 0 and gres else None
 
 
-def sbatch_commands(spec: JobSpec, args: argparse.Namespace, gpus: bool | None) -> tuple[list[str], list[str]]:
+def sbatch_commands(spec: JobSpec, args: argparse.Namespace,
+                    gpus: bool | None) -> tuple[list[str], list[str]]:
     """The array's and the report job's sbatch command lines (the latter holds ARRAY_ID).
 
     The array has one task per unit up to MAX_ARRAY_TASKS; a task asks for one GPU where the

@@ -156,6 +156,22 @@ def test_submit_queues_the_array_and_a_report_after_it(array_run: ArrayRun, tmp_
 
 
 @pytest.mark.slurm
+def test_workers_per_gpu_share_the_gpu_slurm_gives(cluster: None, tmp_path: Path) -> None:
+    """One task (--array=0; array.sh's own --array would start 16) with one fake GPU and
+    workers_per_gpu: 2, on shard 1 of 4 (two batches): two workers on that GPU, a shard file each."""
+    job = write_job(tmp_path, dispatch={"workers_per_gpu": 2})
+    env = {**os.environ, "STORE": str(tmp_path / "runs"), "VENV": sys.prefix, "PYTHONHASHSEED": "0"}
+    job_id = _run("sbatch", "--parsable", "--array=0", "--gres=gpu:1", "--cpus-per-task=1", "--mem=1G",
+                  f"--chdir={REPO}", f"--output={tmp_path}/%A_%a.out", str(REPO / "slurm" / "array.sh"),
+                  str(job), "--shard", "1/4", env=env).strip().split(";")[0]
+    assert _wait(job_id) == 0, (tmp_path / f"{job_id}_0.out").read_text()
+    recs = list(Store(tmp_path / "runs", load_job(str(job))).records())
+    assert sorted(r["index"] for r in recs) == [1, 5] and all(r["status"] == "ok" for r in recs)
+    assert sorted(r["worker"][-3:] for r in recs) == ["-w0", "-w1"]
+    assert len({r["env"]["cuda_visible_devices"] for r in recs}) == 1
+
+
+@pytest.mark.slurm
 def test_submit_dry_run_and_errors(cluster: None, job: Path, tmp_path: Path) -> None:
     p = harness("slurm", "submit", str(job), "--store", str(tmp_path), "--max-parallel", "3", "--dry-run")
     assert p.returncode == 0, p.stderr
@@ -186,7 +202,7 @@ def test_submit_asks_for_gpus_only_where_the_partition_has_them(job: Path, tmp_p
     sinfo.chmod(0o755)
     env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     cpu = harness("slurm", "submit", str(job), "--dry-run", env=env).stdout.splitlines()[0]
-    gpu = harness("slurm", "submit", str(job), "--dry-run", "--partition", "gpu", env=env).stdout.splitlines()[0]
+    gpu = harness("slurm", "submit", str(job), "--dry-run", "--partition=gpu", env=env).stdout.splitlines()[0]
     assert "--gres=none" in cpu and "--partition" not in cpu
     assert "--gres=gpu:1" in gpu and "--partition=gpu" in gpu
 
