@@ -216,7 +216,9 @@ def main() -> None:
     head = ["| task | configs x init x order x repeats = rows | this engine (s) | baseline | baseline (s) "
             "| speed-up |", "|---|---|---:|---|---:|---:|"]
     machine = (f"Machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}, "
-               f"numpy {np.__version__}, pandas {pd.__version__}; NUMBA_NUM_THREADS default.")
+               f"numpy {np.__version__}, pandas {pd.__version__}; NUMBA_NUM_THREADS default; load average "
+               f"{os.getloadavg()[1]:.1f} at the end (other processes share the cores; the parallel bootstrap "
+               "suffers most).")
     text = "\n".join(["# Aggregation benchmark (`python bench/aggregate.py`)", "", machine, "", *head, *rows,
                       ""])
     print("\n" + text)
