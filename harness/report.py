@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import data
+from harness.errors import UserError
 from harness.matrix import count_trainings, plan
 from harness.results import training_rows
 from harness.spec import JobSpec
@@ -143,25 +145,42 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
         if not factors:
             continue
         per = fits.setdefault((engine, mode), {})
-        grouped = decompose_groups(_columns(block, factors + ["configuration"]), "accuracy", factors,
-                                   "configuration", bootstrap=BOOTSTRAP, seed=spec.root_seed % 2**31)
-        configs = sorted({r["configuration"] for r in block}, key=lambda c: next(
-            i for i, r in enumerate(block) if r["configuration"] == c))
-        for cfg in configs:
-            per[cfg] = grouped[cfg]
+        columns = _columns(block, factors + ["configuration"])
+        grouped = decompose_groups(columns, "accuracy", factors, "configuration", bootstrap=BOOTSTRAP,
+                                   seed=spec.root_seed % 2**31)
+        configs = list(dict.fromkeys(r["configuration"] for r in block))
         title = f"engine `{engine}`, op determinism {mode}"
         if len(configs) > 1:
-            pooled = decompose(_columns(block, factors + ["configuration"]), "accuracy",
-                               ["configuration"] + factors, bootstrap=BOOTSTRAP, seed=spec.root_seed % 2**31)
-            per["pooled"] = pooled
+            pooled = _fit(partial(decompose, columns, "accuracy", ["configuration"] + factors,
+                                  bootstrap=BOOTSTRAP, seed=spec.root_seed % 2**31))
             out += [f"### Pooled over configurations ({title})", "",
                     "The configuration is a factor here: its row is the spread *between* configurations; "
                     "the others are the seed effects pooled over them.", "",
-                    component_table(pooled), "", reading(pooled, "a configuration picked from this list"), ""]
+                    *_fit_lines(pooled, "a configuration picked from this list")]
+            if isinstance(pooled, Decomposition):
+                per["pooled"] = pooled
         for cfg in configs:
-            fit = per[cfg]
-            out += [f"### {cfg} ({title})", "", component_table(fit), "", reading(fit, cfg), ""]
+            fit = _fit(partial(grouped.__getitem__, cfg))
+            out += [f"### {cfg} ({title})", "", *_fit_lines(fit, cfg)]
+            if isinstance(fit, Decomposition):
+                per[cfg] = fit
     return out
+
+
+def _fit(make: Callable[[], Decomposition]) -> Decomposition | str:
+    """A decomposition, or the reason it could not be made (e.g. an unbalanced table without
+    statsmodels): a report shows the reason instead of failing."""
+    try:
+        return make()
+    except UserError as exc:
+        return str(exc)
+
+
+def _fit_lines(fit: Decomposition | str, what: str) -> list[str]:
+    if isinstance(fit, str):
+        return [f"> Not decomposed: {fit}", ""]
+    note = [f"> {fit.summary()}", ""] if fit.method != "anova" else []
+    return [*note, component_table(fit), "", reading(fit, what), ""]
 
 
 def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
@@ -178,12 +197,12 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
               for r in rows if r["kind"] == "reeval"]
     factors = _factors(reeval, ("bo", "search_init", "search_order", "init", "order"))
     if factors and len(reeval) > 1:
-        fit = decompose(_columns(reeval, factors), "accuracy", factors, bootstrap=BOOTSTRAP,
-                        seed=spec.root_seed % 2**31)
+        fit = _fit(partial(decompose, _columns(reeval, factors), "accuracy", factors, bootstrap=BOOTSTRAP,
+                           seed=spec.root_seed % 2**31))
         out += ["Each chain's chosen configuration, re-trained on fresh init x order seeds: how much of the "
                 "tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search ran "
                 "under (`search_init`, `search_order`), next to the fresh training seeds (`init`, `order`).", "",
-                component_table(fit), "", reading(fit, "the tuned model (search, then re-training)"), ""]
+                *_fit_lines(fit, "the tuned model (search, then re-training)")]
     chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
     top, n = chosen.most_common(1)[0]
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
