@@ -22,7 +22,7 @@ def dispatch(args: argparse.Namespace) -> int:
     verb = args.verb if args.verb != "slurm" else f"slurm_{args.slurm_verb}"
     return {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "export": cmd_export,
             "status": cmd_status,
-            "slurm_submit": lambda spec, a: __import__("harness.slurm").slurm.submit(spec, a)}[verb](spec, args)
+            "slurm_submit": lambda s, a: __import__("harness.slurm").slurm.submit(s, a)}[verb](spec, args)
 
 
 def unit_trainings(spec: JobSpec, unit: Unit) -> int:
@@ -46,7 +46,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
         if task is None or count is None:
             return None
-        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1"))  # --array=0-30:10 numbers tasks 0, 10, 20, 30
+        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1"))  # --array=0-30:10: tasks 0, 10, 20, 30
         text = f"{(int(task) - int(os.environ.get('SLURM_ARRAY_TASK_MIN', '0'))) // step}/{count}"
     try:
         i, n = (int(x) for x in text.split("/"))
