@@ -42,6 +42,8 @@ def discover_gpus() -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [g for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if os.environ.get("SLURM_JOB_ID"):  # a Slurm job given no GPUs must not take the node's
+        return []
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
@@ -60,6 +62,15 @@ class Slot:
     inter: int | None
 
 
+def usable_cores() -> int:
+    """Cores this process may use: Slurm's allocation when inside a job (clusters without CPU
+    affinity show the whole node), else the affinity mask."""
+    for var in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        if os.environ.get(var, "").isdigit():
+            return max(1, int(os.environ[var]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def plan_slots(spec: JobSpec, workers: int | None) -> list[Slot]:
     """k workers per GPU when there are GPUs, else CPU workers that split the cores."""
     det = spec.determinism
@@ -67,7 +78,7 @@ def plan_slots(spec: JobSpec, workers: int | None) -> list[Slot]:
     if gpus:
         n = workers or len(gpus) * spec.dispatch.workers_per_gpu
         return [Slot(gpus[i % len(gpus)], det.intra_op_threads, det.inter_op_threads) for i in range(n)]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     n = workers or spec.dispatch.cpu_workers or cores
     per = max(1, cores // n)
     return [Slot(None, det.intra_op_threads or per, det.inter_op_threads or 1) for _ in range(n)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ class Store:
         self.shards.mkdir(parents=True, exist_ok=True)
         frozen = self.dir / "spec.json"
         if not frozen.exists():
-            tmp = frozen.with_suffix(f".tmp{os.getpid()}")
+            tmp = frozen.with_suffix(f".tmp-{socket.gethostname()}-{os.getpid()}")
             tmp.write_text(json.dumps({"format": RECORD_FORMAT, "name": self.spec.name,
                                        "canonical": self.spec.canonical(), "job_file": self.spec.raw},
                                       indent=1, sort_keys=True, default=str))
