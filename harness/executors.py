@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from harness.matrix import Unit
 from harness.spec import JobSpec
 from harness.store import Store
 
+STOP_EXITCODES = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)
 Done = Callable[[str, str, int], None]  # (unit id, status, trainings) for each finished unit
 Batch = tuple[list[Unit], dict[str, int]]  # units and their attempt numbers
 
@@ -184,6 +186,8 @@ class LocalExecutor:
                     except (EOFError, OSError):
                         proc.join(timeout=5)
                         del live[conn]
+                        if proc.exitcode in STOP_EXITCODES:  # stopped from outside (scancel, Ctrl-C):
+                            raise KeyboardInterrupt from None  # not the unit's fault; a rerun redoes it
                         if batch is not None:
                             driver = driver or self.store.writer(f"{self.prefix}-driver")
                             self._record_death(driver, batch, proc.exitcode, done)
