@@ -31,7 +31,7 @@ DISTRIBUTIONS: dict[str, int] = {  # hyperopt name -> number of arguments
 ALGORITHMS = ("tpe", "rand", "anneal")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOSSES = ("sparse_categorical_crossentropy",)
-ENGINES = ("fit",)
+ENGINES = ("fit", "exact", "vectorized")  # see harness/engines.py
 SOURCES = ("digits", "mnist")
 SEED_SOURCES = ("init", "order", "bo", "repeat", "split", "noise")
 TRAINING_FIELDS = ("optimizer", "learning_rate", "batch_size", "epochs")
@@ -78,6 +78,7 @@ class TrainingSpec:
     fixed: dict[str, Any]
     loss: str
     engine: str
+    xla: bool = False         # compile engine exact / vectorized with XLA (other bits than without)
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ def load_job(job: str) -> JobSpec:
     search = _search(top.section("search", ("algorithm", "max_evals", "startup_trials", "space",
                                             "chains", "reevaluate"), required=("space",)))
     space_names = {d.name for d in search.space}
-    training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine")), space_names)
+    training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names)
     for d in search.space:
         if d.name not in TRAINING_FIELDS and d.name not in model_space_names:
             raise doc.error(("search", "space", d.name),
@@ -393,8 +394,13 @@ def _training(sec: _Section, searched: set[str]) -> TrainingSpec:
             fixed[key] = sec.number(key, check=lambda v: v > 0, expect="a number > 0")
         else:
             fixed[key] = sec.integer(key, low=1)
-    return TrainingSpec(fixed=fixed, loss=sec.choice("loss", LOSSES, LOSSES[0]),
-                        engine=sec.choice("engine", ENGINES, "fit"))
+    engine = sec.choice("engine", ENGINES, "fit")
+    xla = sec.raw("xla", False)
+    if not isinstance(xla, bool):
+        raise sec.err("xla", f"expected true or false, got {xla!r}")
+    if xla and engine == "fit":
+        raise sec.err("xla", "XLA applies to engines exact and vectorized, not fit")
+    return TrainingSpec(fixed=fixed, loss=sec.choice("loss", LOSSES, LOSSES[0]), engine=engine, xla=xla)
 
 
 def _dimension(sec: _Section, name: str) -> Dimension:

@@ -2,6 +2,8 @@
 
 Engine `fit` is the reference: a fresh Keras model per training, explicitly seeded
 initializers, the harness's own per-epoch permutation, one `model.fit` over all epochs' batches.
+Engines `exact` (same bits as `fit`, one built model reused) and `vectorized` (many seeds as
+one stacked model) live in harness/engines.py; `Trainer.engine` names the one that runs.
 """
 
 from __future__ import annotations
@@ -68,11 +70,19 @@ def make_optimizer(name: str, learning_rate: float) -> Any:
 
 
 class Trainer:
-    """Trains configurations of one job; datasets are loaded once per split seed."""
+    """Trains configurations of one job with its engine; datasets are loaded once per split seed."""
 
     def __init__(self, spec: JobSpec) -> None:
+        from harness import engines
+        from harness.determinism import backend_name
         self.spec = spec
         self._data: dict[int, data_mod.Dataset] = {}
+        self.engine = engines.resolve(spec.training.engine, backend_name(), spec.model.builder,
+                                      spec.training.xla)
+        name, jit = self.engine.split("+")[0], self.engine.endswith("+xla")
+        self._exact = engines.ExactEngine(BUILDERS[spec.model.builder], spec.training.loss, jit) \
+            if name == "exact" else None
+        self._vectorized = engines.VectorizedEngine(jit) if name == "vectorized" else None
 
     def dataset(self, split_seed: int) -> data_mod.Dataset:
         if split_seed not in self._data:
@@ -91,10 +101,48 @@ class Trainer:
 
     def train(self, config: dict[str, Any], seeds: dict[str, int]) -> Metrics:
         """One training of `config` with seeds init, order, split and noise."""
-        import keras
-
+        if self._vectorized is not None:
+            result = self.train_many(config, [seeds])[0]
+            if isinstance(result, Exception):
+                raise result
+            return result
         ds = self.dataset(seeds["split"])
         training, model_args = self.settings(config)
+        if self._exact is not None:
+            probs = self._exact.train(ds, training, model_args, seeds)
+        else:
+            probs = self._fit(ds, training, model_args, seeds)
+        return held_out_metrics(probs, ds.y_test, ds.n_classes)
+
+    def train_many(self, config: dict[str, Any], seeds: list[dict[str, int]]) -> list[Metrics | Exception]:
+        """Trainings of `config`, one per seed dict, as one vectorised run where the engine is
+        `vectorized` (else one by one); a failed training is its exception in the list."""
+        if self._vectorized is None:
+            out: list[Metrics | Exception] = []
+            for s in seeds:
+                try:
+                    out.append(self.train(config, s))
+                except TrainingFailed as exc:
+                    out.append(exc)
+            return out
+        training, model_args = self.settings(config)
+        results: dict[int, Metrics | Exception] = {}
+        for split in sorted({s["split"] for s in seeds}):  # one dataset per run
+            pos = [i for i, s in enumerate(seeds) if s["split"] == split]
+            ds = self.dataset(split)
+            probs = self._vectorized.train_many(ds, training, model_args, [seeds[i] for i in pos])
+            for i, p in zip(pos, probs, strict=True):
+                try:
+                    results[i] = held_out_metrics(p, ds.y_test, ds.n_classes)
+                except TrainingFailed as exc:
+                    results[i] = exc
+        return [results[i] for i in range(len(seeds))]
+
+    def _fit(self, ds: data_mod.Dataset, training: dict[str, Any], model_args: dict[str, Any],
+             seeds: dict[str, int]) -> np.ndarray:
+        """Engine `fit`: a fresh model, one `model.fit`; returns the test-set probabilities."""
+        import keras
+
         keras.utils.set_random_seed(seeds["noise"])
         info = BUILDERS[self.spec.model.builder]
         assert info.build is not None
@@ -105,5 +153,4 @@ class Trainer:
                                 seeds["order"])
         model.fit(((ds.x_train[idx], ds.y_train[idx]) for idx in batches), steps_per_epoch=len(batches),
                   epochs=1, shuffle=False, verbose=0)
-        probs = keras.ops.convert_to_numpy(model(ds.x_test, training=False))
-        return held_out_metrics(probs, ds.y_test, ds.n_classes)
+        return keras.ops.convert_to_numpy(model(ds.x_test, training=False))

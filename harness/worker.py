@@ -31,23 +31,29 @@ class Worker:
         self._mode: str | None = None
 
     def run_batch(self, units: list[Unit], attempts: dict[str, int]) -> list[tuple[str, str, int]]:
-        """Train each unit; returns (unit id, status, trainings) per unit, after its record is on disk."""
+        """Train each unit; returns (unit id, status, trainings) per unit, after its record is on disk.
+        Under engine vectorized the batch's evaluation units (one configuration) train together."""
         out = []
+        if units and units[0].mode != self._mode:
+            self.env["op_determinism"] = determinism.set_ops(units[0].mode)
+            self._mode = units[0].mode
+        evals = [u for u in units if u.kind == "eval"]
+        if evals and self.trainer.engine.startswith("vectorized"):
+            out += self._run_vectorized(evals, attempts)
+            units = [u for u in units if u.kind != "eval"]
         for unit in units:
             if unit.mode != self._mode:
                 self.env["op_determinism"] = determinism.set_ops(unit.mode)
                 self._mode = unit.mode
             start = time.perf_counter()
-            record: dict[str, Any] = {
-                "unit": unit.id, "index": unit.index, "kind": unit.kind, "mode": unit.mode,
-                "levels": unit.levels, "config": unit.config, "attempt": attempts.get(unit.id, 1),
-                "engine": self.spec.training.engine, "job": self.spec.name,
-                "spec": self.spec.digest(), "worker": self.name}
+            record = self._record(unit, attempts)
             try:
                 if unit.kind == "eval":
                     seeds = training_seeds(self.spec, unit.levels)
                     record["seeds"] = seeds
+                    train_start = time.perf_counter()
                     record["result"] = {"metrics": self.trainer.train(unit.config or {}, seeds).as_dict()}
+                    record["train_s"] = round(time.perf_counter() - train_start, 4)
                     trainings = 1
                 else:
                     record["seeds"] = training_seeds(self.spec, unit.levels)
@@ -57,16 +63,55 @@ class Worker:
                         + len(record["result"]["reeval"])
                 record["status"] = "ok"
             except Exception as exc:  # recorded, retried by the executor, never fatal
-                record["status"] = "failed"
-                record["error"] = f"{type(exc).__name__}: {exc}"
-                if not isinstance(exc, TrainingFailed):
-                    record["traceback"] = traceback.format_exc(limit=8)
+                self._fail(record, exc)
                 trainings = 0
-            record["wall_s"] = round(time.perf_counter() - start, 4)
-            record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            record["env"] = self.env
-            self.writer.append(record)
-            out.append((unit.id, record["status"], trainings))
+            out.append(self._write(record, time.perf_counter() - start, trainings))
+        return out
+
+    def _record(self, unit: Unit, attempts: dict[str, int]) -> dict[str, Any]:
+        """A unit's record before its result; `engine` is the engine that trains it."""
+        return {"unit": unit.id, "index": unit.index, "kind": unit.kind, "mode": unit.mode,
+                "levels": unit.levels, "config": unit.config, "attempt": attempts.get(unit.id, 1),
+                "engine": self.trainer.engine, "job": self.spec.name,
+                "spec": self.spec.digest(), "worker": self.name}
+
+    @staticmethod
+    def _fail(record: dict[str, Any], exc: BaseException) -> None:
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, TrainingFailed):
+            record["traceback"] = "".join(traceback.format_exception(exc, limit=8))
+
+    def _write(self, record: dict[str, Any], wall: float, trainings: int) -> tuple[str, str, int]:
+        record["wall_s"] = round(wall, 4)
+        record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["env"] = self.env
+        self.writer.append(record)
+        return record["unit"], record["status"], trainings
+
+    def _run_vectorized(self, units: list[Unit], attempts: dict[str, int]) -> list[tuple[str, str, int]]:
+        """Evaluation units of one configuration as one vectorised training; each unit's record
+        gets its own result or failure and an equal share of the wall time."""
+        start = time.perf_counter()
+        records = [self._record(u, attempts) for u in units]
+        seeds = [training_seeds(self.spec, u.levels) for u in units]
+        try:
+            train_start = time.perf_counter()
+            results: list[Any] = self.trainer.train_many(units[0].config or {}, seeds)
+            train_s = (time.perf_counter() - train_start) / len(units)
+        except Exception as exc:  # the whole run failed: every unit records it
+            results, train_s = [exc] * len(units), 0.0
+        wall = (time.perf_counter() - start) / len(units)
+        out = []
+        for record, s, result in zip(records, seeds, results, strict=True):
+            record["seeds"] = s
+            if isinstance(result, Exception):
+                self._fail(record, result)
+            else:
+                record["result"] = {"metrics": result.as_dict()}
+                record["status"] = "ok"
+                record["train_s"] = round(train_s, 4)
+            out.append(self._write(record, wall, int(record["status"] == "ok")))
         return out
 
     def _study(self, unit: Unit) -> dict[str, Any]:

@@ -1,0 +1,147 @@
+"""Training engines: `exact` gives `fit`'s bits; `vectorized` gives a seed the same result whatever
+its companions, its slot or R, and the same in a fresh process; fallbacks say which engine ran."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness import determinism
+from harness.engines import batch_plan, resolve
+from harness.errors import UserError
+from harness.matrix import training_seeds
+from harness.models import BUILDERS, build_dense, dense_initial_weights
+from harness.spec import JobSpec, load_job
+from harness.trainer import Metrics, Trainer, epoch_batches
+from tests.conftest import REPO, write_job
+
+MODELS = [  # (model args, training values): every activation, each optimizer, dropout, depth
+    ({"activation": "relu"}, {"optimizer": "adam"}),
+    ({"activation": "tanh", "dropout": 0.3}, {"optimizer": "sgd", "learning_rate": 0.05}),
+    ({"activation": "gelu", "layers": 2, "dropout": 0.2}, {"optimizer": "rmsprop"}),
+    ({"activation": "swish"}, {"optimizer": "rmsprop"}),
+    ({"activation": "sigmoid", "layers": 2}, {"optimizer": "adam"}),
+    ({"activation": "elu", "dropout": 0.2}, {"optimizer": "adam"}),
+    ({"activation": "selu"}, {"optimizer": "sgd", "learning_rate": 0.05}),
+    ({"activation": "linear"}, {"optimizer": "adam"}),
+]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> JobSpec:
+    determinism.apply_threads(1, 1)
+    determinism.set_ops("on")
+    return load_job(str(write_job(tmp_path_factory.mktemp("engines"), training={"epochs": 2})))
+
+
+def variant(spec: JobSpec, engine: str, model: dict[str, Any] | None = None,
+            training: dict[str, Any] | None = None) -> JobSpec:
+    return dataclasses.replace(
+        spec, model=dataclasses.replace(spec.model, args={**spec.model.args, **(model or {})}),
+        training=dataclasses.replace(spec.training, engine=engine,
+                                     fixed={**spec.training.fixed, **(training or {})}))
+
+
+def seeds_of(spec: JobSpec, n: int) -> list[dict[str, int]]:
+    return [training_seeds(spec, {"init": i, "order": i % 2, "noise": i}) for i in range(n)]
+
+
+def test_batch_plan_is_epoch_batches(base: JobSpec) -> None:
+    for n, size in ((100, 32), (96, 32)):
+        full, short = batch_plan(n, size, 3, 11)
+        flat = [b for e in range(3) for b in [*full[e], *([short[e]] if short.shape[1] else [])]]
+        assert [b.tolist() for b in flat] == [b.tolist() for b in epoch_batches(n, size, 3, 11)]
+
+
+def test_reset_gives_a_fresh_builds_weights(base: JobSpec) -> None:
+    model = build_dense((64,), 10, 5, 6, units=8, layers=2, dropout=0.5)
+    info = BUILDERS["dense"]
+    assert info.reset is not None
+    info.reset(model, 3, 4)
+    fresh = build_dense((64,), 10, 3, 4, units=8, layers=2, dropout=0.5)
+    for a, b in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(dense_initial_weights(64, 10, 3, units=8, layers=2), fresh.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    states = [layer.seed_generator.state.numpy().tolist() for m in (model, fresh) for layer in m.layers
+              if hasattr(layer, "seed_generator")]
+    assert states[:2] == states[2:]
+
+
+@pytest.mark.parametrize("model,training", MODELS, ids=[m["activation"] for m, _ in MODELS])
+def test_exact_is_bit_identical_to_fit(base: JobSpec, model: dict[str, Any], training: dict[str, Any]) -> None:
+    seeds = seeds_of(base, 2)
+    fit = Trainer(variant(base, "fit", model, training))
+    exact = Trainer(variant(base, "exact", model, training))
+    assert exact.engine == "exact"
+    for config in ({"units": 8}, {"units": 16}):
+        ours = [exact.train(config, s) for s in seeds]  # one built model, reset per seed
+        assert ours == [fit.train(config, s) for s in seeds]
+
+
+def test_vectorized_ignores_companions_slot_and_r(base: JobSpec) -> None:
+    for model, training in (MODELS[0], MODELS[1], MODELS[2]):
+        trainer = Trainer(variant(base, "vectorized", model, training))
+        assert trainer.engine == "vectorized"
+        seeds = seeds_of(base, 5)
+        together = trainer.train_many({"units": 8}, seeds)
+        alone = [trainer.train({"units": 8}, s) for s in seeds[:2]]
+        reordered = trainer.train_many({"units": 8}, [seeds[3], seeds[1], seeds[0]])
+        assert together[:2] == alone
+        assert [together[3], together[1], together[0]] == reordered
+        assert len({m.loss for m in together if isinstance(m, Metrics)}) == 5
+
+
+def test_vectorized_is_close_to_fit(base: JobSpec) -> None:
+    seeds = seeds_of(base, 2)
+    fit = Trainer(variant(base, "fit"))
+    ours = Trainer(variant(base, "vectorized")).train_many({"units": 8}, seeds)
+    for m, s in zip(ours, seeds, strict=True):
+        assert isinstance(m, Metrics)
+        assert m.loss == pytest.approx(fit.train({"units": 8}, s).loss, rel=1e-5)
+
+
+_CHILD = """
+import json, sys
+from harness import determinism
+determinism.apply_threads(1, 1); determinism.set_ops("on")
+from harness.spec import load_job
+from harness.trainer import Trainer
+from harness.matrix import training_seeds
+spec = load_job(sys.argv[1])
+seeds = [training_seeds(spec, {"init": i, "order": i}) for i in range(2)]
+print(json.dumps([m.as_dict() for m in Trainer(spec).train_many({"units": 8}, seeds)]))
+"""
+
+
+def test_vectorized_is_reproducible_across_processes(tmp_path: Path) -> None:
+    job = write_job(tmp_path, training={"engine": "vectorized", "epochs": 1})
+    runs = [subprocess.run([sys.executable, "-c", _CHILD, str(job)], cwd=REPO, capture_output=True,
+                           text=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": "0"}) for _ in range(2)]
+    outs = [json.loads(r.stdout.strip().splitlines()[-1]) for r in runs]
+    assert outs[0] == outs[1]
+
+
+def test_resolve_falls_back_with_a_notice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert resolve("exact", "jax", "dense", False) == "fit"
+    assert resolve("vectorized", "torch", "dense", True) == "fit"
+    assert resolve("vectorized", "tensorflow", "other", False) == "exact"
+    assert resolve("vectorized", "tensorflow", "dense", True) == "vectorized+xla"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("harness: engine ") for line in err)
+
+
+def test_spec_engine_options(tmp_path: Path) -> None:
+    spec = load_job(str(write_job(tmp_path, training={"engine": "vectorized", "xla": True})))
+    assert (spec.training.engine, spec.training.xla) == ("vectorized", True)
+    for bad in ({"engine": "fast"}, {"xla": "yes"}, {"engine": "fit", "xla": True}):
+        with pytest.raises(UserError):
+            load_job(str(write_job(tmp_path, training=bad)))
