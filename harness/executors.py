@@ -151,10 +151,14 @@ class DebugExecutor:
 class LocalExecutor:
     """Persistent worker processes (spawned, so each sets its device and threads before
     importing TensorFlow). A worker that dies has its in-flight units recorded as failed by the
-    driver and is replaced."""
+    driver and is replaced. Under engine `fit`, whose fresh model per training grows a process by
+    ~5 MB, a worker is replaced after `RECYCLE_FIT_TRAININGS` trainings (the others stay flat)."""
+
+    RECYCLE_FIT_TRAININGS = 150
 
     def __init__(self, spec: JobSpec, store: Store, workers: int | None = None) -> None:
         self.spec, self.store = spec, store
+        self.recycle_after = self.RECYCLE_FIT_TRAININGS if spec.training.engine == "fit" else None
         self.slots = plan_slots(spec, workers)
         self.prefix = shard_prefix("local")
         self._spawned = 0
@@ -173,6 +177,7 @@ class LocalExecutor:
     def execute(self, batches: list[Batch], done: Done) -> None:
         queue = list(reversed(batches))
         live: dict[Connection, tuple[Any, Slot, Batch | None]] = {}
+        trained: dict[Connection, int] = {}
         for slot in self.slots[:max(1, len(batches))]:
             proc, conn = self._spawn(slot)
             live[conn] = (proc, slot, None)
@@ -198,6 +203,14 @@ class LocalExecutor:
                     if kind == "done":
                         for uid, status, n in payload:
                             done(uid, status, n)
+                        trained[conn] = trained.get(conn, 0) + sum(n for _, _, n in payload)
+                        if queue and self.recycle_after and trained[conn] >= self.recycle_after:
+                            conn.send(None)  # a fresh process in its place: memory back to its start
+                            proc.join(timeout=30)
+                            del live[conn]
+                            p2, c2 = self._spawn(slot)
+                            live[c2] = (p2, slot, None)
+                            continue
                     if queue:
                         nxt = queue.pop()
                         conn.send(nxt)

@@ -394,7 +394,7 @@ def _training(sec: _Section, searched: set[str]) -> TrainingSpec:
             fixed[key] = sec.number(key, check=lambda v: v > 0, expect="a number > 0")
         else:
             fixed[key] = sec.integer(key, low=1)
-    engine = sec.choice("engine", ENGINES, "fit")
+    engine = sec.choice("engine", ENGINES, "exact")
     xla = sec.raw("xla", False)
     if not isinstance(xla, bool):
         raise sec.err("xla", f"expected true or false, got {xla!r}")

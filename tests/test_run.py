@@ -139,3 +139,22 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
     states = Store(store, spec).states()
     assert all(states[u.id].ok for u in plan(spec)), err
     assert sum(st.disagreements for st in states.values()) == 0
+
+
+def test_fit_workers_are_recycled_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Engine fit grows a process per training: its workers are replaced after N trainings."""
+    from harness.executors import LocalExecutor
+    from harness.matrix import batches
+
+    spec = load_job(str(write_job(tmp_path, training={"engine": "fit"}, dispatch={"batch_units": 2})))
+    store = Store(tmp_path / "store", spec)
+    store.init()
+    executor = LocalExecutor(spec, store, workers=1)
+    executor.recycle_after = 3
+    units = [u for u in plan(spec) if u.kind == "eval"]
+    seen: list[str] = []
+    executor.execute([(b, {u.id: 1 for u in b}) for b in batches(units, 2)], lambda uid, st, n: seen.append(st))
+    assert seen == ["ok"] * len(units)
+    assert len(list(store.shards.glob("*-w*.jsonl"))) >= 2  # a replacement worker wrote its own shard
+    states = store.states()
+    assert all(states[u.id].ok["engine"] == "fit" for u in units)
