@@ -40,7 +40,7 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
     ax.invert_yaxis()
     ax.set_xlabel("share of the variance of held-out accuracy (%)")
     ax.set_xlim(0, 100)
-    ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.1 / len(bars)),
+    ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -1.1 / (0.5 * len(bars) + 1.6)),
               frameon=False)
     fig.tight_layout()
     path = out / f"{name}_shares.png"

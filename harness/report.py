@@ -68,25 +68,30 @@ def component_table(fit: Decomposition) -> str:
                     tablefmt="github")
 
 
-def reading(fit: Decomposition, what: str) -> str:
-    """One plain-language paragraph for a decomposition."""
+def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
+    """One plain-language paragraph for a decomposition; `residual` names what the residual is
+    when it is not repeats with every seed equal."""
+    texts = {**SOURCES_TEXT, **({"residual": residual} if residual else {})}
     parts = sorted(fit.components, key=lambda c: -c.share)
-    named = [f"{SOURCES_TEXT.get(c.name, c.name.replace(':', ' x '))} {100 * c.share:.0f}%" for c in parts
+    named = [f"{texts.get(c.name, c.name.replace(':', ' x '))} {100 * c.share:.0f}%" for c in parts
              if c.share >= 0.005]
     total = math.sqrt(fit.total)
     text = (f"For {what}, one seeded training's held-out accuracy has a standard deviation of "
             f"{_pts(total)} points. Of that variance: {'; '.join(named) or 'nothing measurable'}.")
     res = fit["residual"] if "residual" in fit.names else None
-    if fit.per_cell == 1:
+    if residual is None and fit.per_cell == 1:
         text += (" With one training per seed cell, 'residual' is the highest-order interaction of the seeds, "
                  "not a separate measure of implementation noise.")
-    elif res is not None and res.variance == 0:
+    elif residual is None and res is not None and res.variance == 0:
         text += (" Repeats with every seed equal gave identical scores: with these determinism settings "
                  "the implementation adds no noise, so all of the spread is seed luck.")
     top = parts[0]
-    if top.name != "residual" and top.share > 0.4:
-        text += (f" The largest source is {SOURCES_TEXT.get(top.name, top.name)}: averaging over more of its "
-                 f"seeds narrows the spread most.")
+    if top.name in ("init", "order", "split", "noise", "bo") and top.share > 0.4:
+        text += (f" The largest source is {SOURCES_TEXT[top.name]}: averaging over more of its seeds narrows "
+                 f"the spread most.")
+    elif ":" in top.name and top.share > 0.4:
+        text += (f" The largest source is the interaction {top.name.replace(':', ' x ')}: the seeds act "
+                 f"together, so no single seed fixes the score; average over all of them.")
     return text
 
 
@@ -176,11 +181,11 @@ def _fit(make: Callable[[], Decomposition]) -> Decomposition | str:
         return str(exc)
 
 
-def _fit_lines(fit: Decomposition | str, what: str) -> list[str]:
+def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None) -> list[str]:
     if isinstance(fit, str):
         return [f"> Not decomposed: {fit}", ""]
     note = [f"> {fit.summary()}", ""] if fit.method != "anova" else []
-    return [*note, component_table(fit), "", reading(fit, what), ""]
+    return [*note, component_table(fit), "", reading(fit, what, residual), ""]
 
 
 def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
@@ -195,14 +200,16 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     out = ["## The optimiser", ""]
     reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
               for r in rows if r["kind"] == "reeval"]
-    factors = _factors(reeval, ("bo", "search_init", "search_order", "init", "order"))
+    factors = _factors(reeval, ("bo", "search_init", "search_order"))
     if factors and len(reeval) > 1:
         fit = _fit(partial(decompose, _columns(reeval, factors), "accuracy", factors, bootstrap=BOOTSTRAP,
                            seed=spec.root_seed % 2**31))
-        out += ["Each chain's chosen configuration, re-trained on fresh init x order seeds: how much of the "
-                "tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search ran "
-                "under (`search_init`, `search_order`), next to the fresh training seeds (`init`, `order`).", "",
-                *_fit_lines(fit, "the tuned model (search, then re-training)")]
+        out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
+                "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
+                "ran under (`search_init`, `search_order`). The residual is the re-training's own seed spread "
+                "(the fresh seeds are its replication).", "",
+                *_fit_lines(fit, "the tuned model (search, then re-training)",
+                            residual="re-training the chosen configuration on fresh seeds")]
     chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
     top, n = chosen.most_common(1)[0]
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
