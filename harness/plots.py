@@ -23,6 +23,13 @@ def _plt() -> Any:
     return plt
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out: Path) -> Path | None:
     bars = [(f"{cfg}" + (f" [{eng}, {mode}]" if len(fits) > 1 else ""), fit)
             for (eng, mode), per in fits.items() for cfg, fit in per.items() if cfg != "pooled"]
@@ -42,11 +49,7 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
     ax.set_xlim(0, 100)
     ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -1.1 / (0.5 * len(bars) + 1.6)),
               frameon=False)
-    fig.tight_layout()
-    path = out / f"{name}_shares.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"{name}_shares.png")
 
 
 def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
@@ -80,11 +83,7 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel("level mean - configuration mean (pts)")
     ax.set_title("How far one seed level moves the score, per source")
-    fig.tight_layout()
-    path = out / f"{name}_sources.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"{name}_sources.png")
 
 
 def chains(name: str, studies: Sequence[dict[str, Any]], out: Path) -> Path | None:
@@ -103,11 +102,7 @@ def chains(name: str, studies: Sequence[dict[str, Any]], out: Path) -> Path | No
     ax.set_title("Optimiser chains: best so far")
     if len(studies) <= 12:
         ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = out / f"{name}_chains.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"{name}_chains.png")
 
 
 def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],
