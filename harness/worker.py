@@ -31,8 +31,9 @@ class Worker:
         self._mode: str | None = None
 
     def run_batch(self, units: list[Unit], attempts: dict[str, int]) -> list[tuple[str, str, int]]:
-        """Train each unit; returns (unit id, status, trainings) per unit, after its record is on disk.
-        Under engine vectorized the batch's evaluation units (one configuration) train together."""
+        """Train each unit of a batch (one configuration and determinism mode); returns (unit id,
+        status, trainings) per unit, after its record is on disk. Under engine vectorized the
+        batch's evaluation units train together."""
         out = []
         if units and units[0].mode != self._mode:
             self.env["op_determinism"] = determinism.set_ops(units[0].mode)
@@ -42,9 +43,6 @@ class Worker:
             out += self._run_vectorized(evals, attempts)
             units = [u for u in units if u.kind != "eval"]
         for unit in units:
-            if unit.mode != self._mode:
-                self.env["op_determinism"] = determinism.set_ops(unit.mode)
-                self._mode = unit.mode
             start = time.perf_counter()
             record = self._record(unit, attempts)
             try:
