@@ -5,15 +5,18 @@ the CPU cores."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, Protocol
 
 from harness.matrix import Unit
@@ -114,10 +117,31 @@ def _make_worker(spec: JobSpec, store_root: str, shard: str, slot: Slot) -> Any:
     return Worker(spec, Store(store_root, spec), shard)
 
 
+@contextlib.contextmanager
+def _native_stderr_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 to `path` for a while: TensorFlow's C++ start-up lines (oneDNN,
+    cuInit), which no log level silences, go to a log instead of across the progress bar.
+    Python exceptions are printed after it is restored."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, slot: Slot) -> None:
     """Entry point of a worker process: set up once, then loop over batches."""
     start_worker_env(slot, spec.determinism.modes[0])
-    worker = _make_worker(spec, store_root, shard, slot)
+    log = Store(store_root, spec).dir / "logs" / f"{shard}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with _native_stderr_to(log):
+        worker = _make_worker(spec, store_root, shard, slot)
     conn.send(("ready", None))
     while True:
         msg = conn.recv()
