@@ -22,7 +22,12 @@ def dispatch(args: argparse.Namespace) -> int:
     verb = args.verb if args.verb != "slurm" else f"slurm_{args.slurm_verb}"
     return {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "export": cmd_export,
             "status": cmd_status,
-            "slurm_submit": lambda s, a: __import__("harness.slurm").slurm.submit(s, a)}[verb](spec, args)
+            "slurm_submit": cmd_slurm_submit}[verb](spec, args)
+
+
+def cmd_slurm_submit(spec: JobSpec, args: argparse.Namespace) -> int:
+    from harness.slurm import submit
+    return submit(spec, args)
 
 
 def unit_trainings(spec: JobSpec, unit: Unit) -> int:
@@ -65,7 +70,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 def cmd_run(spec: JobSpec, args: argparse.Namespace) -> int:
     from harness import data
     from harness.executors import make_executor
-    from harness.matrix import derive_seed
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: expected an integer >= 1, got {args.workers}")
@@ -73,7 +77,7 @@ def cmd_run(spec: JobSpec, args: argparse.Namespace) -> int:
     part = parse_shard(args.shard)
     if part is not None:
         units = shard(units, *part)
-    data.load(spec.data, derive_seed(spec.root_seed, "split", spec.levels.get("split", (0,))[0]), spec.path)
+    data.check(spec.data, spec.path)
     store = Store(args.store, spec)
     store.init()
     executor = make_executor(args.executor, spec, store, args.workers)

@@ -34,6 +34,19 @@ def test_size(spec: DataSpec) -> int:
     return min(n, spec.max_test) if spec.max_test else n
 
 
+def check(spec: DataSpec, job_file: str = "") -> None:
+    """Fail early, in the driver, on data a worker could not load, without loading it: digits
+    ships with scikit-learn; a staged MNIST file is opened and its keys read; without one,
+    Keras's loader runs once (it downloads into its cache, which the workers then reuse)."""
+    if spec.source != "mnist":
+        return
+    staged = spec.path or os.environ.get(MNIST_ENV)
+    if staged:
+        _read_npz(Path(staged), job_file, keys_only=True)
+    else:
+        _mnist(None, job_file)
+
+
 def load(spec: DataSpec, split_seed: int, job_file: str = "") -> Dataset:
     """Load, scale to [0, 1] float32 and split; `split_seed` chooses the split (digits) and
     the subsample when max_train / max_test shorten a split."""
@@ -84,7 +97,8 @@ def _mnist(path: str | None, job_file: str) -> tuple[np.ndarray, ...]:
             xte.astype(np.float32) / scale, yte.astype(np.int32))
 
 
-def _read_npz(path: Path, job_file: str) -> tuple[np.ndarray, ...]:
+def _read_npz(path: Path, job_file: str, keys_only: bool = False) -> tuple[np.ndarray, ...]:
+    """The four MNIST arrays of a staged file (none with `keys_only`: just check it)."""
     where = dict(file=job_file, key="data.path")
     if not path.is_file():
         raise UserError(f"MNIST file {path} not found (set data.path or ${MNIST_ENV} to a staged "
@@ -95,6 +109,6 @@ def _read_npz(path: Path, job_file: str) -> tuple[np.ndarray, ...]:
             if missing:
                 raise UserError(f"{path} lacks {', '.join(missing)}; expected Keras's mnist.npz "
                                 f"format ({', '.join(MNIST_KEYS)})", **where)
-            return tuple(f[k] for k in MNIST_KEYS)
+            return () if keys_only else tuple(f[k] for k in MNIST_KEYS)
     except (OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable .npz file ({exc})", **where) from None

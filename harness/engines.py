@@ -95,8 +95,8 @@ class _Built:
 
 
 # Activations whose whole-training graph loop gave `fit`'s bits here (tests/test_engines.py checks
-# every activation); with gelu and swish, gathering the batch inside the same graph as the train
-# step changed the last bits (Keras 3.15 / TF 2.21 CPU), so those train one compiled step per batch.
+# every activation); with gelu, gathering the batch inside the same graph as the train step changed
+# the last bits (Keras 3.15 / TF 2.21 CPU), so it trains one compiled step per batch.
 GRAPH_LOOP_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "linear", "swish")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from harness import data as data_mod
 from harness.models import BUILDERS
-from harness.spec import JobSpec
+from harness.spec import TRAINING_FIELDS, JobSpec
 
 
 class TrainingFailed(Exception):
@@ -92,8 +92,7 @@ class Trainer:
     def settings(self, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(training values, model args) for one configuration."""
         spec = self.spec
-        training = {**spec.training.fixed, **{k: v for k, v in config.items() if k in
-                                              ("optimizer", "learning_rate", "batch_size", "epochs")}}
+        training = {**spec.training.fixed, **{k: v for k, v in config.items() if k in TRAINING_FIELDS}}
         info = BUILDERS[spec.model.builder]
         model_args = {**info.defaults, **spec.model.args,
                       **{k: v for k, v in config.items() if k in info.params}}
