@@ -140,6 +140,9 @@ def _worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, s
     start_worker_env(slot, spec.determinism.modes[0])
     log = Store(store_root, spec).dir / "logs" / f"{shard}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:  # which device and threads this worker was given, for whoever reads the log
+        f.write(f"worker {shard}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} "
+                f"threads intra={slot.intra} inter={slot.inter} pid={os.getpid()}\n")
     with _native_stderr_to(log):
         worker = _make_worker(spec, store_root, shard, slot)
     conn.send(("ready", None))
