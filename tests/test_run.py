@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.matrix import plan
 from harness.spec import load_job
 from harness.store import Store
@@ -103,17 +105,27 @@ def test_two_workers_export_what_one_process_exports(tmp_path: Path) -> None:
     assert a == b
 
 
-def test_failed_trainings_are_recorded_and_retried_not_fatal(tmp_path: Path) -> None:
-    job = write_job(tmp_path, training={"optimizer": "sgd", "learning_rate": 1e12},
+@pytest.mark.parametrize("engine", ["exact", "vectorized"])
+def test_failed_trainings_are_recorded_and_retried_not_fatal(tmp_path: Path, engine: str) -> None:
+    """A diverging training is a failed record of its own unit (under `vectorized` too, where the
+    units of a batch train together), retried up to max_retries, and the run goes on."""
+    job = write_job(tmp_path, training={"optimizer": "sgd", "learning_rate": 1e12, "engine": engine},
                     dispatch={"max_retries": 1}, evaluate={"configurations": [{"units": 8}]},
-                    seeds={"init": 1, "order": 1})
+                    seeds={"init": 3, "order": 1})
     store = tmp_path / "store"
     r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "failed" in r.stderr and "non-finite" in r.stderr
     states = Store(store, load_job(str(job))).states()
     assert all(st.ok is None and len(st.failures) == 2 for st in states.values())
-    assert [f["attempt"] for f in next(iter(states.values())).failures] == [1, 2]
+    units = plan(load_job(str(job)))
+    assert sorted(states) == sorted(u.id for u in units) and [u.kind for u in units].count("eval") == 3
+    for u in units:
+        failures = states[u.id].failures
+        assert [f["attempt"] for f in failures] == [1, 2]
+        assert all(f["engine"] == engine for f in failures)
+        if u.kind == "eval":  # a study fails as "every trial of the chain failed"
+            assert all("non-finite" in f["error"] for f in failures), failures
 
 
 def test_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
