@@ -100,7 +100,7 @@ class _Built:
 GRAPH_LOOP_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "linear", "swish")
 
 
-def _exact_loop(model: Any, features: tuple[int, ...], jit: Any, graph_loop: bool) -> Any:
+def _exact_loop(model: Any, features: tuple[int, ...], jit: bool, graph_loop: bool) -> Any:
     """`loop(x, y, full, short)`: one training over Keras's own `train_step`, as one tf.function
     over all epochs (`graph_loop`) or one compiled step per batch, gathered outside it."""
     import tensorflow as tf
@@ -151,11 +151,13 @@ class ExactEngine:
             return self._built[key]
         assert self.builder.build is not None
         model = self.builder.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **model_args)
+        # Keras's own jit_compile stays off (it silently drops XLA under op determinism); the
+        # engine's tf.function around train_step is what XLA compiles when asked.
         model.compile(optimizer=make_optimizer(training["optimizer"], training["learning_rate"]),
-                      loss=self.loss, jit_compile=True if self.jit else "auto")
+                      loss=self.loss, jit_compile=False)
         model.optimizer.build(model.trainable_variables)
         graph_loop = model_args.get("activation") in GRAPH_LOOP_ACTIVATIONS
-        loop = _exact_loop(model, ds.x_train.shape[1:], model.jit_compile, graph_loop)
+        loop = _exact_loop(model, ds.x_train.shape[1:], self.jit, graph_loop)
         built = _Built(model, [np.array(v.numpy()) for v in model.optimizer.variables], loop)
         self._built[key] = built
         if len(self._built) > ENGINE_CACHE:

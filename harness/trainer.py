@@ -146,8 +146,10 @@ class Trainer:
         info = BUILDERS[self.spec.model.builder]
         assert info.build is not None
         model = info.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"], **model_args)
+        # jit_compile pinned off: Keras's "auto" turns XLA on for GPUs only when op determinism is
+        # off, which would mix XLA into the determinism comparison (XLA is `training.xla`).
         model.compile(optimizer=make_optimizer(training["optimizer"], training["learning_rate"]),
-                      loss=self.spec.training.loss)
+                      loss=self.spec.training.loss, jit_compile=False)
         batches = epoch_batches(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
                                 seeds["order"])
         model.fit(((ds.x_train[idx], ds.y_train[idx]) for idx in batches), steps_per_epoch=len(batches),

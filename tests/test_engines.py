@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,28 @@ def test_vectorized_is_close_to_fit(base: JobSpec) -> None:
     for m, s in zip(ours, seeds, strict=True):
         assert isinstance(m, Metrics)
         assert m.loss == pytest.approx(fit.train({"units": 8}, s).loss, rel=1e-5)
+
+
+def test_xla_is_compiled_when_asked_and_repeats(base: JobSpec) -> None:
+    """`training.xla` really compiles with XLA under op determinism (Keras's own jit_compile would
+    quietly drop it there), repeats its bits, and stays close to the plain engine."""
+    seeds = seeds_of(base, 3)
+    for engine in ("exact", "vectorized"):
+        plain = variant(base, engine)
+        spec = dataclasses.replace(plain, training=dataclasses.replace(plain.training, xla=True))
+        first, second = Trainer(spec), Trainer(spec)
+        assert first.engine == f"{engine}+xla"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ours = first.train_many({"units": 8}, seeds)
+        assert ours == second.train_many({"units": 8}, seeds)
+        loops = ([b.loop for b in first._exact._built.values()] if first._exact
+                 else list(first._vectorized._loops.values()))
+        assert loops and all(loop._jit_compile for loop in loops)
+        reference = Trainer(plain).train_many({"units": 8}, seeds)
+        for m, r in zip(ours, reference, strict=True):
+            assert isinstance(m, Metrics) and isinstance(r, Metrics)
+            assert m.loss == pytest.approx(r.loss, rel=1e-4)
 
 
 _CHILD = """
