@@ -31,10 +31,10 @@ CONFIG = {"units": 64, "epochs": 5}
 ENGINES = ("fit", "exact", "vectorized")
 
 
-def job(engine: str, batch_units: int = 32) -> JobSpec:
+def job(engine: str, batch_units: int = 32, xla: bool = False) -> JobSpec:
     spec = load_job(str(REPO / "jobs" / "digits_dense.yaml"))
     return dataclasses.replace(
-        spec, training=dataclasses.replace(spec.training, engine=engine),
+        spec, training=dataclasses.replace(spec.training, engine=engine, xla=xla),
         configurations=(CONFIG,), dispatch=dataclasses.replace(spec.dispatch, batch_units=batch_units),
         levels={**spec.levels, "init": tuple(range(16)), "order": tuple(range(16)), "repeat": (0,)})
 
@@ -44,12 +44,12 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def in_process(engine: str, n: int, batch: int = 32) -> tuple[float, float]:
+def in_process(engine: str, n: int, batch: int = 32, xla: bool = False) -> tuple[float, float]:
     """(seconds per training, RSS growth in MB per training after a warm-up) in this process."""
     from harness import determinism
     from harness.matrix import training_seeds
     from harness.trainer import Trainer
-    spec = job(engine)
+    spec = job(engine, xla=xla)
     determinism.set_ops("on")
     trainer = Trainer(spec)
     seeds = [training_seeds(spec, {"init": i % 16, "order": i // 16 % 16}) for i in range(n + batch)]
@@ -111,7 +111,8 @@ def cpu_model() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--units", type=int, default=64, help="evaluation units per executor run")
-    p.add_argument("--rss", type=int, default=500, help="trainings per in-process loop (exact, vectorized)")
+    p.add_argument("--rss", type=int, default=500, help="trainings per in-process loop (exact, vectorized, each "
+                   "with and without XLA)")
     p.add_argument("--fit", type=int, default=20, help="trainings of the (a) loop")
     p.add_argument("--fresh", type=int, default=3, help="trainings of the (b) loop")
     args = p.parse_args()
@@ -124,9 +125,10 @@ def main() -> None:
     rows.append(("(b) fresh process per training", 60 / fresh_process(args.fresh), "-", "-"))
     for engine in ENGINES:
         if engine != "fit":
-            s, rss = in_process(engine, args.rss)
-            rows.append((f"in-process loop, engine {engine} ({args.rss} trainings)", 60 / s, "-",
-                         f"{rss * 1000:+.1f} MB / 1000 trainings"))
+            for xla in (False, True):
+                s, rss = in_process(engine, args.rss, xla=xla)
+                rows.append((f"in-process loop, engine {engine}{'+xla' * xla} ({args.rss} trainings)", 60 / s,
+                             "-", f"{rss * 1000:+.1f} MB / 1000 trainings"))
         for workers in (1, 2):
             n = args.units if engine != "fit" else min(args.units, 16)
             per_min, outside = executor(engine, workers, n)

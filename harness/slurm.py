@@ -16,7 +16,7 @@ from harness.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
 ARRAY_SCRIPT, REPORT_SCRIPT = REPO / "slurm" / "array.sh", REPO / "slurm" / "report.sh"
-MAX_ARRAY_TASKS = 1000  # Slurm's default MaxArraySize (1001) allows indices 0-1000
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize: task indices 0-1000
 ARRAY_ID = "<array job id>"  # stands for the array's id in the report job's command
 
 
@@ -33,11 +33,27 @@ def partition_has_gpus(partition: str | None) -> bool | None:
     return any("gpu" in g for g in gres) if out.returncode == 0 and gres else None
 
 
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (task indices must stay below it), per `scontrol show config`;
+    Slurm's default where scontrol cannot say."""
+    if shutil.which("scontrol") is None:
+        return DEFAULT_MAX_ARRAY_SIZE
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return DEFAULT_MAX_ARRAY_SIZE
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize" and value.strip().isdigit():
+            return max(1, int(value.strip()))
+    return DEFAULT_MAX_ARRAY_SIZE
+
+
 def sbatch_commands(spec: JobSpec, args: argparse.Namespace,
                     gpus: bool | None) -> tuple[list[str], list[str]]:
     """The array's and the report job's sbatch command lines (the latter holds ARRAY_ID).
 
-    The array has one task per unit up to MAX_ARRAY_TASKS; a task asks for one GPU where the
+    The array has one task per unit, at most the cluster's MaxArraySize; a task asks for one GPU where the
     partition has them (else none) and one CPU per worker thread the job file implies."""
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UserError(f"--max-parallel: expected an integer >= 1, got {args.max_parallel}")
@@ -54,7 +70,7 @@ def sbatch_commands(spec: JobSpec, args: argparse.Namespace,
     common = [f"--chdir={REPO}", "--export=" + ",".join(["ALL"] + [f"{k}={v}" for k, v in env.items()])]
     if args.partition:
         common.append(f"--partition={args.partition}")
-    tasks = min(len(plan(spec)), MAX_ARRAY_TASKS)
+    tasks = min(len(plan(spec)), max_array_size())  # more units than tasks: task i takes i, i + n, ...
     throttle = f"%{args.max_parallel}" if args.max_parallel else ""
     gres = [] if gpus is None else ["--gres=gpu:1" if gpus else "--gres=none"]
     job = str(Path(spec.path).resolve())

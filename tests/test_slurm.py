@@ -212,6 +212,17 @@ def test_submit_asks_for_gpus_only_where_the_partition_has_them(job: Path, tmp_p
     assert "--gres=gpu:1" in gpu and "--partition=gpu" in gpu
 
 
+def test_array_is_sized_to_the_clusters_max_array_size(job: Path, tmp_path: Path) -> None:
+    """scontrol faked at the subprocess boundary: MaxArraySize 4 caps the 9-unit job at tasks 0-3."""
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text("#!/bin/sh\nprintf 'MaxArraySize            = 4\nMaxJobCount = 10000\n'\n")
+    scontrol.chmod(0o755)
+    env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    p = harness("slurm", "submit", str(job), "--dry-run", "--max-parallel", "2", env=env)
+    assert p.returncode == 0, p.stderr
+    assert "--array=0-3%2" in p.stdout.splitlines()[0]
+
+
 def test_array_task_numbering_maps_to_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     """--array=3-9:3 numbers its 3 tasks 3, 6, 9: shards 0, 1, 2 of 3."""
     from harness.commands import parse_shard
