@@ -119,6 +119,7 @@ def main() -> None:
     from harness import determinism
     determinism.prepare_process("on")
     determinism.apply_threads(2, 1)
+    load_before = os.getloadavg()[0]
     rows = []
     fit_s, fit_rss = in_process("fit", args.fit)
     rows.append(("(a) fresh model + fit, one process", 60 / fit_s, "-", f"{fit_rss:+.2f} MB/training"))
@@ -136,7 +137,7 @@ def main() -> None:
                          f"{outside:.1%}", "-"))
     base = rows[0][1]
     print(f"Machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}; "
-          f"load before: {os.getloadavg()[0]:.2f}; peak RSS of the driver "
+          f"load before: {load_before:.2f}; peak RSS of the driver "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n")
     print(f"Digits, Dense({CONFIG['units']}, relu) -> Dense(10, softmax), adam 1e-3, batch 32, "
           f"{CONFIG['epochs']} epochs; vectorized R = 32 (dispatch.batch_units).\n")
