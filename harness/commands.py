@@ -79,8 +79,8 @@ def cmd_run(spec: JobSpec, args: argparse.Namespace) -> int:
         units = shard(units, *part)
     data.check(spec.data, spec.path)
     store = Store(args.store, spec)
+    executor = make_executor(args.executor, spec, store, args.workers)  # may refuse: before any write
     store.init()
-    executor = make_executor(args.executor, spec, store, args.workers)
     max_tries = spec.dispatch.max_retries + 1
     started = time.monotonic()
     trained = 0

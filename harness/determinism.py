@@ -25,6 +25,12 @@ def prepare_process(mode: str) -> None:
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
 
 
+def mode_fixed_at_start() -> bool:
+    """Whether op determinism is fixed when the backend starts (jax: by XLA_FLAGS), so a process
+    trains in one mode only; TensorFlow and torch switch it per batch."""
+    return backend_name() == "jax"
+
+
 def apply_threads(intra: int | None, inter: int | None) -> None:
     """Thread counts; must run before the backend runs any op."""
     backend = backend_name()

@@ -6,6 +6,7 @@ the CPU cores."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing as mp
 import os
 import shutil
@@ -19,6 +20,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.errors import UserError
 from harness.matrix import Unit
 from harness.spec import JobSpec
 from harness.store import Store
@@ -112,6 +114,9 @@ def _enable_memory_growth() -> None:
 def _make_worker(spec: JobSpec, store_root: str, shard: str, slot: Slot) -> Any:
     from harness import determinism
     from harness.worker import Worker
+    if determinism.backend_name() != "tensorflow" and importlib.util.find_spec("tensorflow"):
+        import tensorflow  # noqa: F401  keras.utils.set_random_seed imports it whatever the backend: now,
+        # while a local worker's start-up lines go to its log, rather than at its first training
     _enable_memory_growth()
     determinism.apply_threads(slot.intra, slot.inter)
     return Worker(spec, Store(store_root, spec), shard)
@@ -135,9 +140,10 @@ def _native_stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
-def _worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, slot: Slot) -> None:
-    """Entry point of a worker process: set up once, then loop over batches."""
-    start_worker_env(slot, spec.determinism.modes[0])
+def _worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, slot: Slot, mode: str) -> None:
+    """Entry point of a worker process: set up once (in op-determinism `mode` where the backend
+    fixes it at start), then loop over batches."""
+    start_worker_env(slot, mode)
     log = Store(store_root, spec).dir / "logs" / f"{shard}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:  # which device and threads this worker was given, for whoever reads the log
@@ -159,6 +165,10 @@ class DebugExecutor:
     """Runs batches in this process through the same Worker: for tests and pdb."""
 
     def __init__(self, spec: JobSpec, store: Store, threads: int | None = None) -> None:
+        from harness import determinism
+        if determinism.mode_fixed_at_start() and len(spec.determinism.modes) > 1:
+            raise UserError(f"{spec.path}: determinism.ops: 'both' needs a process per mode under backend "
+                            f"{determinism.backend_name()}; run with --executor local, or ops 'on' or 'off'")
         self.spec, self.store = spec, store
         self.slot = Slot(None, spec.determinism.intra_op_threads or threads,
                          spec.determinism.inter_op_threads)
@@ -175,80 +185,113 @@ class DebugExecutor:
             worker.close()
 
 
+@dataclass
+class _Live:
+    """A running worker process as the driver sees it."""
+
+    proc: Any
+    conn: Connection
+    slot: Slot
+    mode: str                    # its op-determinism mode at start (binding where fixed at start)
+    batch: Batch | None = None   # the batch it is training
+    trained: int = 0             # trainings since it started
+
+
 class LocalExecutor:
     """Persistent worker processes (spawned, so each sets its device and threads before
     importing TensorFlow). A worker that dies has its in-flight units recorded as failed by the
     driver and is replaced. Under engine `fit`, whose fresh model per training grows a process by
-    ~5 MB, a worker is replaced after `RECYCLE_FIT_TRAININGS` trainings (the others stay flat)."""
+    ~5 MB, a worker is replaced after `RECYCLE_FIT_TRAININGS` trainings (the others stay flat).
+    Where the backend fixes op determinism at process start (jax), a worker trains batches of its
+    own mode and is replaced by one of the other mode when only those are left."""
 
     RECYCLE_FIT_TRAININGS = 150
 
     def __init__(self, spec: JobSpec, store: Store, workers: int | None = None) -> None:
+        from harness import determinism, engines
         self.spec, self.store = spec, store
-        self.recycle_after = self.RECYCLE_FIT_TRAININGS if spec.training.engine == "fit" else None
+        engine = engines.resolve(spec.training.engine, determinism.backend_name(), spec.model.builder,
+                                 spec.training.xla)  # its fallback notice, here on the driver's stderr
+        self.recycle_after = self.RECYCLE_FIT_TRAININGS if engine == "fit" else None
+        self.mode_per_process = determinism.mode_fixed_at_start()
         self.slots = plan_slots(spec, workers)
         self.prefix = shard_prefix("local")
         self._spawned = 0
         self._ctx = mp.get_context("spawn")
 
-    def _spawn(self, slot: Slot) -> tuple[Any, Connection]:
+    def _spawn(self, slot: Slot, mode: str) -> _Live:
         parent, child = self._ctx.Pipe()
         name = f"{self.prefix}-w{self._spawned}"
         self._spawned += 1
         proc = self._ctx.Process(target=_worker_main, name=name, daemon=True,
-                                 args=(child, self.spec, str(self.store.dir.parent.parent), name, slot))
+                                 args=(child, self.spec, str(self.store.dir.parent.parent), name, slot, mode))
         proc.start()
         child.close()
-        return proc, parent
+        return _Live(proc, parent, slot, mode)
+
+    def _next(self, queue: list[Batch], mode: str) -> Batch | None:
+        """The next batch for a worker in `mode`: the queue's next one, or (one mode per process)
+        the next one of its mode; None when there is none for it."""
+        if not self.mode_per_process:
+            return queue.pop() if queue else None
+        for i in range(len(queue) - 1, -1, -1):
+            if queue[i][0][0].mode == mode:
+                return queue.pop(i)
+        return None
 
     def execute(self, batches: list[Batch], done: Done) -> None:
         queue = list(reversed(batches))
-        live: dict[Connection, tuple[Any, Slot, Batch | None]] = {}
-        trained: dict[Connection, int] = {}
-        for slot in self.slots[:max(1, len(batches))]:
-            proc, conn = self._spawn(slot)
-            live[conn] = (proc, slot, None)
+        first_mode = queue[-1][0][0].mode if queue else self.spec.determinism.modes[0]
+        live = {w.conn: w for w in (self._spawn(slot, first_mode)
+                                    for slot in self.slots[:max(1, len(batches))])}
         driver = None
+
+        def replace(w: _Live, mode: str) -> None:
+            w.conn.send(None)
+            w.proc.join(timeout=30)
+            del live[w.conn]
+            fresh = self._spawn(w.slot, mode)
+            live[fresh.conn] = fresh
+
         try:
             while live:
                 for conn in wait(list(live)):
-                    proc, slot, batch = live[conn]
+                    w = live[conn]
                     try:
                         kind, payload = conn.recv()
                     except (EOFError, OSError):
-                        proc.join(timeout=5)
+                        w.proc.join(timeout=5)
                         del live[conn]
-                        if proc.exitcode in STOP_EXITCODES:  # stopped from outside (scancel, Ctrl-C):
+                        if w.proc.exitcode in STOP_EXITCODES:  # stopped from outside (scancel, Ctrl-C):
                             raise KeyboardInterrupt from None  # not the unit's fault; a rerun redoes it
-                        if batch is not None:
+                        if w.batch is not None:
                             driver = driver or self.store.writer(f"{self.prefix}-driver")
-                            self._record_death(driver, batch, proc.exitcode, done)
+                            self._record_death(driver, w.batch, w.proc.exitcode, done)
                         if queue:
-                            p2, c2 = self._spawn(slot)
-                            live[c2] = (p2, slot, None)
+                            fresh = self._spawn(w.slot, w.mode)
+                            live[fresh.conn] = fresh
                         continue
+                    w.batch = None
                     if kind == "done":
                         for uid, status, n in payload:
                             done(uid, status, n)
-                        trained[conn] = trained.get(conn, 0) + sum(n for _, _, n in payload)
-                        if queue and self.recycle_after and trained[conn] >= self.recycle_after:
-                            conn.send(None)  # a fresh process in its place: memory back to its start
-                            proc.join(timeout=30)
-                            del live[conn]
-                            p2, c2 = self._spawn(slot)
-                            live[c2] = (p2, slot, None)
+                        w.trained += sum(n for _, _, n in payload)
+                        if queue and self.recycle_after and w.trained >= self.recycle_after:
+                            replace(w, w.mode)  # a fresh process: memory back to its start
                             continue
-                    if queue:
-                        nxt = queue.pop()
+                    nxt = self._next(queue, w.mode)
+                    if nxt is not None:
                         conn.send(nxt)
-                        live[conn] = (proc, slot, nxt)
+                        w.batch = nxt
+                    elif queue:  # only batches of the other mode are left
+                        replace(w, queue[-1][0][0].mode)
                     else:
                         conn.send(None)
-                        proc.join(timeout=30)
+                        w.proc.join(timeout=30)
                         del live[conn]
         finally:
-            for proc, _, _ in live.values():
-                proc.terminate()
+            for w in live.values():
+                w.proc.terminate()
             if driver is not None:
                 driver.close()
 

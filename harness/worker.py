@@ -36,7 +36,11 @@ class Worker:
         batch's evaluation units train together."""
         out = []
         if units and units[0].mode != self._mode:
-            self.env["op_determinism"] = determinism.set_ops(units[0].mode)
+            on = determinism.set_ops(units[0].mode)
+            if on != (units[0].mode == "on"):  # the executors start a process per mode where needed
+                raise RuntimeError(f"op determinism {units[0].mode!r} cannot be set in this process "
+                                   f"(backend {determinism.backend_name()} fixes it at start)")
+            self.env["op_determinism"] = on
             self._mode = units[0].mode
         evals = [u for u in units if u.kind == "eval"]
         if evals and self.trainer.engine.startswith("vectorized"):
