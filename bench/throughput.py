@@ -6,6 +6,7 @@ included). Trainings per minute, the share of a unit's recorded time spent outsi
 and RSS growth of one process over many trainings (a separate loop per engine).
 
     .venv/bin/python bench/throughput.py [--units 64] [--rss 500] > bench/RESULTS-throughput.md
+    KERAS_BACKEND=jax .venv/bin/python bench/throughput.py ...   (engines fit and exact only)
 """
 
 from __future__ import annotations
@@ -119,14 +120,16 @@ def main() -> None:
     from harness import determinism
     determinism.prepare_process("on")
     determinism.apply_threads(2, 1)
+    from harness.determinism import backend_name
+    tensorflow = backend_name() == "tensorflow"  # vectorized and XLA are TensorFlow's (jax: exact, fit)
     load_before = os.getloadavg()[0]
     rows = []
     fit_s, fit_rss = in_process("fit", args.fit)
     rows.append(("(a) fresh model + fit, one process", 60 / fit_s, "-", f"{fit_rss:+.2f} MB/training"))
     rows.append(("(b) fresh process per training", 60 / fresh_process(args.fresh), "-", "-"))
-    for engine in ENGINES:
+    for engine in ENGINES if tensorflow else ("fit", "exact"):
         if engine != "fit":
-            for xla in (False, True):
+            for xla in (False, True) if tensorflow else (False,):
                 s, rss = in_process(engine, args.rss, xla=xla)
                 rows.append((f"in-process loop, engine {engine}{'+xla' * xla} ({args.rss} trainings)", 60 / s,
                              "-", f"{rss * 1000:+.1f} MB / 1000 trainings"))
@@ -137,6 +140,7 @@ def main() -> None:
                          f"{outside:.1%}", "-"))
     base = rows[0][1]
     print(f"Machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}; "
+          f"Keras backend {backend_name()}; "
           f"load before: {load_before:.2f}; peak RSS of the driver "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n")
     print(f"Digits, Dense({CONFIG['units']}, relu) -> Dense(10, softmax), adam 1e-3, batch 32, "

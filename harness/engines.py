@@ -10,7 +10,9 @@ each replica gathers its own batches and dropout masks, batched matmuls, the opt
 rule on the stacked tensors. Every operation is per replica, so a seed's result does not depend
 on R, its slot or its companions; it is not bit-identical to `fit` (other reduction kernels).
 
-Both compiled paths are TensorFlow's; `resolve` picks what runs on other backends. Seen here
+Under jax, `exact` is the same reset per seed around Keras's own `fit`, whose jitted train function
+the built model keeps (fit's bits; tests/test_backends.py). `vectorized` is TensorFlow's only;
+`resolve` picks what runs on other backends. Seen here
 (TF 2.21 CPU): the per-replica independence rests on oneDNN's batched matmul (with
 TF_ENABLE_ONEDNN_OPTS=0 a replica's bits changed with R, so vectorized then runs exact).
 """
@@ -44,8 +46,14 @@ def resolve(engine: str, backend: str, builder: str, xla: bool) -> str:
     one-line notice when the requested one cannot."""
     if engine == "fit":
         return "fit"
+    if backend == "jax" and engine in ("exact", "vectorized"):
+        if engine == "vectorized":
+            notice("engine vectorized needs the TensorFlow backend (running jax); using exact")
+        if xla:
+            notice("training.xla has no effect under jax (which always compiles with XLA)")
+        return "exact"
     if backend != "tensorflow":
-        notice(f"engine {engine} needs the TensorFlow backend (running {backend}); using fit")
+        notice(f"engine {engine} needs the TensorFlow or jax backend (running {backend}); using fit")
         return "fit"
     if engine == "vectorized" and builder != "dense":
         notice(f"engine vectorized handles model builder dense only (got {builder}); using exact")
@@ -138,26 +146,28 @@ def _exact_loop(model: Any, features: tuple[int, ...], jit: bool, graph_loop: bo
 class ExactEngine:
     """Engine `exact` (see the module docstring); keeps the last ENGINE_CACHE built models."""
 
-    def __init__(self, builder: BuilderInfo, loss: str, jit: bool) -> None:
-        self.builder, self.loss, self.jit = builder, loss, jit
+    def __init__(self, builder: BuilderInfo, loss: str, jit: bool, backend: str = "tensorflow") -> None:
+        self.builder, self.loss, self.jit, self.backend = builder, loss, jit, backend
         self._built: OrderedDict[tuple[Any, ...], _Built] = OrderedDict()
         self._tensors = _Tensors()
 
     def _get(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any]) -> _Built:
-        from harness.trainer import make_optimizer
+        from harness.trainer import compile_model
         key = (ds.x_train.shape[1:], ds.n_classes, training["optimizer"], tuple(sorted(model_args.items())))
         if key in self._built:
             self._built.move_to_end(key)
             return self._built[key]
         assert self.builder.build is not None
         model = self.builder.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **model_args)
-        # Keras's own jit_compile stays off (it silently drops XLA under op determinism); the
-        # engine's tf.function around train_step is what XLA compiles when asked.
-        model.compile(optimizer=make_optimizer(training["optimizer"], training["learning_rate"]),
-                      loss=self.loss, jit_compile=False)
+        # As engine fit compiles it: under TensorFlow Keras's jit_compile stays off (it silently
+        # drops XLA under op determinism) and the engine's tf.function is what XLA compiles when
+        # asked; under jax, Keras's own jitted train function is the loop.
+        compile_model(model, training, self.loss, self.backend)
         model.optimizer.build(model.trainable_variables)
-        graph_loop = model_args.get("activation") in GRAPH_LOOP_ACTIVATIONS
-        loop = _exact_loop(model, ds.x_train.shape[1:], self.jit, graph_loop)
+        loop = None
+        if self.backend == "tensorflow":
+            graph_loop = model_args.get("activation") in GRAPH_LOOP_ACTIVATIONS
+            loop = _exact_loop(model, ds.x_train.shape[1:], self.jit, graph_loop)
         built = _Built(model, [np.array(v.numpy()) for v in model.optimizer.variables], loop)
         self._built[key] = built
         if len(self._built) > ENGINE_CACHE:
@@ -175,10 +185,14 @@ class ExactEngine:
         for var, value in zip(model.optimizer.variables, built.optimizer_init, strict=True):
             var.assign(value)
         model.optimizer.learning_rate = training["learning_rate"]
-        full, short = batch_plan(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
-                                 seeds["order"])
-        x, y, _ = self._tensors.get(ds)
-        built.loop(x, y, full, short)
+        if built.loop is None:  # not TensorFlow: Keras's own fit, its compiled train function reused
+            from harness.trainer import fit_batches
+            fit_batches(model, ds, training, seeds["order"])
+        else:
+            full, short = batch_plan(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
+                                     seeds["order"])
+            x, y, _ = self._tensors.get(ds)
+            built.loop(x, y, full, short)
         return keras.ops.convert_to_numpy(model(ds.x_test, training=False))
 
 

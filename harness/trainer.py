@@ -69,6 +69,22 @@ def make_optimizer(name: str, learning_rate: float) -> Any:
     return keras.optimizers.RMSprop(learning_rate=learning_rate)
 
 
+def compile_model(model: Any, training: dict[str, Any], loss: str, backend: str) -> None:
+    """`model.compile` as engine `fit` does it. Under TensorFlow jit_compile is pinned off: Keras's
+    "auto" turns XLA on for GPUs only when op determinism is off, which would mix XLA into the
+    determinism comparison (XLA is `training.xla`). Under jax "auto" is jax.jit (off would run
+    op by op, ~20x slower)."""
+    model.compile(optimizer=make_optimizer(training["optimizer"], training["learning_rate"]), loss=loss,
+                  jit_compile=False if backend == "tensorflow" else "auto")
+
+
+def fit_batches(model: Any, ds: data_mod.Dataset, training: dict[str, Any], order_seed: int) -> None:
+    """One `model.fit` over every epoch's batches in the harness's order (no Keras shuffling)."""
+    batches = epoch_batches(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]), order_seed)
+    model.fit(((ds.x_train[idx], ds.y_train[idx]) for idx in batches), steps_per_epoch=len(batches),
+              epochs=1, shuffle=False, verbose=0)
+
+
 class Trainer:
     """Trains configurations of one job with its engine; datasets are loaded once per split seed."""
 
@@ -76,11 +92,12 @@ class Trainer:
         from harness import engines
         from harness.determinism import backend_name
         self.spec = spec
+        self.backend = backend_name()
         self._data: dict[int, data_mod.Dataset] = {}
-        self.engine = engines.resolve(spec.training.engine, backend_name(), spec.model.builder,
+        self.engine = engines.resolve(spec.training.engine, self.backend, spec.model.builder,
                                       spec.training.xla)
         name, jit = self.engine.split("+")[0], self.engine.endswith("+xla")
-        self._exact = engines.ExactEngine(BUILDERS[spec.model.builder], spec.training.loss, jit) \
+        self._exact = engines.ExactEngine(BUILDERS[spec.model.builder], spec.training.loss, jit, self.backend) \
             if name == "exact" else None
         self._vectorized = engines.VectorizedEngine(jit) if name == "vectorized" else None
 
@@ -146,12 +163,6 @@ class Trainer:
         info = BUILDERS[self.spec.model.builder]
         assert info.build is not None
         model = info.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"], **model_args)
-        # jit_compile pinned off: Keras's "auto" turns XLA on for GPUs only when op determinism is
-        # off, which would mix XLA into the determinism comparison (XLA is `training.xla`).
-        model.compile(optimizer=make_optimizer(training["optimizer"], training["learning_rate"]),
-                      loss=self.spec.training.loss, jit_compile=False)
-        batches = epoch_batches(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
-                                seeds["order"])
-        model.fit(((ds.x_train[idx], ds.y_train[idx]) for idx in batches), steps_per_epoch=len(batches),
-                  epochs=1, shuffle=False, verbose=0)
+        compile_model(model, training, self.spec.training.loss, self.backend)
+        fit_batches(model, ds, training, seeds["order"])
         return keras.ops.convert_to_numpy(model(ds.x_test, training=False))

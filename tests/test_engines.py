@@ -154,12 +154,15 @@ def test_vectorized_is_reproducible_across_processes(tmp_path: Path) -> None:
 
 
 def test_resolve_falls_back_with_a_notice(capsys: pytest.CaptureFixture[str]) -> None:
-    assert resolve("exact", "jax", "dense", False) == "fit"
+    assert resolve("exact", "jax", "dense", False) == "exact"
+    assert resolve("vectorized", "jax", "dense", False) == "exact"
     assert resolve("vectorized", "torch", "dense", True) == "fit"
     assert resolve("vectorized", "tensorflow", "other", False) == "exact"
     assert resolve("vectorized", "tensorflow", "dense", True) == "vectorized+xla"
+    assert resolve("exact", "jax", "dense", True) == "exact"
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("harness: engine ") for line in err)
+    assert len(err) == 4 and all(line.startswith("harness: ") for line in err), err
+    assert "training.xla has no effect under jax" in err[-1]
 
 
 def test_spec_engine_options(tmp_path: Path) -> None:

@@ -1,0 +1,122 @@
+"""The GPU check, as one run: worker pinning, op determinism across fresh processes, and
+trainings per minute for 1, 2 and 4 workers per GPU, through the harness's own local executor.
+
+On a GPU machine without TensorFlow (JAX only), `bash bench/gpu_check.sh` installs the carried
+wheels and runs this with KERAS_BACKEND=jax. Without a GPU it runs the same on CPU workers, so it
+can be tried here first:
+
+    KERAS_BACKEND=jax .venv/bin/python bench/gpu_check.py --units 8 --det-units 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from harness.spec import JobSpec, load_job  # noqa: E402
+
+CONFIG = {"units": 64, "epochs": 5}
+
+
+def job(mode: str, per_gpu: int) -> JobSpec:
+    """digits_dense, one configuration, `per_gpu` workers per GPU (CPU workers without one)."""
+    spec = load_job(str(REPO / "jobs" / "digits_dense.yaml"))
+    return dataclasses.replace(
+        spec, configurations=(CONFIG,),
+        determinism=dataclasses.replace(spec.determinism, modes=(mode,)),
+        dispatch=dataclasses.replace(spec.dispatch, workers_per_gpu=per_gpu, cpu_workers=per_gpu, batch_units=2),
+        levels={**spec.levels, "init": tuple(range(16)), "order": tuple(range(16)), "repeat": (0,)})
+
+
+def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
+    """Train the first `n_units` evaluation units in a fresh store with fresh worker processes;
+    (wall seconds from spawn to last record, the records)."""
+    from harness.executors import LocalExecutor
+    from harness.matrix import batches, plan
+    from harness.store import Store
+    units = [u for u in plan(spec) if u.kind == "eval"][:n_units]
+    with tempfile.TemporaryDirectory() as root:
+        store = Store(root, spec)
+        store.init()
+        start = time.perf_counter()
+        LocalExecutor(spec, store).execute([(b, {}) for b in batches(units, spec.dispatch.batch_units)],
+                                           lambda *_: None)
+        wall = time.perf_counter() - start
+        records = list(store.records())
+    return wall, records
+
+
+def nvidia_smi() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20).stdout.strip() or "none"
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--units", type=int, default=24, help="trainings per throughput run")
+    p.add_argument("--det-units", type=int, default=8, help="trainings per determinism run")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="workers per GPU to try")
+    args = p.parse_args()
+    from harness.determinism import backend_name
+    from harness.executors import discover_gpus, plan_slots
+    print(f"backend {backend_name()}; GPUs {discover_gpus() or 'none'} ({nvidia_smi()}); "
+          f"{os.cpu_count()} cores; Python {platform.python_version()}", flush=True)
+    print(f"digits, Dense({CONFIG['units']}, relu) -> Dense(10), adam, batch 32, {CONFIG['epochs']} epochs; "
+          f"engine exact requested (the records say which ran)\n", flush=True)
+
+    print("| workers per GPU | trainings | wall s (with start-up) | trainings / min | per-worker s / training "
+          "| workers seen | CUDA_VISIBLE_DEVICES seen | engine | failed |")
+    print("|---:|---:|---:|---:|---:|---|---|---|---:|", flush=True)
+    rows = []
+    for k in args.workers:
+        spec = job("on", k)
+        slots = plan_slots(spec, None)
+        wall, recs = run(spec, args.units)
+        ok = [r for r in recs if r["status"] == "ok"]
+        per = sum(r["train_s"] for r in ok) / max(1, len(ok))
+        row = {"workers_per_gpu": k, "slots": [s.gpu for s in slots], "trainings": len(ok), "wall_s": round(wall, 1),
+               "per_min": round(len(ok) / wall * 60, 1), "train_s": round(per, 3),
+               "workers": sorted({r["worker"].rsplit("-", 1)[-1] for r in recs}),
+               "visible": sorted({str(r["env"]["cuda_visible_devices"]) for r in recs}),
+               "engine": sorted({r["engine"] for r in recs}), "failed": len(recs) - len(ok),
+               "errors": sorted({r.get("error", "") for r in recs if r["status"] != "ok"})[:2]}
+        rows.append(row)
+        print(f"| {k} | {row['trainings']} | {row['wall_s']} | {row['per_min']} | {row['train_s']} | "
+              f"{' '.join(row['workers'])} | {' '.join(row['visible'])} | {' '.join(row['engine'])} | "
+              f"{row['failed']} |", flush=True)
+
+    print("\n| op determinism | trainings | bit-identical across two fresh runs | max abs loss difference "
+          "| s / training |")
+    print("|---|---:|---:|---:|---:|", flush=True)
+    det = []
+    for mode in ("on", "off"):
+        spec = job(mode, 1)
+        runs = [run(spec, args.det_units) for _ in range(2)]
+        a, b = ({r["unit"]: r["result"]["metrics"] for r in recs if r["status"] == "ok"} for _, recs in runs)
+        common = sorted(set(a) & set(b))
+        same = sum(a[u] == b[u] for u in common)
+        diff = max((abs(a[u]["loss"] - b[u]["loss"]) for u in common), default=float("nan"))
+        per = sum(r["train_s"] for _, recs in runs for r in recs if r["status"] == "ok") / max(1, 2 * len(common))
+        det.append({"mode": mode, "trainings": len(common), "identical": same, "max_loss_diff": diff,
+                    "train_s": round(per, 3)})
+        print(f"| {mode} | {len(common)} | {same} | {diff:.3g} | {per:.3f} |", flush=True)
+    print("\n" + json.dumps({"throughput": rows, "determinism": det}))
+
+
+if __name__ == "__main__":
+    main()
