@@ -115,7 +115,7 @@ def main() -> None:
         runs = [run(spec, args.det_units) for _ in range(2)]
         a, b = ({r["unit"]: r["result"]["metrics"] for r in recs if r["status"] == "ok"} for _, recs in runs)
         common = sorted(set(a) & set(b))
-        same = sum(a[u] == b[u] for u in common)
+        same = sum(json.dumps(a[u], sort_keys=True) == json.dumps(b[u], sort_keys=True) for u in common)  # NaN-safe
         diff = max((abs(a[u]["loss"] - b[u]["loss"]) for u in common), default=float("nan"))
         per = sum(r["train_s"] for _, recs in runs for r in recs if r["status"] == "ok") / max(1, 2 * len(common))
         det.append({"mode": mode, "trainings": len(common), "identical": same, "max_loss_diff": diff,

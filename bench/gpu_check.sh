@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The device check, as one command on a GPU machine (JAX, no TensorFlow), run from the repository
-# root with .whl carried (bench/gpu_wheels.sh fills it here):
-#   run(command="bash bench/gpu_check.sh", carry=[".whl"], timeout_s=570)
-# Installs the carried wheels into /tmp/site, prints the GPU, then bench/gpu_check.py's tables
-# (also into $OUT/gpu_check.txt when $OUT is set).
+# The GPU check, as one command on a GPU machine that has JAX but no TensorFlow and no internet:
+# run `bash bench/gpu_wheels.sh` where pip works, copy the checkout with its .whl/ there, then
+# `bash bench/gpu_check.sh` from the repository root. It installs the wheels into /tmp/site,
+# prints the GPU, then bench/gpu_check.py's tables (also into $OUT/gpu_check.txt, else /tmp).
+# Arguments go to bench/gpu_check.py.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || exit 1

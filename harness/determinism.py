@@ -6,23 +6,44 @@ variables the backends read at import), then `apply_threads` once and `set_ops` 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
+import sys
 from typing import Any
 
 
 def backend_name() -> str:
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
+    """The Keras backend a process here would start, read the way Keras reads it (without importing
+    it): $KERAS_BACKEND, else keras.json's "backend" in Keras's home, else tensorflow."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(
+        os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp", ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    return backend if isinstance(backend, str) and backend else "tensorflow"
+
+
+_JAX_FLAG = "--xla_gpu_deterministic_ops"
+_jax_ops_at_start: bool | None = None  # the mode jax was started in, where prepare_process set it
 
 
 def prepare_process(mode: str) -> None:
-    """Environment for a worker process, before any backend import."""
+    """Environment for a worker process, before any backend import. Under jax the mode is
+    XLA_FLAGS' deterministic-ops flag, which jax reads once: any setting of it already in the
+    environment is replaced by the one for `mode`."""
+    global _jax_ops_at_start
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if backend_name() == "jax" and mode == "on":
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_gpu_deterministic_ops" not in flags:
-            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+    if backend_name() == "jax":
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_JAX_FLAG)]
+        os.environ["XLA_FLAGS"] = " ".join(flags + ([f"{_JAX_FLAG}=true"] if mode == "on" else []))
+        if "jax" not in sys.modules:  # else jax may already have read other flags
+            _jax_ops_at_start = mode == "on"
 
 
 def mode_fixed_at_start() -> bool:
@@ -63,7 +84,9 @@ def set_ops(mode: str) -> bool:
         torch.use_deterministic_algorithms(on)
         return on
     if backend == "jax":  # fixed at process start by XLA_FLAGS
-        return "--xla_gpu_deterministic_ops=true" in os.environ.get("XLA_FLAGS", "")
+        if _jax_ops_at_start is not None:
+            return _jax_ops_at_start
+        return f"{_JAX_FLAG}=true" in os.environ.get("XLA_FLAGS", "").split()
     return False
 
 

@@ -3,7 +3,8 @@
 `exact`: one built, compiled Keras model per configuration and worker; per training the weights,
 the optimizer's slots and step and the dropout seed states are reset to what a fresh build has,
 and the whole training (all epochs' batches, in the harness's order) runs as one `tf.function`
-around Keras's own `train_step`: the same bits as engine `fit`.
+around Keras's own `train_step` (for gelu, one compiled step per batch: GRAPH_LOOP_ACTIVATIONS):
+the same bits as engine `fit`.
 
 `vectorized`: R seeds of one dense configuration as one stacked model (kernels [R, in, out]);
 each replica gathers its own batches and dropout masks, batched matmuls, the optimizer's update
@@ -12,8 +13,9 @@ on R, its slot or its companions; it is not bit-identical to `fit` (other reduct
 
 Under jax, `exact` is the same reset per seed around Keras's own `fit`, whose jitted train function
 the built model keeps (fit's bits; tests/test_backends.py). `vectorized` is TensorFlow's only;
-`resolve` picks what runs on other backends. Seen here
-(TF 2.21 CPU): the per-replica independence rests on oneDNN's batched matmul (with
+`resolve` picks what runs on other backends.
+
+Seen here (TF 2.21 CPU): the per-replica independence rests on oneDNN's batched matmul (with
 TF_ENABLE_ONEDNN_OPTS=0 a replica's bits changed with R, so vectorized then runs exact).
 """
 

@@ -112,11 +112,13 @@ def _enable_memory_growth() -> None:
 
 
 def _make_worker(spec: JobSpec, store_root: str, shard: str, slot: Slot) -> Any:
-    from harness import determinism
+    from harness import determinism, engines
     from harness.worker import Worker
-    if determinism.backend_name() != "tensorflow" and importlib.util.find_spec("tensorflow"):
-        import tensorflow  # noqa: F401  keras.utils.set_random_seed imports it whatever the backend: now,
-        # while a local worker's start-up lines go to its log, rather than at its first training
+    backend = determinism.backend_name()
+    if backend != "tensorflow" and importlib.util.find_spec("tensorflow") and \
+            engines.resolve(spec.training.engine, backend, spec.model.builder, spec.training.xla) == "fit":
+        import tensorflow  # noqa: F401  engine fit's keras.utils.set_random_seed imports it whatever the
+        # backend: now, while a local worker's start-up lines go to its log, not at its first training
     _enable_memory_growth()
     determinism.apply_threads(slot.intra, slot.inter)
     return Worker(spec, Store(store_root, spec), shard)
@@ -189,12 +191,27 @@ class DebugExecutor:
 class _Live:
     """A running worker process as the driver sees it."""
 
+    name: str
     proc: Any
     conn: Connection
     slot: Slot
     mode: str                    # its op-determinism mode at start (binding where fixed at start)
     batch: Batch | None = None   # the batch it is training
     trained: int = 0             # trainings since it started
+    ready: bool = False          # it has said it is ready (started up)
+
+
+def successor_mode(queued: list[str], mode: str, others: list[str], per_process: bool) -> str | None:
+    """The mode a fresh worker in the slot of a worker in `mode` starts in, or None when the slot
+    is not needed: its own mode while batches of it are queued (or any batch at all where a
+    process switches modes itself); else the other queued mode, if its batches outnumber the
+    other live workers already in it (`queued`: the modes of the queued batches)."""
+    if not queued:
+        return None
+    if not per_process or mode in queued:
+        return mode
+    other = queued[-1]
+    return other if queued.count(other) > others.count(other) else None
 
 
 class LocalExecutor:
@@ -206,6 +223,7 @@ class LocalExecutor:
     own mode and is replaced by one of the other mode when only those are left."""
 
     RECYCLE_FIT_TRAININGS = 150
+    MAX_FAILED_STARTS = 3  # workers in a row that die before they are ready: the run stops
 
     def __init__(self, spec: JobSpec, store: Store, workers: int | None = None) -> None:
         from harness import determinism, engines
@@ -227,7 +245,7 @@ class LocalExecutor:
                                  args=(child, self.spec, str(self.store.dir.parent.parent), name, slot, mode))
         proc.start()
         child.close()
-        return _Live(proc, parent, slot, mode)
+        return _Live(name, proc, parent, slot, mode)
 
     def _next(self, queue: list[Batch], mode: str) -> Batch | None:
         """The next batch for a worker in `mode`: the queue's next one, or (one mode per process)
@@ -241,18 +259,32 @@ class LocalExecutor:
 
     def execute(self, batches: list[Batch], done: Done) -> None:
         queue = list(reversed(batches))
-        first_mode = queue[-1][0][0].mode if queue else self.spec.determinism.modes[0]
-        live = {w.conn: w for w in (self._spawn(slot, first_mode)
-                                    for slot in self.slots[:max(1, len(batches))])}
+        slots = self.slots[:max(1, len(batches))]
+        # each worker starts in the mode of the batch it will most likely take first
+        modes = [b[0][0].mode for b in batches[:len(slots)]]
+        modes += [self.spec.determinism.modes[0]] * (len(slots) - len(modes))
+        live: dict[Connection, _Live] = {}
         driver = None
+        failed_starts = 0
 
-        def replace(w: _Live, mode: str) -> None:
+        def start(slot: Slot, mode: str | None) -> None:
+            if mode is not None:
+                w = self._spawn(slot, mode)
+                live[w.conn] = w
+
+        def stop(w: _Live) -> None:
             w.conn.send(None)
             w.proc.join(timeout=30)
+            if w.proc.is_alive():
+                w.proc.terminate()
             del live[w.conn]
-            fresh = self._spawn(w.slot, mode)
-            live[fresh.conn] = fresh
 
+        def successor(w: _Live) -> str | None:
+            return successor_mode([b[0][0].mode for b in queue], w.mode,
+                                  [x.mode for x in live.values() if x is not w], self.mode_per_process)
+
+        for slot, mode in zip(slots, modes, strict=True):
+            start(slot, mode)
         try:
             while live:
                 for conn in wait(list(live)):
@@ -267,28 +299,32 @@ class LocalExecutor:
                         if w.batch is not None:
                             driver = driver or self.store.writer(f"{self.prefix}-driver")
                             self._record_death(driver, w.batch, w.proc.exitcode, done)
-                        if queue:
-                            fresh = self._spawn(w.slot, w.mode)
-                            live[fresh.conn] = fresh
+                        if not w.ready:
+                            failed_starts += 1
+                            if failed_starts >= self.MAX_FAILED_STARTS:
+                                raise UserError(
+                                    f"worker {w.name} exited (code {w.proc.exitcode}) before it was ready, "
+                                    f"{failed_starts} starts in a row: see the traceback above and "
+                                    f"{self.store.dir / 'logs' / (w.name + '.log')}") from None
+                        start(w.slot, successor(w))
                         continue
-                    w.batch = None
+                    w.ready, w.batch = True, None
+                    failed_starts = 0
                     if kind == "done":
                         for uid, status, n in payload:
                             done(uid, status, n)
                         w.trained += sum(n for _, _, n in payload)
                         if queue and self.recycle_after and w.trained >= self.recycle_after:
-                            replace(w, w.mode)  # a fresh process: memory back to its start
+                            stop(w)  # a fresh process in its place: memory back to its start
+                            start(w.slot, successor(w))
                             continue
                     nxt = self._next(queue, w.mode)
                     if nxt is not None:
                         conn.send(nxt)
                         w.batch = nxt
-                    elif queue:  # only batches of the other mode are left
-                        replace(w, queue[-1][0][0].mode)
-                    else:
-                        conn.send(None)
-                        w.proc.join(timeout=30)
-                        del live[conn]
+                    else:  # nothing left for its mode: stop it, and start one of the other mode if needed
+                        stop(w)
+                        start(w.slot, successor(w))
         finally:
             for w in live.values():
                 w.proc.terminate()

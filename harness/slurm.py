@@ -45,7 +45,10 @@ def max_array_size() -> int:
     for line in out.stdout.splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "MaxArraySize" and value.strip().isdigit():
-            return max(1, int(value.strip()))
+            if int(value.strip()) == 0:
+                raise UserError("this cluster has job arrays turned off (MaxArraySize = 0 in `scontrol show "
+                                "config`); run `harness run JOB --shard I/N` in N ordinary jobs instead")
+            return int(value.strip())
     return DEFAULT_MAX_ARRAY_SIZE
 
 

@@ -170,3 +170,30 @@ def test_fit_workers_are_recycled_and_nothing_is_lost(tmp_path: Path) -> None:
     assert len(list(store.shards.glob("*-w*.jsonl"))) >= 2  # a replacement worker wrote its own shard
     states = store.states()
     assert all(states[u.id].ok["engine"] == "fit" for u in units)
+
+
+def test_workers_that_cannot_start_stop_the_run(tmp_path: Path) -> None:
+    """Keras's own config names a backend that does not exist: the driver (which never imports
+    Keras) starts workers that die on import; after a few such starts in a row the run stops with
+    one line naming the worker's log, instead of restarting workers forever."""
+    home = tmp_path / "keras-home"
+    home.mkdir()
+    (home / "keras.json").write_text(json.dumps({"backend": "nosuch"}))
+    job = write_job(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    r = subprocess.run([sys.executable, "-m", "harness", "run", str(job), "--store", str(tmp_path / "store"),
+                        "--workers", "1", "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**env, "KERAS_HOME": str(home), "PYTHONHASHSEED": "0"})
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("harness: error: worker local-") and "before it was ready, 3 starts in a row" in last
+    assert "logs/local-" in last and "running nosuch" in r.stderr  # the engine notice read the same config
+
+
+def test_successor_mode_starts_only_the_workers_a_mode_needs() -> None:
+    from harness.executors import successor_mode
+    assert successor_mode([], "on", [], True) is None
+    assert successor_mode(["off", "on"], "on", ["off"], True) == "on"      # its own mode still queued
+    assert successor_mode(["off", "off"], "on", ["off"], True) == "off"    # 2 off batches, 1 off worker
+    assert successor_mode(["off"], "on", ["off"], True) is None            # enough off workers already
+    assert successor_mode(["off"], "on", [], False) == "on"                # TensorFlow: switches in-process

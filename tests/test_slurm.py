@@ -221,6 +221,9 @@ def test_array_is_sized_to_the_clusters_max_array_size(job: Path, tmp_path: Path
     p = harness("slurm", "submit", str(job), "--dry-run", "--max-parallel", "2", env=env)
     assert p.returncode == 0, p.stderr
     assert "--array=0-3%2" in p.stdout.splitlines()[0]
+    scontrol.write_text("#!/bin/sh\nprintf 'MaxArraySize            = 0\n'\n")
+    p = harness("slurm", "submit", str(job), "--dry-run", env=env)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "job arrays turned off" in p.stderr
 
 
 def test_array_task_numbering_maps_to_shards(monkeypatch: pytest.MonkeyPatch) -> None:
