@@ -148,7 +148,7 @@ def _exact_loop(model: Any, features: tuple[int, ...], jit: bool, graph_loop: bo
 class ExactEngine:
     """Engine `exact` (see the module docstring); keeps the last ENGINE_CACHE built models."""
 
-    def __init__(self, builder: BuilderInfo, loss: str, jit: bool, backend: str = "tensorflow") -> None:
+    def __init__(self, builder: BuilderInfo, loss: str, jit: bool, backend: str) -> None:
         self.builder, self.loss, self.jit, self.backend = builder, loss, jit, backend
         self._built: OrderedDict[tuple[Any, ...], _Built] = OrderedDict()
         self._tensors = _Tensors()

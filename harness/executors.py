@@ -6,7 +6,6 @@ the CPU cores."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import multiprocessing as mp
 import os
 import shutil
@@ -112,13 +111,8 @@ def _enable_memory_growth() -> None:
 
 
 def _make_worker(spec: JobSpec, store_root: str, shard: str, slot: Slot) -> Any:
-    from harness import determinism, engines
+    from harness import determinism
     from harness.worker import Worker
-    backend = determinism.backend_name()
-    if backend != "tensorflow" and importlib.util.find_spec("tensorflow") and \
-            engines.resolve(spec.training.engine, backend, spec.model.builder, spec.training.xla) == "fit":
-        import tensorflow  # noqa: F401  engine fit's keras.utils.set_random_seed imports it whatever the
-        # backend: now, while a local worker's start-up lines go to its log, not at its first training
     _enable_memory_growth()
     determinism.apply_threads(slot.intra, slot.inter)
     return Worker(spec, Store(store_root, spec), shard)

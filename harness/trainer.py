@@ -8,6 +8,7 @@ one stacked model) live in harness/engines.py; `Trainer.engine` names the one th
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,9 @@ class Trainer:
         self._exact = engines.ExactEngine(BUILDERS[spec.model.builder], spec.training.loss, jit, self.backend) \
             if name == "exact" else None
         self._vectorized = engines.VectorizedEngine(jit) if name == "vectorized" else None
+        if name == "fit" and self.backend != "tensorflow" and importlib.util.find_spec("tensorflow"):
+            import tensorflow  # noqa: F401  fit's keras.utils.set_random_seed imports it whatever the
+            # backend: now, while a local worker's start-up lines go to its log, not at its first training
 
     def dataset(self, split_seed: int) -> data_mod.Dataset:
         if split_seed not in self._data:
