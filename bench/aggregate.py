@@ -108,8 +108,8 @@ def pandas_groupby(df: object, a: int, b: int, n: int) -> object:
 
 def statsmodels_per_config(t: dict[str, np.ndarray], a: int, b: int, n: int, configs: int) -> float:
     """Seconds per configuration of a REML fit with statsmodels MixedLM (crossed variance components)."""
-    from harness.stats_design import Design
-    from harness.stats_reml import reml
+    from harness.stats.design import Design
+    from harness.stats.reml import reml
 
     design = Design(("init", "order"), (a, b), (0, 0))
     rows = a * b * n

@@ -29,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.spec import JobSpec, load_job  # noqa: E402
+from harness.job import JobSpec, load_job  # noqa: E402
 
 CONFIG = {"units": 64, "epochs": 5}
 
@@ -47,16 +47,19 @@ def job(mode: str, per_gpu: int) -> JobSpec:
 def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
     """Train the first `n_units` evaluation units in a fresh store with fresh worker processes;
     (wall seconds from spawn to last record, the records)."""
-    from harness.executors import LocalExecutor
-    from harness.matrix import batches, plan
+    from harness.dispatch.local import LocalExecutor
+    from harness.job.matrix import batches, plan
     from harness.store import Store
+    from harness.training.determinism import backend_name
+    from harness.training.engines import resolve
     units = [u for u in plan(spec) if u.kind == "eval"][:n_units]
     with tempfile.TemporaryDirectory() as root:
         store = Store(root, spec)
         store.init()
         start = time.perf_counter()
-        LocalExecutor(spec, store).execute([(b, {}) for b in batches(units, spec.dispatch.batch_units)],
-                                           lambda *_: None)
+        engine = resolve(spec.training.engine, backend_name(), spec.model.builder, spec.training.xla)
+        LocalExecutor(spec, store, engine).execute([(b, {}) for b in batches(units, spec.dispatch.batch_units)],
+                                                   lambda *_: None)
         wall = time.perf_counter() - start
         records = list(store.records())
     return wall, records
@@ -76,8 +79,8 @@ def main() -> None:
     p.add_argument("--det-units", type=int, default=16, help="trainings per determinism run")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="workers per GPU to try")
     args = p.parse_args()
-    from harness.determinism import backend_name
-    from harness.executors import discover_gpus, plan_slots
+    from harness.dispatch.local import discover_gpus, plan_slots
+    from harness.training.determinism import backend_name
     print(f"backend {backend_name()}; GPUs {discover_gpus() or 'none'} ({nvidia_smi()}); "
           f"{os.cpu_count()} cores; Python {platform.python_version()}", flush=True)
     print(f"digits, Dense({CONFIG['units']}, relu) -> Dense(10), adam, batch 32, {CONFIG['epochs']} epochs; "

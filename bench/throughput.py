@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.spec import JobSpec, load_job  # noqa: E402
+from harness.job import JobSpec, load_job  # noqa: E402
 
 CONFIG = {"units": 64, "epochs": 5}
 ENGINES = ("fit", "exact", "vectorized")
@@ -47,9 +47,9 @@ def rss_mb() -> float:
 
 def in_process(engine: str, n: int, batch: int = 32, xla: bool = False) -> tuple[float, float]:
     """(seconds per training, RSS growth in MB per training after a warm-up) in this process."""
-    from harness import determinism
-    from harness.matrix import training_seeds
-    from harness.trainer import Trainer
+    from harness.job.matrix import training_seeds
+    from harness.training import determinism
+    from harness.training.trainer import Trainer
     spec = job(engine, xla=xla)
     determinism.set_ops("on")
     trainer = Trainer(spec)
@@ -64,11 +64,11 @@ def in_process(engine: str, n: int, batch: int = 32, xla: bool = False) -> tuple
 
 _ONE = """
 import sys; sys.path.insert(0, {repo!r})
-from harness import determinism
+from harness.training import determinism
 determinism.prepare_process("on"); determinism.apply_threads(2, 1); determinism.set_ops("on")
-from harness.matrix import training_seeds
-from harness.spec import load_job
-from harness.trainer import Trainer
+from harness.job.matrix import training_seeds
+from harness.job import load_job
+from harness.training.trainer import Trainer
 spec = load_job({path!r})
 Trainer(spec).train({config!r}, training_seeds(spec, {{"init": {i}, "order": 0}}))
 """
@@ -86,8 +86,8 @@ def fresh_process(n: int) -> float:
 
 def executor(engine: str, workers: int, n_units: int) -> tuple[float, float]:
     """(trainings per minute, share of recorded unit time outside the trainer) of LocalExecutor."""
-    from harness.executors import LocalExecutor
-    from harness.matrix import batches, plan
+    from harness.dispatch.local import LocalExecutor
+    from harness.job.matrix import batches, plan
     from harness.store import Store
     spec = job(engine)
     units = [u for u in plan(spec) if u.kind == "eval"][:n_units]
@@ -95,7 +95,7 @@ def executor(engine: str, workers: int, n_units: int) -> tuple[float, float]:
         store = Store(root, spec)
         store.init()
         start = time.perf_counter()
-        LocalExecutor(spec, store, workers).execute(
+        LocalExecutor(spec, store, engine, workers).execute(
             [(b, {}) for b in batches(units, spec.dispatch.batch_units)], lambda *_: None)
         wall = time.perf_counter() - start
         records = [r for r in store.records() if r.get("status") == "ok"]
@@ -105,7 +105,7 @@ def executor(engine: str, workers: int, n_units: int) -> tuple[float, float]:
 
 
 def cpu_model() -> str:
-    from harness.determinism import _cpu_model
+    from harness.training.determinism import _cpu_model
     return _cpu_model()
 
 
@@ -117,10 +117,10 @@ def main() -> None:
     p.add_argument("--fit", type=int, default=20, help="trainings of the (a) loop")
     p.add_argument("--fresh", type=int, default=3, help="trainings of the (b) loop")
     args = p.parse_args()
-    from harness import determinism
+    from harness.training import determinism
     determinism.prepare_process("on")
     determinism.apply_threads(2, 1)
-    from harness.determinism import backend_name
+    from harness.training.determinism import backend_name
     tensorflow = backend_name() == "tensorflow"  # vectorized and XLA are TensorFlow's (jax: exact, fit)
     load_before = os.getloadavg()[0]
     rows = []

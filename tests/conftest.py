@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,8 +50,3 @@ def harness(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def tiny_job(tmp_path: Path) -> Path:
-    return write_job(tmp_path)

@@ -22,17 +22,17 @@ JAX = {"KERAS_BACKEND": "jax"}
 
 _CHILD = """
 import dataclasses, json, sys
-from harness import determinism
+from harness.training import determinism
 determinism.prepare_process("on")
-from harness.matrix import training_seeds
-from harness.spec import load_job
-from harness.trainer import Trainer
+from harness.job.matrix import training_seeds
+from harness.job import load_job
+from harness.training.trainer import Trainer
 spec = load_job(sys.argv[1])
 seeds = [training_seeds(spec, {"init": i, "order": i, "noise": i}) for i in range(3)]
 out = {}
 for engine in ("fit", "exact"):
     trainer = Trainer(dataclasses.replace(spec, training=dataclasses.replace(spec.training, engine=engine)))
-    out[trainer.engine] = [trainer.train({"units": u}, s).as_dict() for u in (8, 16) for s in seeds]
+    out[trainer.engine.label] = [trainer.train({"units": u}, s).as_dict() for u in (8, 16) for s in seeds]
 print(json.dumps(out))
 """
 

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import determinism
-from harness.engines import batch_plan, resolve
 from harness.errors import UserError
-from harness.matrix import training_seeds
-from harness.models import BUILDERS, build_dense, dense_initial_weights
-from harness.spec import JobSpec, load_job
-from harness.trainer import Metrics, Trainer, epoch_batches
+from harness.job import JobSpec, load_job
+from harness.job.matrix import training_seeds
+from harness.training import determinism
+from harness.training.engines import resolve
+from harness.training.engines.base import batch_plan, epoch_batches
+from harness.training.metrics import Metrics
+from harness.training.models import BUILDERS, build_dense, dense_initial_weights
+from harness.training.trainer import Trainer
 from tests.conftest import REPO, write_job
 
 MODELS = [  # (model args, training values): every activation, each optimizer, dropout, depth
@@ -81,7 +83,7 @@ def test_exact_is_bit_identical_to_fit(base: JobSpec, model: dict[str, Any], tra
     seeds = seeds_of(base, 2)
     fit = Trainer(variant(base, "fit", model, training))
     exact = Trainer(variant(base, "exact", model, training))
-    assert exact.engine == "exact"
+    assert exact.engine.label == "exact"
     for config in ({"units": 8}, {"units": 16})[:2 if model == MODELS[0][0] else 1]:
         ours = [exact.train(config, s) for s in seeds]  # one built model, reset per seed
         assert ours == [fit.train(config, s) for s in seeds]
@@ -90,7 +92,7 @@ def test_exact_is_bit_identical_to_fit(base: JobSpec, model: dict[str, Any], tra
 def test_vectorized_ignores_companions_slot_and_r(base: JobSpec) -> None:
     for model, training in (MODELS[0], MODELS[1], MODELS[2]):
         trainer = Trainer(variant(base, "vectorized", model, training))
-        assert trainer.engine == "vectorized"
+        assert trainer.engine.label == "vectorized"
         seeds = seeds_of(base, 5)
         together = trainer.train_many({"units": 8}, seeds)
         alone = [trainer.train({"units": 8}, s) for s in seeds[:2]]
@@ -111,11 +113,11 @@ def test_vectorized_is_close_to_fit(base: JobSpec) -> None:
 
 _XLA_CHILD = """
 import dataclasses, json, sys
-from harness import determinism
+from harness.training import determinism
 determinism.apply_threads(1, 1); determinism.set_ops("on")
-from harness.matrix import training_seeds
-from harness.spec import load_job
-from harness.trainer import Trainer
+from harness.job.matrix import training_seeds
+from harness.job import load_job
+from harness.training.trainer import Trainer
 spec = load_job(sys.argv[1])
 seeds = [training_seeds(spec, {"init": i, "order": i}) for i in range(2)]
 runs = [[m.as_dict() for m in Trainer(spec).train_many({"units": 8}, seeds)] for _ in range(2)]
@@ -150,11 +152,11 @@ def test_xla_is_compiled_when_asked(tmp_path: Path, engine: str, activation: str
 
 _CHILD = """
 import json, sys
-from harness import determinism
+from harness.training import determinism
 determinism.apply_threads(1, 1); determinism.set_ops("on")
-from harness.spec import load_job
-from harness.trainer import Trainer
-from harness.matrix import training_seeds
+from harness.job import load_job
+from harness.training.trainer import Trainer
+from harness.job.matrix import training_seeds
 spec = load_job(sys.argv[1])
 seeds = [training_seeds(spec, {"init": i, "order": i}) for i in range(2)]
 print(json.dumps([m.as_dict() for m in Trainer(spec).train_many({"units": 8}, seeds)]))

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 from hyperopt import Trials, fmin
 
-from harness.matrix import batches, derive_seed, plan, shard, training_seeds
-from harness.search import hyperopt_algo, hyperopt_space, make_search
-from harness.spec import load_job
+from harness.job import load_job
+from harness.job.matrix import batches, plan, shard, training_seeds
+from harness.job.seeds import derive_seed
+from harness.search import make_search
+from harness.search.hyperopt import hyperopt_algo, hyperopt_space
 from tests.conftest import write_job
 
 

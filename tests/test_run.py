@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.matrix import plan
-from harness.spec import load_job
+from harness.job import load_job
+from harness.job.matrix import plan
 from harness.store import Store
 from tests.conftest import REPO, harness, write_job
 
@@ -155,13 +155,13 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
 
 def test_fit_workers_are_recycled_and_nothing_is_lost(tmp_path: Path) -> None:
     """Engine fit grows a process per training: its workers are replaced after N trainings."""
-    from harness.executors import LocalExecutor
-    from harness.matrix import batches
+    from harness.dispatch.local import LocalExecutor
+    from harness.job.matrix import batches
 
     spec = load_job(str(write_job(tmp_path, training={"engine": "fit"}, dispatch={"batch_units": 2})))
     store = Store(tmp_path / "store", spec)
     store.init()
-    executor = LocalExecutor(spec, store, workers=1)
+    executor = LocalExecutor(spec, store, "fit", workers=1)
     executor.recycle_after = 3
     units = [u for u in plan(spec) if u.kind == "eval"]
     seen: list[str] = []
@@ -191,7 +191,7 @@ def test_workers_that_cannot_start_stop_the_run(tmp_path: Path) -> None:
 
 
 def test_successor_mode_starts_only_the_workers_a_mode_needs() -> None:
-    from harness.executors import successor_mode
+    from harness.dispatch.local import successor_mode
     assert successor_mode([], "on", [], True) is None
     assert successor_mode(["off", "on"], "on", ["off"], True) == "on"      # its own mode still queued
     assert successor_mode(["off", "off"], "on", ["off"], True) == "off"    # 2 off batches, 1 off worker

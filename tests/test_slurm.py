@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from harness.matrix import plan
-from harness.spec import JobSpec, load_job
-from harness.store import Store, read_shard
+from harness.job import JobSpec, load_job
+from harness.job.matrix import plan
+from harness.store.store import Store, read_shard
 from tests.conftest import REPO, harness, write_job
 
 CLUSTER = REPO / "slurm" / "one-node-cluster.sh"
@@ -228,7 +228,7 @@ def test_array_is_sized_to_the_clusters_max_array_size(job: Path, tmp_path: Path
 
 def test_array_task_numbering_maps_to_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     """--array=3-9:3 numbers its 3 tasks 3, 6, 9: shards 0, 1, 2 of 3."""
-    from harness.commands import parse_shard
+    from harness.dispatch.array import parse_shard
     for var, value in (("SLURM_ARRAY_TASK_MIN", "3"), ("SLURM_ARRAY_TASK_STEP", "3"),
                        ("SLURM_ARRAY_TASK_COUNT", "3")):
         monkeypatch.setenv(var, value)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from harness.errors import UserError
-from harness.spec import load_job
+from harness.job import load_job
 from tests.conftest import TINY_JOB, deep_merge, harness, write_job
 
 # (overrides of the tiny job, the key the message must name, a phrase it must contain)

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import stats, stats_kernels
 from harness.errors import UserError
-from harness.stats import Codes, decompose, decompose_groups
-from harness.stats_design import Design, Layout
+from harness.stats import core as stats
+from harness.stats import kernels as stats_kernels
+from harness.stats.core import Codes, decompose, decompose_groups
+from harness.stats.design import Design, Layout
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = DATA.parent.parent
@@ -111,7 +112,7 @@ def test_three_way_crossed_without_replication() -> None:
 
 @pytest.mark.parametrize("nested", [False, True])
 def test_matches_statsmodels_reml(nested: bool) -> None:
-    from harness.stats_reml import reml
+    from harness.stats.reml import reml
 
     rng = np.random.default_rng(11)
     t = simulate(rng, (8, 5), 3, {"A": 1.0, "B": 0.7, "A:B": 0.5, "residual": 0.6}, nested)
@@ -135,7 +136,7 @@ def test_unbalanced_goes_to_reml_and_names_the_missing_cells() -> None:
 
 
 def test_unbalanced_without_statsmodels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "harness.stats_reml", None)
+    monkeypatch.setitem(sys.modules, "harness.stats.reml", None)
     t = simulate(np.random.default_rng(5), (4, 3), 2, {"A": 1.0, "B": 1.0, "residual": 1.0})
     keep = np.ones(t["y"].size, bool)
     keep[:2] = False  # cell A=0 B=0 entirely missing

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.spec import load_job
-from harness.store import Store, read_shard
+from harness.job import load_job
+from harness.store import store as store_module
+from harness.store.store import RECORD_FORMAT, Store, read_shard
 from tests.conftest import write_job
 
 
@@ -25,7 +26,7 @@ def test_torn_tail_skipped_then_cut_by_the_next_writer(tmp_path: Path) -> None:
     w.close()
     path = store.shards / "w0.jsonl"
     with open(path, "ab") as f:
-        f.write(b'{"format": 1, "unit": "b", "sta')  # a crash mid-write
+        f.write(b'{"format": 2, "unit": "b", "sta')  # a crash mid-write
     recs, torn = read_shard(path)
     assert [r["unit"] for r in recs] == ["a"] and torn == 1
     w = store.writer("w0")  # a rerun reopens the shard: the torn line must not glue to the next
@@ -55,3 +56,40 @@ def test_other_format_refused(tmp_path: Path) -> None:
     (store.shards / "old.jsonl").write_text(json.dumps({"format": 0, "unit": "a", "status": "ok"}) + "\n")
     with pytest.raises(UserError, match="format 0"):
         store.states()
+
+
+@pytest.mark.parametrize(("found", "says"), [(RECORD_FORMAT - 1, "older harness.*harness migrate"),
+                                             (RECORD_FORMAT + 1, "newer harness.*upgrade")])
+def test_older_store_says_migrate_newer_says_upgrade(tmp_path: Path, found: int, says: str) -> None:
+    store = Store(tmp_path, load_job(str(write_job(tmp_path))))
+    store.init()
+    (store.shards / "w.jsonl").write_text(json.dumps({**_rec("a"), "format": found}) + "\n")
+    with pytest.raises(UserError, match=says):
+        store.states()
+    header = json.loads((store.dir / "spec.json").read_text())
+    (store.dir / "spec.json").write_text(json.dumps({**header, "format": found}))
+    with pytest.raises(UserError, match=f"spec.json: written by an? .*{says}"):
+        store.init()
+
+
+def test_corrupt_middle_line_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    store = Store(tmp_path, load_job(str(write_job(tmp_path))))
+    store.init()
+    w = store.writer("w0")
+    w.append(_rec("a"))
+    w.close()
+    path = store.shards / "w0.jsonl"
+    with open(path, "ab") as f:
+        f.write(b'{"format": 2, "unit": "b", "sta\n')  # a damaged line with a newline after it
+    w = store.writer("w0")
+    w.append(_rec("c"))
+    w.close()
+    with pytest.raises(UserError, match=r"w0\.jsonl: line 2 is corrupt"):
+        store.states()
+
+
+def test_the_format_version_is_not_part_of_the_store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_job(str(write_job(tmp_path)))
+    before = Store(tmp_path, spec).dir
+    monkeypatch.setattr(store_module, "RECORD_FORMAT", RECORD_FORMAT + 1)
+    assert Store(tmp_path, spec).dir == before and "format" not in spec.canonical()

@@ -10,19 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data, determinism
 from harness.errors import UserError
-from harness.matrix import training_seeds
-from harness.spec import load_job
-from harness.trainer import Trainer, TrainingFailed
+from harness.job import load_job
+from harness.job.matrix import training_seeds
+from harness.training import data, determinism
+from harness.training.metrics import TrainingFailed
+from harness.training.trainer import Trainer
 from tests.conftest import REPO, write_job
 
 ONE_UNIT = """
 import json, sys
-from harness import determinism
-from harness.matrix import training_seeds
-from harness.spec import load_job
-from harness.trainer import Trainer
+from harness.training import determinism
+from harness.job.matrix import training_seeds
+from harness.job import load_job
+from harness.training.trainer import Trainer
 determinism.prepare_process("on"); determinism.apply_threads(1, 1); determinism.set_ops("on")
 spec = load_job(sys.argv[1])
 m = Trainer(spec).train({"units": 16, "epochs": 2}, training_seeds(spec, {"init": 1, "order": 1}))

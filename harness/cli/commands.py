@@ -1,0 +1,274 @@
+"""One Command class per verb (asv's habit): `setup_arguments` declares its arguments, `run` does
+the work with plain arguments. `from_args` is the only place a Namespace is unpacked. Heavy
+modules are imported inside `run`, so `harness --help` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.cli.args import job_arguments, non_negative_int, positive_int
+from harness.errors import UserError
+
+
+class Command:
+    """A verb of the CLI."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(cls.name, help=cls.help, description=cls.help)
+        p.set_defaults(command=cls)
+        return p
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+def _store(job_path: str, store_root: str) -> Any:
+    """The job's spec and its store, which must hold results."""
+    from harness.job import load_job
+    from harness.store import Store
+    spec = load_job(job_path)
+    store = Store(store_root, spec)
+    if not store.shards.is_dir():
+        raise UserError(f"no results for this job spec in {store.dir}; run `harness run {job_path}` first",
+                        file=spec.path)
+    return spec, store
+
+
+class Plan(Command):
+    name, help = "plan", "validate a job file and print its matrix"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        return job_arguments(super().setup_arguments(sub))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(args.job)
+
+    @staticmethod
+    def run(job: str) -> int:
+        from harness.job import load_job
+        spec = load_job(job)
+        lv = ", ".join(f"{s} {len(v)}" for s, v in spec.levels.items())
+        print(f"job {spec.name} ({spec.path}), spec {spec.digest()}")
+        print(f"seed levels: {lv}; determinism: {', '.join(spec.determinism.modes)}; engine {spec.training.engine}")
+        print(f"units: {spec.eval_units()} evaluation, {spec.study_units()} study; trainings: {spec.trainings()}")
+        return 0
+
+
+class Run(Command):
+    name, help = "run", "run (or resume) every unit of a job"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        p = job_arguments(super().setup_arguments(sub))
+        p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: from the job)")
+        p.add_argument("--executor", choices=("local", "debug"), default="local",
+                       help="local: persistent worker processes; debug: in this process")
+        p.add_argument("--shard", default=None, metavar="I/N",
+                       help="run only array shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        return p
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(args.job, args.store, args.workers, args.executor, args.shard, not args.no_progress)
+
+    @staticmethod
+    def run(job: str, store_root: str, workers: int | None, executor: str, shard_text: str | None,
+            progress: bool) -> int:
+        from harness.cli.progress import progress_factory
+        from harness.dispatch.array import parse_shard
+        from harness.dispatch.driver import run_units
+        from harness.dispatch.executors import make_executor
+        from harness.job import load_job, plan
+        from harness.job.matrix import shard
+        from harness.store import Store
+        from harness.training import data, determinism, engines
+
+        spec = load_job(job)
+        units = plan(spec)
+        part = parse_shard(shard_text)
+        if part is not None:
+            units = shard(units, *part)
+        data.check(spec.data, spec.path)
+        store = Store(store_root, spec)
+        engine = engines.resolve(spec.training.engine, determinism.backend_name(), spec.model.builder,
+                                 spec.training.xla)  # once, here: its notice on the driver's stderr
+        runner = make_executor(executor, spec, store, engine, workers)  # may refuse: before any write
+        store.init()
+        summary = run_units(spec, store, runner, units, progress_factory(spec, progress))
+        print(f"{spec.name}: {summary.done}/{summary.units} units done, {len(summary.failed)} failed; "
+              f"{summary.trainings} trainings in {summary.seconds:.1f} s; store {store.dir}", file=sys.stderr)
+        for u, error in summary.failed[:5]:
+            print(f"  failed unit {u.id} ({u.kind}): {error}", file=sys.stderr)
+        return 0
+
+
+class Status(Command):
+    name, help = "status", "units done / failed / pending across shards"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        return job_arguments(super().setup_arguments(sub))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(args.job, args.store)
+
+    @staticmethod
+    def run(job: str, store_root: str) -> int:
+        from harness.job import load_job, plan
+        from harness.store import Store
+        spec = load_job(job)
+        store = Store(store_root, spec)
+        states = store.states()
+        by_kind: dict[str, Counter[str]] = {}
+        for u in plan(spec):
+            st = states.get(u.id)
+            by_kind.setdefault(u.kind, Counter())["pending" if st is None else "done" if st.ok else "failed"] += 1
+        print(f"job {spec.name}, store {store.dir}, {len(store.shard_paths())} shard(s)")
+        for kind, c in by_kind.items():
+            print(f"  {kind:5s} units: {c['done']} done, {c['failed']} failed, {c['pending']} pending")
+        dis = sum(st.disagreements for st in states.values())
+        if dis:
+            print(f"  {dis} duplicate record(s) disagree with the first: the training is not deterministic here")
+        return 0
+
+
+class Report(Command):
+    name, help = "report", "write reports/<job>.md from the store (no training)"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        p = job_arguments(super().setup_arguments(sub))
+        p.add_argument("--out", default="reports", help="report directory (default: reports/)")
+        return p
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(args.job, args.store, args.out)
+
+    @staticmethod
+    def run(job: str, store_root: str, out: str) -> int:
+        from harness.report.sections import write_report
+        spec, store = _store(job, store_root)
+        print(write_report(spec, store, Path(out)))
+        return 0
+
+
+class Export(Command):
+    name, help = "export", "write one CSV row per training"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        p = job_arguments(super().setup_arguments(sub))
+        p.add_argument("--csv", required=True, metavar="FILE", help="output CSV path")
+        return p
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(args.job, args.store, args.csv)
+
+    @staticmethod
+    def run(job: str, store_root: str, csv_path: str) -> int:
+        import csv
+
+        from harness.files import atomic_open
+        from harness.store.records import columns, training_rows
+        spec, store = _store(job, store_root)
+        rows = training_rows(store.ok_records())
+        with atomic_open(Path(csv_path), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns(spec), extrasaction="ignore", lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        print(f"{len(rows)} rows -> {csv_path}", file=sys.stderr)
+        return 0
+
+
+class Migrate(Command):
+    name, help = "migrate", "bring a store written by an older harness to this one's record format"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        return job_arguments(super().setup_arguments(sub))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(args.job, args.store)
+
+    @staticmethod
+    def run(job: str, store_root: str) -> int:
+        from functools import cache
+
+        from harness.job import load_job
+        from harness.store import Store
+        from harness.store.migrate import migrate
+        from harness.training import data
+        spec = load_job(job)
+
+        @cache
+        def test_size(split_seed: int) -> int:
+            return len(data.load(spec.data, split_seed, spec.path).y_test)
+
+        steps = migrate(Store(store_root, spec), spec, test_size)
+        print("\n".join(steps) if steps else "the store is already in this harness's format")
+        return 0
+
+
+class Decompose(Command):
+    name, help = "decompose", "variance components of any CSV"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        p = super().setup_arguments(sub)
+        p.description = "Random-effects variance decomposition of a CSV column."
+        p.add_argument("csv", metavar="FILE.csv")
+        p.add_argument("--value", required=True, help="the numeric column to decompose")
+        p.add_argument("--factors", nargs="+", required=True, help="random factor columns")
+        p.add_argument("--nested", action="append", default=[], metavar="B:A",
+                       help="factor B nested in factor A (repeatable)")
+        p.add_argument("--group", default=None, help="decompose separately for each level of this column")
+        p.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
+                       help="bootstrap replicates for 95%% CIs (0: none)")
+        p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+        p.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+        return p
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        from harness.stats.decompose_csv import decompose_csv
+        print(decompose_csv(args.csv, value=args.value, factors=args.factors, nested=args.nested,
+                            group=args.group, bootstrap=args.bootstrap, seed=args.seed, as_json=args.json))
+        return 0
+
+
+class SlurmSubmit(Command):
+    name, help = "submit", "submit the job as an array plus a dependent report job"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        p = job_arguments(super().setup_arguments(sub))
+        p.add_argument("--partition", default=None)
+        p.add_argument("--max-parallel", type=positive_int, default=None, metavar="K")
+        p.add_argument("--dry-run", action="store_true", help="print the sbatch commands only")
+        return p
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        from harness.dispatch.slurm import submit
+        from harness.job import load_job
+        return submit(load_job(args.job), args.store, args.partition, args.max_parallel, args.dry_run)
+
+
+JOB_VERBS: tuple[type[Command], ...] = (Plan, Run, Report, Export, Status, Migrate, Decompose)
+SLURM_VERBS: tuple[type[Command], ...] = (SlurmSubmit,)

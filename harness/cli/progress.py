@@ -1,0 +1,54 @@
+"""The progress bar of `harness run`: units done / failed / left, trainings per minute and ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from harness.job.matrix import Unit
+from harness.job.spec import JobSpec
+
+
+class Progress:
+    """tqdm over trainings; a failed unit advances the bar by its planned size."""
+
+    def __init__(self, spec: JobSpec, units: list[Unit], show: bool) -> None:
+        from tqdm import tqdm
+        self.size = {u.id: spec.unit_trainings(u.kind) for u in units}
+        self.left, self.done, self.failed, self.trainings = len(units), 0, 0, 0
+        self.start = time.monotonic()
+        self.bar = tqdm(total=sum(self.size.values()), unit="training", disable=not show, file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1)
+        self._postfix()
+
+    def _postfix(self) -> None:
+        minutes = (time.monotonic() - self.start) / 60
+        rate = self.trainings / minutes if minutes > 0 else 0.0
+        self.bar.set_postfix_str(f"units {self.done} done / {self.failed} failed / {self.left} left, "
+                                 f"{rate:.0f} trainings/min", refresh=False)
+
+    def update(self, uid: str, status: str, trainings: int) -> None:
+        """The executor's per-unit callback."""
+        n = trainings or self.size[uid]
+        self.left -= 1
+        if status == "ok":
+            self.done += 1
+            self.trainings += n
+        else:
+            self.failed += 1
+        self._postfix()
+        self.bar.update(n)
+
+    def close(self) -> int:
+        """Close the bar; the trainings it counted."""
+        self.bar.close()
+        return self.trainings
+
+
+def progress_factory(spec: JobSpec, show: bool) -> Callable[[list[Unit]], tuple[Callable[[str, str, int], None],
+                                                                              Callable[[], int]]]:
+    def make(units: list[Unit]) -> tuple[Callable[[str, str, int], None], Callable[[], int]]:
+        bar = Progress(spec, units, show)
+        return bar.update, bar.close
+    return make

@@ -1,0 +1,32 @@
+"""The in-process executor: the same Worker, no processes; for tests and pdb."""
+
+from __future__ import annotations
+
+from harness.dispatch.base import Batch, Done
+from harness.dispatch.process import make_worker
+from harness.dispatch.slots import Slot, shard_prefix
+from harness.errors import UserError
+from harness.job.spec import JobSpec
+from harness.store.store import Store
+from harness.training import determinism
+
+
+class DebugExecutor:
+    """Runs batches in this process through the same Worker: for tests and pdb."""
+
+    def __init__(self, spec: JobSpec, store: Store, engine: str) -> None:
+        if determinism.mode_fixed_at_start() and len(spec.determinism.modes) > 1:
+            raise UserError(f"{spec.path}: determinism.ops: 'both' needs a process per mode under backend "
+                            f"{determinism.backend_name()}; run with --executor local, or ops 'on' or 'off'")
+        self.spec, self.store, self.engine = spec, store, engine
+        self.slot = Slot(None, spec.determinism.intra_op_threads, spec.determinism.inter_op_threads)
+
+    def execute(self, batches: list[Batch], done: Done) -> None:
+        determinism.prepare_process(self.spec.determinism.modes[0])
+        worker = make_worker(self.spec, str(self.store.root), shard_prefix("debug"), self.slot, self.engine)
+        try:
+            for units, attempts in batches:
+                for uid, status, n in worker.run_batch(units, attempts):
+                    done(uid, status, n)
+        finally:
+            worker.close()

@@ -1,0 +1,99 @@
+"""The plan of a job: work units with stable ids and plan indices, the seeds of each training,
+batches of units that share a configuration, and array shards of the plan.
+
+Seed values come from the named streams of `harness.job.seeds`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from harness.job.seeds import EVAL_SOURCES, MATRIX, OBJECTIVE_RUN, OPTIONAL_SOURCES, TRAINING_SOURCES, derive_seed
+from harness.job.spec import JobSpec, UnitKind, stable_hash
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work. kind 'eval': one training of `config` under `levels`;
+    kind 'study': one optimiser chain under levels (bo, init, order), then the chosen
+    configuration re-trained on fresh seeds."""
+
+    id: str
+    index: int
+    kind: UnitKind
+    mode: str
+    levels: dict[str, int]
+    config: dict[str, Any] | None = None
+
+    def seeds(self, root: int, purpose: int = MATRIX) -> dict[str, int]:
+        """Seed values of this unit's levels (repeat is a label, not a seed)."""
+        return {s: derive_seed(root, s, lv, purpose) for s, lv in self.levels.items() if s != "repeat"}
+
+
+def _fixed_levels(spec: JobSpec) -> dict[str, int]:
+    """Levels of the optional sources held fixed where they are not crossed (their first)."""
+    return {s: spec.levels[s][0] for s in OPTIONAL_SOURCES if s in spec.levels}
+
+
+def result_fields(spec: JobSpec) -> dict[str, Any]:
+    """What every unit's result depends on besides its own config and seeds."""
+    c = spec.canonical()
+    return {"data": c["data"], "model": c["model"], "training": c["training"], "root": spec.root_seed}
+
+
+def plan(spec: JobSpec) -> list[Unit]:
+    """Every unit of the job in a fixed order (evaluation units first, then studies)."""
+    units: list[Unit] = []
+    base = result_fields(spec)
+    eval_sources = [s for s in EVAL_SOURCES if s in spec.levels]
+    for mode in spec.determinism.modes:
+        for config in spec.configurations:
+            for combo in itertools.product(*(spec.levels[s] for s in eval_sources)):
+                levels = dict(zip(eval_sources, combo, strict=True))
+                uid = stable_hash({**base, "kind": "eval", "mode": mode, "config": config,
+                                   "levels": levels})
+                units.append(Unit(uid, len(units), "eval", mode, levels, dict(config)))
+    s = spec.search
+    study = {"search": spec.canonical()["search"], "objective_runs": spec.objective_runs}
+    mode = spec.determinism.modes[0]
+    for bo, init, order in itertools.product(spec.levels["bo"], spec.levels["init"][:s.chains_init],
+                                             spec.levels["order"][:s.chains_order]):
+        levels = {"bo": bo, "init": init, "order": order, **_fixed_levels(spec)}
+        uid = stable_hash({**base, **study, "kind": "study", "mode": mode, "levels": levels})
+        units.append(Unit(uid, len(units), "study", mode, levels))
+    return units
+
+
+def batches(units: list[Unit], size: int) -> list[list[Unit]]:
+    """Group units so a batch shares one configuration and mode (a trainer can reuse one
+    built model); studies go alone."""
+    groups: dict[str, list[Unit]] = {}
+    out: list[list[Unit]] = []
+    for u in units:
+        if u.kind == "study":
+            out.append([u])
+        else:
+            groups.setdefault(stable_hash([u.mode, u.config]), []).append(u)
+    evals = [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+    return out + evals  # long study chains first, for load balance
+
+
+def shard(units: list[Unit], index: int, count: int) -> list[Unit]:
+    """Array task `index` of `count` takes every unit whose plan index is index mod count."""
+    return [u for u in units if u.index % count == index]
+
+
+def training_seeds(spec: JobSpec, levels: dict[str, int], purpose: int = MATRIX,
+                   run: int = 0) -> dict[str, int]:
+    """Seeds of one training: init and order from `levels` (fresh or per-run purposes apply to
+    them), split and noise at their level or, when not crossed, at their first level."""
+    out = {}
+    for s in TRAINING_SOURCES:
+        level = levels.get(s, spec.levels.get(s, (0,))[0])
+        p = purpose if s in ("init", "order") else MATRIX
+        if run and s in ("init", "order"):
+            p = OBJECTIVE_RUN + run - 1
+        out[s] = derive_seed(spec.root_seed, s, level, p)
+    return out

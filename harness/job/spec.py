@@ -1,0 +1,168 @@
+"""The validated job: frozen dataclasses for every section of a job file, its canonical form and
+hash, and the arithmetic on its fields (how many trainings a unit and the whole job need).
+
+`harness.job.load` turns a YAML file into a `JobSpec`; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any, Literal
+
+from harness.job.seeds import EVAL_SOURCES
+
+DISTRIBUTIONS: dict[str, int] = {  # hyperopt name -> number of arguments
+    "choice": 1, "uniform": 2, "quniform": 3, "loguniform": 2, "qloguniform": 3,
+    "randint": 2, "normal": 2,
+}
+ALGORITHMS = ("tpe", "rand", "anneal")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LOSSES = ("sparse_categorical_crossentropy",)
+ENGINES = ("fit", "exact", "vectorized")  # see harness/training/engines/
+SOURCES = ("digits", "mnist")
+TRAINING_FIELDS = ("optimizer", "learning_rate", "batch_size", "epochs")
+DEFAULT_MAX_TRAININGS = 100_000
+UnitKind = Literal["eval", "study"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One search dimension in hyperopt's terms, e.g. quniform(32, 128, 16)."""
+
+    name: str
+    kind: str
+    args: tuple[Any, ...]
+
+    @property
+    def integral(self) -> bool:
+        """True when every value it yields is a whole number (cast to int for Keras)."""
+        if self.kind == "randint":
+            return True
+        if self.kind in ("quniform", "qloguniform"):
+            return all(float(a).is_integer() for a in self.args)
+        return False
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str
+    path: str | None
+    test_fraction: float
+    max_train: int | None
+    max_test: int | None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    builder: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Fixed training values; a field that is a search dimension is absent from `fixed`."""
+
+    fixed: dict[str, Any]
+    loss: str
+    engine: str
+    xla: bool = False         # compile engine exact / vectorized with XLA (other bits than without)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    algorithm: str
+    max_evals: int
+    startup_trials: int
+    space: tuple[Dimension, ...]
+    chains_init: int          # chains run under the first N init levels
+    chains_order: int         # ... and the first N order levels
+    reevaluate_init: int      # fresh init levels each chosen configuration is re-trained on
+    reevaluate_order: int
+
+
+@dataclass(frozen=True)
+class DeterminismSpec:
+    modes: tuple[str, ...]    # ("on",), ("off",) or ("on", "off")
+    intra_op_threads: int | None
+    inter_op_threads: int | None
+
+
+@dataclass(frozen=True)
+class DispatchSpec:
+    workers_per_gpu: int
+    cpu_workers: int | None
+    max_retries: int
+    batch_units: int
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job file. `levels` maps each seed source to its level indices."""
+
+    name: str
+    path: str
+    data: DataSpec
+    model: ModelSpec
+    training: TrainingSpec
+    search: SearchSpec
+    configurations: tuple[dict[str, Any], ...]
+    root_seed: int
+    levels: dict[str, tuple[int, ...]]
+    objective_runs: int
+    determinism: DeterminismSpec
+    dispatch: DispatchSpec
+    max_trainings: int = DEFAULT_MAX_TRAININGS
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def canonical(self) -> dict[str, Any]:
+        """The fields that change results (dispatch and limits excluded), JSON-ready. The store's
+        format version is not among them: a new format migrates a store in place (`harness
+        migrate`) instead of moving it to another directory."""
+        d = dataclasses.asdict(self)
+        for k in ("name", "path", "dispatch", "max_trainings", "raw"):
+            d.pop(k)
+        return d
+
+    def digest(self) -> str:
+        """Stable short hash of `canonical()`: names the store directory."""
+        return stable_hash(self.canonical())
+
+    def unit_trainings(self, kind: UnitKind) -> int:
+        """Trainings one unit of `kind` needs: one for an evaluation; a chain's trials (each the
+        mean of `objective_runs`) plus its re-evaluations for a study."""
+        if kind == "eval":
+            return 1
+        s = self.search
+        return s.max_evals * self.objective_runs + s.reevaluate_init * s.reevaluate_order
+
+    def eval_units(self) -> int:
+        """Evaluation units: configurations x crossed seed levels x determinism modes."""
+        per_config = prod(len(self.levels[s]) for s in EVAL_SOURCES if s in self.levels)
+        return len(self.configurations) * per_config * len(self.determinism.modes)
+
+    def study_units(self) -> int:
+        """Study units: one chain per bo level x the chains' init and order levels."""
+        return len(self.levels["bo"]) * self.search.chains_init * self.search.chains_order
+
+    def trainings(self) -> int:
+        """Trainings the whole job needs (without building the plan)."""
+        return self.eval_units() * self.unit_trainings("eval") + self.study_units() * self.unit_trainings("study")
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """sha256 of canonical JSON (sorted keys); the basis of spec and unit ids."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def cast_value(dim: Dimension, value: Any) -> Any:
+    """A search value as the trainer wants it (whole-number q-dims become int)."""
+    if dim.integral:
+        return int(round(float(value)))
+    if dim.kind == "choice":
+        return value
+    return float(value)

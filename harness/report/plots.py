@@ -1,0 +1,114 @@
+"""PNG figures for the report (matplotlib, no display): variance shares per configuration,
+score distributions per seed source, the chains' best-so-far curves."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.stats.results import Decomposition
+
+COLOURS = {"init": "#4c72b0", "order": "#dd8452", "init:order": "#8172b3", "residual": "#937860",
+           "split": "#55a868", "noise": "#c44e52", "configuration": "#8c8c8c"}
+
+
+def _plt() -> Any:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out: Path) -> Path | None:
+    bars = [(f"{cfg}" + (f" [{eng}, {mode}]" if len(fits) > 1 else ""), fit)
+            for (eng, mode), per in fits.items() for cfg, fit in per.items() if cfg != "pooled"]
+    if not bars:
+        return None
+    plt = _plt()
+    sources = list(dict.fromkeys(c.name for _, f in bars for c in f.components))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(bars) + 1.6))
+    left = np.zeros(len(bars))
+    for s in sources:
+        vals = np.array([100 * (f[s].share if s in f.names else 0.0) for _, f in bars])
+        ax.barh(range(len(bars)), vals, left=left, label=s, color=COLOURS.get(s))
+        left += vals
+    ax.set_yticks(range(len(bars)), [label for label, _ in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the variance of held-out accuracy (%)")
+    ax.set_xlim(0, 100)
+    ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -1.1 / (0.5 * len(bars) + 1.6)),
+              frameon=False)
+    return _save(fig, out / f"{name}_shares.png")
+
+
+def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+    """Per source: how far each of its levels moves the mean score (deviation from the configuration's mean)."""
+    evals = [r for r in rows if r["kind"] == "eval"]
+    reeval = [r for r in rows if r["kind"] == "reeval"]
+    panels: dict[str, list[float]] = {}
+    for source in ("init", "order", "split", "noise", "repeat"):
+        groups: dict[tuple[str, Any], list[float]] = defaultdict(list)
+        for r in evals:
+            if r.get(source) is not None:
+                groups[(r["configuration"], r[source])].append(r["accuracy"])
+        if len({lv for _, lv in groups}) < 2:
+            continue
+        cfg_mean = {c: np.mean([r["accuracy"] for r in evals if r["configuration"] == c]) for c, _ in groups}
+        panels[source] = [100 * (np.mean(v) - cfg_mean[c]) for (c, _), v in groups.items()]
+    if reeval:
+        by_chain: dict[Any, list[float]] = defaultdict(list)
+        for r in reeval:
+            by_chain[r["unit"]].append(r["accuracy"])
+        overall = np.mean([r["accuracy"] for r in reeval])
+        panels["bo chain (tuned model)"] = [100 * (np.mean(v) - overall) for v in by_chain.values()]
+    if not panels:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.boxplot(list(panels.values()), vert=True, showmeans=True)
+    for i, vals in enumerate(panels.values(), 1):
+        ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, s=10, alpha=0.6, color="k")
+    ax.set_xticks(range(1, len(panels) + 1), list(panels))
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("level mean - configuration mean (pts)")
+    ax.set_title("How far one seed level moves the score, per source")
+    return _save(fig, out / f"{name}_sources.png")
+
+
+def chains(name: str, studies: Sequence[dict[str, Any]], out: Path) -> Path | None:
+    if not studies:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for rec in studies:
+        scores = [t["score"] if t["score"] is not None else np.nan for t in rec["result"]["trials"]]
+        best = 100 * np.fmax.accumulate(np.array(scores, dtype=float))
+        lv = rec["levels"]
+        ax.plot(range(1, len(best) + 1), best, marker=".", lw=1,
+                label=f"bo {lv['bo']}, init {lv['init']}, order {lv['order']}")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("best held-out accuracy so far (%)")
+    ax.set_title("Optimiser chains: best so far")
+    if len(studies) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out / f"{name}_chains.png")
+
+
+def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],
+         studies: Sequence[dict[str, Any]], out: Path) -> list[tuple[str, Path]]:
+    """Every figure that has data; (title, path) pairs for the markdown."""
+    figures = [("Variance shares per configuration", shares(name, fits, out)),
+               ("Score spread per seed source", distributions(name, rows, out)),
+               ("Optimiser chains, best so far", chains(name, studies, out))]
+    return [(t, p) for t, p in figures if p is not None]

@@ -1,0 +1,367 @@
+"""reports/<job>.md (+ PNG plots) from the store alone: where the spread of the score comes from.
+
+Sections: header; decomposition per configuration and pooled; the optimiser (chosen configuration
+re-evaluated over bo x seeds, agreement, winner's curse); determinism; decisions; configurations.
+Every number is read from the store; nothing is trained. Engines and determinism modes are never
+mixed in one decomposition: each (engine, mode) is its own block.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from harness.errors import UserError
+from harness.files import atomic_write
+from harness.job.matrix import plan
+from harness.job.spec import JobSpec
+from harness.report import plots
+from harness.stats import Decomposition, decompose, decompose_groups
+from harness.store.records import training_rows
+from harness.store.store import Store, UnitState
+
+Row = dict[str, Any]
+BOOTSTRAP = 1000
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha 0.05, power 0.8
+SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split": "the data split",
+                "noise": "dropout/noise", "residual": "the residual",
+                "bo": "the optimiser's seed", "search_init": "the init seed during the search",
+                "search_order": "the order seed during the search", "configuration": "the configuration"}
+
+
+def _pts(x: float | None, digits: int = 2) -> str:
+    """An accuracy (fraction) in percentage points."""
+    return "" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
+
+
+def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
+    return ", ".join(f"{d.name}={config[d.name]}" for d in spec.search.space)
+
+
+def _factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
+    """The candidate factors with more than one level in these rows."""
+    return [f for f in candidates if len({r[f] for r in rows}) > 1]
+
+
+def _columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
+    cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
+    cols["accuracy"] = np.array([r["accuracy"] for r in rows], dtype=np.float64)
+    return cols
+
+
+def component_table(fit: Decomposition) -> str:
+    """source | variance (points^2) | std (points) | share | 95% CI of the std."""
+    table = []
+    for c in fit.components:
+        ci = "" if c.ci is None else f"[{_pts(math.sqrt(max(c.ci[0], 0)))}, {_pts(math.sqrt(max(c.ci[1], 0)))}]"
+        table.append((c.name + (" (truncated at 0)" if c.truncated else ""), f"{1e4 * c.variance:.3f}",
+                      _pts(c.std), f"{100 * c.share:.1f}%", ci))
+    table.append(("total", f"{1e4 * fit.total:.3f}", _pts(math.sqrt(fit.total)), "100.0%", ""))
+    return tabulate(table, headers=("source", "variance (pts²)", "std (pts)", "share", "95% CI of std (pts)"),
+                    tablefmt="github")
+
+
+def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
+    """One plain-language paragraph for a decomposition; `residual` names what the residual is
+    when it is not repeats with every seed equal."""
+    texts = {**SOURCES_TEXT, **({"residual": residual} if residual else {})}
+    parts = sorted(fit.components, key=lambda c: -c.share)
+    named = [f"{texts.get(c.name, c.name.replace(':', ' x '))} {100 * c.share:.0f}%" for c in parts
+             if c.share >= 0.005]
+    total = math.sqrt(fit.total)
+    text = (f"For {what}, one seeded training's held-out accuracy has a standard deviation of "
+            f"{_pts(total)} points. Of that variance: {'; '.join(named) or 'nothing measurable'}.")
+    res = fit["residual"] if "residual" in fit.names else None
+    if residual is None and fit.per_cell == 1:
+        text += (" With one training per seed cell, 'residual' is the highest-order interaction of the seeds, "
+                 "not a separate measure of implementation noise.")
+    elif residual is None and res is not None and res.variance == 0:
+        text += (" Repeats with every seed equal gave identical scores: with these determinism settings "
+                 "the implementation adds no noise, so all of the spread is seed luck.")
+    top = parts[0]
+    if top.name in ("init", "order", "split", "noise", "bo") and top.share > 0.4:
+        text += (f" The largest source is {SOURCES_TEXT[top.name]}: averaging over more of its seeds narrows "
+                 f"the spread most.")
+    elif ":" in top.name and top.share > 0.4:
+        text += (f" The largest source is the interaction {top.name.replace(':', ' x ')}: the seeds act "
+                 f"together, so no single seed fixes the score; average over all of them.")
+    return text
+
+
+# ------------------------------------------------------------------ sections
+
+def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequence[Row]) -> list[str]:
+    units = plan(spec)
+    ok = [st.ok for st in states.values() if st.ok is not None]
+    env = ok[0]["env"] if ok else {}
+    lv = spec.levels
+    matrix = (f"{len(spec.configurations)} configurations x "
+              + " x ".join(f"{len(lv[s])} {s}" for s in ("init", "order", "split", "noise", "repeat") if s in lv)
+              + f" x {len(spec.determinism.modes)} determinism mode(s); "
+              f"{len(lv['bo'])} bo x {spec.search.chains_init} init x {spec.search.chains_order} order chains "
+              f"of {spec.search.max_evals} {spec.search.algorithm} trials "
+              f"({spec.search.startup_trials} random startup), objective = mean of {spec.objective_runs} run(s)")
+    done = sum(1 for u in units if u.id in states and states[u.id].ok)
+    failed = sum(1 for u in units if u.id in states and states[u.id].ok is None)
+    engines = sorted({str(r["engine"]) for r in rows}) or [spec.training.engine]
+    table = [("job", f"{spec.name} (`{spec.path}`)"), ("store", f"`{store.dir}`"), ("matrix", matrix),
+             ("trainings", f"{len(rows)} recorded of {spec.trainings()} planned"),
+             ("units", f"{done} done, {failed} failed, {len(units) - done - failed} pending, of {len(units)}"),
+             ("engine", ", ".join(engines)), ("op determinism", ", ".join(spec.determinism.modes)),
+             ("environment", ", ".join(f"{k} {env[k]}" for k in ("backend", "keras", "tensorflow", "jax", "cuda",
+                                                                 "cudnn", "cpu", "host") if env.get(k))),
+             ("GPUs", ", ".join(env.get("gpus") or []) or "none"),
+             ("test split", _test_sizes(rows))]
+    out = [f"# Variance report: {spec.name}", "", tabulate(table, headers=("", ""), tablefmt="github"), ""]
+    if failed or done < len(units):
+        out += [f"> {len(units) - done} units have no result yet; tables use what is recorded.", ""]
+    return out
+
+
+def _test_sizes(rows: Sequence[Row]) -> str:
+    """The held-out split's size as the records give it (one per split seed)."""
+    sizes = sorted({int(r["test_size"]) for r in rows if r.get("test_size") is not None})
+    return f"{' / '.join(map(str, sizes))} examples" if sizes else "unknown"
+
+
+def _blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+    """Evaluation rows by (engine, determinism mode): never decomposed together."""
+    out: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "eval":
+            out[(str(r["engine"]), str(r["mode"]))].append(r)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] != "on")))
+
+
+def decomposition_section(spec: JobSpec, rows: Sequence[Row],
+                          fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+    blocks = _blocks(rows)
+    if not blocks:
+        return []
+    out = ["## Where the spread comes from", "",
+           f"Variance components of held-out accuracy for a fixed configuration (balanced random-effects ANOVA "
+           f"over the seed factors, repeats as replication; 95% intervals from a {BOOTSTRAP}-replicate "
+           f"multi-way cluster bootstrap over the seed levels). Std and variance in accuracy points.", ""]
+    if len(blocks) > 1:
+        out += [f"Each engine and determinism mode is decomposed separately ({len(blocks)} blocks).", ""]
+    for (engine, mode), block in blocks.items():
+        factors = _factors(block, ("init", "order", "split", "noise"))
+        if not factors:
+            continue
+        per = fits.setdefault((engine, mode), {})
+        columns = _columns(block, factors + ["configuration"])
+        grouped = decompose_groups(columns, "accuracy", factors, "configuration", bootstrap=BOOTSTRAP,
+                                   seed=spec.root_seed % 2**31)
+        configs = list(dict.fromkeys(r["configuration"] for r in block))
+        title = f"engine `{engine}`, op determinism {mode}"
+        if len(configs) > 1:
+            pooled = _fit(partial(decompose, columns, "accuracy", ["configuration"] + factors,
+                                  bootstrap=BOOTSTRAP, seed=spec.root_seed % 2**31))
+            out += [f"### Pooled over configurations ({title})", "",
+                    "The configuration is a factor here: its row is the spread *between* configurations; "
+                    "the others are the seed effects pooled over them.", "",
+                    *_fit_lines(pooled, "a configuration picked from this list")]
+            if isinstance(pooled, Decomposition):
+                per["pooled"] = pooled
+        for cfg in configs:
+            fit = _fit(partial(grouped.__getitem__, cfg))
+            out += [f"### {cfg} ({title})", "", *_fit_lines(fit, cfg)]
+            if isinstance(fit, Decomposition):
+                per[cfg] = fit
+    return out
+
+
+def _fit(make: Callable[[], Decomposition]) -> Decomposition | str:
+    """A decomposition, or the reason it could not be made (e.g. an unbalanced table without
+    statsmodels): a report shows the reason instead of failing."""
+    try:
+        return make()
+    except UserError as exc:
+        return str(exc)
+
+
+def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None) -> list[str]:
+    if isinstance(fit, str):
+        return [f"> Not decomposed: {fit}", ""]
+    note = [f"> {fit.summary()}", ""] if fit.method != "anova" else []
+    return [*note, component_table(fit), "", reading(fit, what, residual), ""]
+
+
+def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
+    return sorted((st.ok for st in states.values() if st.ok and st.ok["kind"] == "study"),
+                  key=lambda r: r["index"])
+
+
+def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, UnitState]) -> list[str]:
+    studies = _studies(states)
+    if not studies:
+        return []
+    out = ["## The optimiser", ""]
+    reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
+              for r in rows if r["kind"] == "reeval"]
+    factors = _factors(reeval, ("bo", "search_init", "search_order"))
+    if factors and len(reeval) > 1:
+        fit = _fit(partial(decompose, _columns(reeval, factors), "accuracy", factors, bootstrap=BOOTSTRAP,
+                           seed=spec.root_seed % 2**31))
+        out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
+                "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
+                "ran under (`search_init`, `search_order`). The residual is the re-training's own seed spread "
+                "(the fresh seeds are its replication).", "",
+                *_fit_lines(fit, "the tuned model (search, then re-training)",
+                            residual="re-training the chosen configuration on fresh seeds")]
+    chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
+    top, n = chosen.most_common(1)[0]
+    out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
+            f"frequent, {top}, by {n} of {len(studies)} ({100 * n / len(studies):.0f}%).", ""]
+    spread = []
+    for d in spec.search.space:
+        vals = [r["result"]["chosen"][d.name] for r in studies]
+        if all(isinstance(v, (int, float)) for v in vals):
+            spread.append((d.name, min(vals), statistics.median(vals), max(vals), len(set(vals))))
+        else:
+            spread.append((d.name, "", Counter(vals).most_common(1)[0][0], "", len(set(vals))))
+    out += [tabulate(spread, headers=("hyperparameter", "min", "median", "max", "distinct"), tablefmt="github"), ""]
+    table, gaps = [], []
+    for rec in studies:
+        res, lv = rec["result"], rec["levels"]
+        fresh = statistics.fmean(r["metrics"]["accuracy"] for r in res["reeval"])
+        gaps.append(res["best_score"] - fresh)
+        table.append((lv["bo"], lv["init"], lv["order"], config_label(spec, res["chosen"]),
+                      _pts(res["best_score"]), _pts(fresh), _pts(gaps[-1])))
+    out += [f"**Winner's curse.** The best score a chain saw is on average {_pts(statistics.fmean(gaps))} points "
+            f"above the same configuration's mean on {spec.search.reevaluate_init} x "
+            f"{spec.search.reevaluate_order} fresh seeds (range {_pts(min(gaps))} to {_pts(max(gaps))}): the "
+            f"search reports a lucky draw, not the configuration's quality.", "",
+            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", "gap (pts)"),
+                     tablefmt="github"), ""]
+    return out
+
+
+def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+    blocks = _blocks(rows)
+    modes = {mode for _, mode in blocks}
+    if modes != {"on", "off"}:
+        return []
+    table = []
+    for engine in sorted({e for e, _ in blocks}):
+        # medians: a worker's first training of a configuration also compiles (seconds under jax)
+        walls = {m: statistics.median(r["wall_s"] for r in blocks[(engine, m)]) for m in ("on", "off")
+                 if (engine, m) in blocks}
+        res = {m: statistics.fmean(f["residual"].variance for k, f in fits.get((engine, m), {}).items()
+                                   if k != "pooled") for m in walls if fits.get((engine, m))}
+        table.append((engine, f"{1e4 * res.get('on', float('nan')):.4f}", f"{1e4 * res.get('off', float('nan')):.4f}",
+                      f"{walls.get('on', float('nan')):.3f}", f"{walls.get('off', float('nan')):.3f}",
+                      f"{walls['on'] / walls['off']:.2f}x" if len(walls) == 2 else ""))
+    return ["## Determinism", "",
+            "The same matrix with op determinism on and off: the residual (repeats with every seed equal) is the "
+            "implementation noise each mode leaves, and the median wall time per training its cost on this device.", "",
+            tabulate(table, headers=("engine", "residual on (pts²)", "residual off (pts²)", "s/training on",
+                                     "s/training off", "slowdown"), tablefmt="github"), ""]
+
+
+def _paired_win(a: dict[tuple, float], b: dict[tuple, float], seed: int, reps: int = BOOTSTRAP
+                ) -> tuple[float, float, float] | None:
+    """P(A beats B) over matched seed cells (ties count half), with a bootstrap CI over cells."""
+    keys = sorted(set(a) & set(b))
+    if len(keys) < 2:
+        return None
+    diff = np.array([a[k] - b[k] for k in keys])
+    wins = (diff > 0) + 0.5 * (diff == 0)
+    rng = np.random.default_rng(seed)
+    boot = wins[rng.integers(0, len(wins), size=(reps, len(wins)))].mean(axis=1)
+    return float(wins.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def decisions_section(spec: JobSpec, rows: Sequence[Row],
+                      fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+    blocks = _blocks(rows)
+    if not blocks:
+        return []
+    (engine, mode), block = next(iter(blocks.items()))
+    per = {k: v for k, v in fits.get((engine, mode), {}).items() if k != "pooled"}
+    if not per:
+        return []
+    var = statistics.fmean(f.total for f in per.values())
+    out = ["## Decisions", "",
+           f"Seeded trainings needed per configuration to detect a true accuracy difference between two "
+           f"configurations (two-sided alpha 0.05, power 0.8), from the mean within-configuration variance "
+           f"({_pts(math.sqrt(var))} points std; engine `{engine}`, op determinism {mode}):", ""]
+    need = [(f"{d:g}", math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * var / (d / 100) ** 2)) for d in (0.25, 0.5, 1, 2)]
+    out += [tabulate(need, headers=("difference (pts)", "trainings each"), tablefmt="github"), ""]
+    means = {cfg: statistics.fmean(r["accuracy"] for r in block if r["configuration"] == cfg) for cfg in per}
+    ranked = sorted(means, key=lambda c: -means[c])
+    if len(ranked) >= 2:
+        cells = {cfg: {(r["init_level"], r["order_level"], r.get("repeat_level")): r["accuracy"]
+                       for r in block if r["configuration"] == cfg} for cfg in ranked[:2]}
+        win = _paired_win(cells[ranked[0]], cells[ranked[1]], spec.root_seed)
+        if win is not None:
+            out += [f"**Top two.** {ranked[0]} (mean {_pts(means[ranked[0]])}) vs {ranked[1]} "
+                    f"(mean {_pts(means[ranked[1]])}): with the same seeds, A beats B in {100 * win[0]:.0f}% of "
+                    f"trainings (95% bootstrap CI {100 * win[1]:.0f}% to {100 * win[2]:.0f}%).", ""]
+    n = min(int(r["test_size"]) for r in block)
+    p = statistics.fmean(means.values())
+    out += [f"**Binomial floor.** With {n} test examples at accuracy {_pts(p)}%, the test split alone "
+            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(math.sqrt(p * (1 - p) / n))} points: "
+            f"differences below it are not resolved by this test set, however many seeds.", ""]
+    return out
+
+
+def configuration_table(rows: Sequence[Row]) -> list[str]:
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "eval":
+            groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r["accuracy"])
+    if not groups:
+        return []
+    table = [(cfg, eng, mode, len(v), _pts(statistics.fmean(v)), _pts(statistics.stdev(v) if len(v) > 1 else 0.0),
+              _pts(min(v)), _pts(max(v))) for (cfg, eng, mode), v in groups.items()]
+    return ["## Configurations over the seed matrix", "", "Held-out accuracy (%) over every seed combination.", "",
+            tabulate(table, headers=("configuration", "engine", "op determinism", "trainings", "mean", "std",
+                                     "min", "max"), tablefmt="github"), ""]
+
+
+def report_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[Row]:
+    """Training rows with a configuration label and the chain's cell on re-evaluations."""
+    chains = {st.ok["unit"]: st.ok["levels"] for st in states.values() if st.ok and st.ok["kind"] == "study"}
+    rows = []
+    for r in training_rows([st.ok for st in states.values() if st.ok is not None]):
+        r = {**r, "configuration": config_label(spec, r)}
+        for s in ("init", "order", "split", "noise", "repeat", "bo"):
+            r[s] = r.get(f"{s}_level")
+        if r["kind"] == "reeval":
+            r["chain_init"], r["chain_order"] = chains[r["unit"]]["init"], chains[r["unit"]]["order"]
+        rows.append(r)
+    return rows
+
+
+def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
+    """The report's markdown, built from the store alone (no training); its plots are written into
+    `out_dir`, which the markdown links to."""
+    states = store.states()
+    rows = report_rows(spec, states)
+    fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
+    body = decomposition_section(spec, rows, fits)
+    body += optimiser_section(spec, rows, states)
+    body += determinism_section(rows, fits)
+    body += decisions_section(spec, rows, fits)
+    body += configuration_table(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
+    figures = ["## Plots", ""] + [f"![{title}]({path.name})" for title, path in images] + [""] if images else []
+    return "\n".join(header(spec, store, states, rows) + body + figures)
+
+
+def write_report(spec: JobSpec, store: Store, out_dir: Path) -> Path:
+    """Render the report and its plots and write `out_dir/<job>.md` (atomically)."""
+    text = render(spec, store, out_dir)
+    path = out_dir / f"{spec.name}.md"
+    atomic_write(path, text)
+    return path

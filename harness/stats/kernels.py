@@ -1,0 +1,302 @@
+"""Numba kernels of the statistics engine: per-cell sums and the multi-way cluster bootstrap.
+
+Random draws come from a counter-based generator (the SplitMix64 finaliser applied to a key
+built from seed, group, replicate, factor and draw number), so a replicate's draws do not depend on
+which thread runs it. Each replicate writes its own output slot and there are no cross-thread
+reductions, so results are bit-identical for any NUMBA_NUM_THREADS. No fastmath.
+"""
+
+from __future__ import annotations
+
+import os
+
+# numba's default OpenMP layer spent milliseconds per parallel region here; respect a user's choice.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+import numba as nb  # noqa: E402
+import numpy as np  # noqa: E402
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_FACTOR = np.uint64(0xD1B54A32D192ED03)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
+
+
+@nb.njit(cache=True)
+def mix64(z: np.uint64) -> np.uint64:
+    """SplitMix64 finaliser: a bijective 64-bit hash."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@nb.njit(cache=True)
+def cell_stats(values, groups, codes, strides, ngroups, cells):
+    """Count, mean and within sum of squares of the non-NaN values in each (group, grid cell).
+
+    One pass with sums shifted by the cell's first value (stable for values like 0.9 +- 1e-3).
+    `groups` may be empty (one group). Returns arrays of shape (ngroups * cells,).
+    """
+    size = ngroups * cells
+    count = np.zeros(size, np.int64)
+    shift = np.zeros(size)
+    s1 = np.zeros(size)
+    s2 = np.zeros(size)
+    grouped = groups.shape[0] > 0
+    for i in range(values.shape[0]):
+        y = values[i]
+        if np.isnan(y):
+            continue
+        c = 0
+        for f in range(len(codes)):
+            c += strides[f] * codes[f][i]
+        if grouped:
+            c += cells * groups[i]
+        k = count[c]
+        if k == 0:
+            shift[c] = y
+        d = y - shift[c]
+        s1[c] += d
+        s2[c] += d * d
+        count[c] = k + 1
+    mean = np.empty(size)
+    m2 = np.zeros(size)
+    for c in range(size):
+        k = count[c]
+        if k == 0:
+            mean[c] = np.nan
+        else:
+            mean[c] = shift[c] + s1[c] / k
+            m2[c] = max(s2[c] - s1[c] * s1[c] / k, 0.0)
+    return count, mean, m2
+
+
+@nb.njit(cache=True)
+def _draw(fkey, slot, nlevels):
+    """The level drawn for one slot of one factor (Lemire's multiply-shift onto [0, nlevels))."""
+    h = mix64(fkey + _GOLDEN * np.uint64(slot + 1))
+    return np.int64(((h >> _S32) * np.uint64(nlevels)) >> _S32)
+
+
+@nb.njit(cache=True)
+def _replicate_key(seed64, gkey, rep):
+    return mix64(mix64(seed64 ^ gkey) + _GOLDEN * np.uint64(rep + 1))
+
+
+@nb.njit(cache=True)
+def _factor_key(base, f):
+    return mix64(base + _FACTOR * np.uint64(f + 1))
+
+
+@nb.njit(cache=True)
+def _solve(q, sse, mobius, df, kinv, ms, out):
+    """Sums of squares from uncorrected ones, mean squares, and the truncated moment solution."""
+    nsrc = df.shape[0]
+    for i in range(nsrc):
+        s = 0.0
+        for j in range(q.shape[0]):
+            s += mobius[i, j] * q[j]
+        if i == nsrc - 1:
+            s += sse
+        ms[i] = s / df[i]
+    for i in range(nsrc):
+        v = 0.0
+        for j in range(nsrc):
+            v += kinv[i, j] * ms[j]
+        out[i] = max(v, 0.0)
+
+
+@nb.njit(cache=True)
+def _crossed2_counts(base, a, b, u, v):
+    """How often each level of A (u) and of B (v) was drawn in one replicate (A's slots first)."""
+    u[:] = 0.0
+    v[:] = 0.0
+    fkey = _factor_key(base, 0)
+    for s in range(a):
+        u[_draw(fkey, s, a)] += 1.0
+    fkey = _factor_key(base, 1)
+    for s in range(b):
+        v[_draw(fkey, a + s, b)] += 1.0
+
+
+@nb.njit(cache=True)
+def _crossed2_moments(means, within, a, b, u, v, qscale, col, sqj, wj, q):
+    """The replicate's uncorrected sums of squares (q) over the original cells, weighted by the
+    multiplicities u, v, skipping undrawn rows; returns its within-cell sum of squares."""
+    col[:] = 0.0
+    sqj[:] = 0.0
+    wj[:] = 0.0
+    tot = 0.0
+    qa = 0.0
+    for i in range(a):
+        ui = u[i]
+        if ui == 0.0:
+            continue
+        row = 0.0
+        for j in range(b):
+            m = means[i * b + j]
+            row += v[j] * m
+            col[j] += ui * m
+            sqj[j] += ui * m * m
+            wj[j] += ui * within[i * b + j]
+        tot += ui * row
+        qa += ui * row * row
+    qb = 0.0
+    qab = 0.0
+    sse = 0.0
+    for j in range(b):
+        qb += v[j] * col[j] * col[j]
+        qab += v[j] * sqj[j]
+        sse += v[j] * wj[j]
+    q[0] = qscale[0] * tot * tot
+    q[1] = qscale[1] * qa
+    q[2] = qscale[2] * qb
+    q[3] = qscale[3] * qab
+    return sse
+
+
+@nb.njit(cache=True, parallel=True)
+def bootstrap_crossed2(means, within, gkeys, seed, nrep, a, b, qscale, mobius, df, kinv):
+    """`bootstrap` for two crossed factors, from level multiplicities instead of a gathered grid.
+
+    Same draws as `bootstrap` (A's slots first, then B's); sums run over the original cells
+    weighted by how often their row and column were drawn, skipping undrawn rows.
+    """
+    ngroups = means.shape[0]
+    nsrc = df.shape[0]
+    out = np.empty((ngroups, nrep, nsrc))
+    total = ngroups * nrep
+    block = 16
+    nblocks = (total + block - 1) // block
+    seed64 = mix64(np.uint64(seed))
+    for blk in nb.prange(nblocks):
+        u = np.empty(a)
+        v = np.empty(b)
+        col = np.empty(b)
+        sqj = np.empty(b)
+        wj = np.empty(b)
+        q = np.empty(4)
+        ms = np.empty(nsrc)
+        for task in range(blk * block, min(total, (blk + 1) * block)):
+            g = task // nrep
+            rep = task - g * nrep
+            _crossed2_counts(_replicate_key(seed64, gkeys[g], rep), a, b, u, v)
+            sse = _crossed2_moments(means[g], within[g], a, b, u, v, qscale, col, sqj, wj, q)
+            _solve(q, sse, mobius, df, kinv, ms, out[g, rep])
+    return out
+
+
+@nb.njit(cache=True, parallel=True)
+def percentiles(reps, plo, phi):
+    """Linear-interpolated percentiles plo, phi along axis 1 of (G, B, C), as numpy.quantile does.
+
+    Selects the few order statistics needed by bounded insertion: (2, G, C).
+    """
+    ngroups, nrep, ncol = reps.shape
+    out = np.empty((2, ngroups, ncol))
+    hlo = plo * (nrep - 1)
+    hhi = phi * (nrep - 1)
+    klo = int(np.floor(hlo))
+    khi = int(np.floor(hhi))
+    nlow = min(klo + 2, nrep)
+    nhigh = nrep - khi
+    for task in nb.prange(ngroups * ncol):
+        g = task // ncol
+        c = task - g * ncol
+        low = np.empty(nlow)
+        high = np.empty(nhigh)
+        nl = 0
+        nh = 0
+        for r in range(nrep):
+            x = reps[g, r, c]
+            if nl < nlow or x < low[nl - 1]:
+                i = min(nl, nlow - 1)
+                while i > 0 and low[i - 1] > x:
+                    low[i] = low[i - 1]
+                    i -= 1
+                low[i] = x
+                nl = min(nl + 1, nlow)
+            if nh < nhigh or x > high[0]:
+                if nh < nhigh:
+                    i = nh
+                    nh += 1
+                    while i > 0 and high[i - 1] > x:
+                        high[i] = high[i - 1]
+                        i -= 1
+                else:
+                    i = 0
+                    while i + 1 < nhigh and high[i + 1] < x:
+                        high[i] = high[i + 1]
+                        i += 1
+                high[i] = x
+        out[0, g, c] = _lerp(low[klo], low[min(klo + 1, nlow - 1)], hlo - klo)
+        out[1, g, c] = _lerp(high[0], high[min(1, nhigh - 1)], hhi - khi)
+    return out
+
+
+@nb.njit(cache=True)
+def _lerp(a, b, t):
+    """numpy's interpolation (exact at both ends)."""
+    d = b - a
+    return b - d * (1.0 - t) if t >= 0.5 else a + d * t
+
+
+@nb.njit(cache=True, parallel=True)
+def bootstrap(means, within, gkeys, seed, nrep, keys, slot_start, levels, strides,
+              termmap, term_start, qscale, mobius, df, kinv):
+    """Variance components (truncated at zero) of `nrep` cluster-bootstrap replicates per group.
+
+    means, within: (G, P) centred cell means and within-cell sums of squares of each group's grid.
+    A replicate draws, for each factor, one level per slot (crossed: one slot per position of its
+    axis; nested: one per position of its axis within each position of its ancestors), rebuilds the
+    grid from the drawn cells and solves the moment equations. keys[f, p] is the slot (offset by
+    slot_start[f]) that sets factor f's level of grid cell p; termmap[t, p] the marginal cell of
+    middle term t (offset by term_start[t]). Returns (G, nrep, sources).
+    """
+    ngroups, cells = means.shape
+    nfac = keys.shape[0]
+    nterms = qscale.shape[0]
+    nmid = termmap.shape[0]
+    nsrc = df.shape[0]
+    out = np.empty((ngroups, nrep, nsrc))
+    total = ngroups * nrep
+    block = 16
+    nblocks = (total + block - 1) // block
+    seed64 = mix64(np.uint64(seed))
+    for blk in nb.prange(nblocks):
+        off = np.empty(slot_start[nfac], np.int64)
+        acc = np.empty(term_start[nmid])
+        q = np.empty(nterms)
+        ms = np.empty(nsrc)
+        for task in range(blk * block, min(total, (blk + 1) * block)):
+            g = task // nrep
+            rep = task - g * nrep
+            base = _replicate_key(seed64, gkeys[g], rep)
+            for f in range(nfac):
+                fkey = _factor_key(base, f)
+                for s in range(slot_start[f], slot_start[f + 1]):
+                    off[s] = _draw(fkey, s, levels[f]) * strides[f]
+            acc[:] = 0.0
+            tot = 0.0
+            sq = 0.0
+            sse = 0.0
+            for p in range(cells):
+                src = 0
+                for f in range(nfac):
+                    src += off[keys[f, p]]
+                m = means[g, src]
+                tot += m
+                sq += m * m
+                sse += within[g, src]
+                for t in range(nmid):
+                    acc[termmap[t, p]] += m
+            q[0] = qscale[0] * tot * tot
+            for t in range(nmid):
+                s = 0.0
+                for j in range(term_start[t], term_start[t + 1]):
+                    s += acc[j] * acc[j]
+                q[t + 1] = qscale[t + 1] * s
+            q[nterms - 1] = qscale[nterms - 1] * sq
+            _solve(q, sse, mobius, df, kinv, ms, out[g, rep])
+    return out

@@ -1,0 +1,83 @@
+"""The record: the one place its fields are named. A record is one JSON line of a shard, one per
+attempt at a unit; `new_record` builds it, `training_rows` flattens finished ones into one row per
+training (what export, the report and the notebook read).
+
+Fields of every record: format, unit, index, kind, mode, levels, config, attempt, engine, job,
+spec, worker, status; then either `error` (+ `traceback` for bugs) or the result. An ok record also
+has seeds (the unit's training seeds; a study's adds `bo`), test_size (held-out examples),
+wall_s / train_s, time and env. A study's result holds its trials (config, score, runs: each run's
+metrics and seeds), the chosen configuration, best_score, its re-evaluations, and `library_seed`:
+the exact seed its optimiser library was given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from harness.job.matrix import Unit
+from harness.job.seeds import SEED_SOURCES
+from harness.job.spec import JobSpec
+
+Status = Literal["ok", "failed"]
+Kind = Literal["eval", "study"]
+RowKind = Literal["eval", "trial", "reeval"]  # one row per training: a unit's, a chain trial's, a re-evaluation's
+Record = dict[str, Any]
+Row = dict[str, Any]
+METRIC_COLUMNS = ("accuracy", "loss")
+
+
+def new_record(spec: JobSpec, unit: Unit, attempt: int, engine: str, worker: str) -> Record:
+    """A unit's record before its outcome (status and result or error are set by whoever ran it)."""
+    return {"unit": unit.id, "index": unit.index, "kind": unit.kind, "mode": unit.mode, "levels": unit.levels,
+            "config": unit.config, "attempt": attempt, "engine": engine, "job": spec.name,
+            "spec": spec.digest(), "worker": worker}
+
+
+def failed(record: Record, error: str, traceback: str | None = None) -> Record:
+    """Mark a record failed with a one-line error (and, for a bug, its traceback)."""
+    record["status"] = "failed"
+    record["error"] = error
+    if traceback:
+        record["traceback"] = traceback
+    return record
+
+
+def columns(spec: JobSpec) -> list[str]:
+    """CSV columns: identity, configuration values, seed levels and values, metrics."""
+    dims = [d.name for d in spec.search.space]
+    seeds = [c for s in SEED_SOURCES for c in (f"{s}_level", f"{s}_seed")]
+    return ["kind", "unit", "mode", "engine", "trial", "run"] + dims + seeds + list(METRIC_COLUMNS)
+
+
+def _row(kind: RowKind, rec: Record, config: dict[str, Any], levels: dict[str, int],
+         seeds: dict[str, int], metrics: dict[str, Any], **extra: Any) -> Row:
+    row: Row = {"kind": kind, "unit": rec["unit"], "mode": rec["mode"], "engine": rec.get("engine"),
+                **config, "accuracy": metrics["accuracy"], "loss": metrics["loss"],
+                "test_size": rec.get("test_size"), **extra}
+    for s, v in levels.items():
+        row[f"{s}_level"] = v
+    for s, v in seeds.items():
+        row[f"{s}_seed"] = v
+    return row
+
+
+def _study_rows(rec: Record) -> list[Row]:
+    """A chain's trials (every averaged run) and its chosen configuration's re-evaluations."""
+    res, chain, bo = rec["result"], rec["levels"], rec["seeds"]["bo"]
+    rows = [_row("trial", rec, trial["config"], chain, {**run["seeds"], "bo": bo}, run, trial=t, run=j)
+            for t, trial in enumerate(res["trials"]) for j, run in enumerate(trial["runs"])]
+    rows += [_row("reeval", rec, res["chosen"], {**chain, **r["levels"]}, {**r["seeds"], "bo": bo}, r["metrics"])
+             for r in res["reeval"]]
+    return rows
+
+
+def training_rows(ok_records: list[Record]) -> list[Row]:
+    """One row per finished training, in plan order (evaluations, chain trials, re-evaluations)."""
+    rows: list[Row] = []
+    for rec in sorted(ok_records, key=lambda r: r["index"]):
+        if rec["kind"] == "eval":  # wall_s: for the report, not an export column
+            rows.append(_row("eval", rec, rec["config"], rec["levels"], rec["seeds"], rec["result"]["metrics"],
+                             wall_s=rec.get("wall_s")))
+        else:
+            rows += _study_rows(rec)
+    return rows

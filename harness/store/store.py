@@ -1,0 +1,177 @@
+"""Results store: runs/<job>/<spec-hash>/ with the frozen spec and append-only JSON-lines shards.
+
+One writer per shard file; every record is one line, flushed and fsynced, with a format version
+(`RECORD_FORMAT`). Readers skip a torn last line (a crash mid-write: no newline) and say so; any
+other line that does not parse is corruption, an error naming the file and line. A writer
+reopening a shard first cuts a torn tail so the next record starts on a fresh line. A store
+written by an older format is migrated in place (`harness migrate`, harness/store/migrate.py);
+one written by a newer harness is refused until the harness is upgraded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from harness.errors import UserError
+from harness.files import atomic_write
+from harness.job.spec import JobSpec
+from harness.store.records import Record
+
+RECORD_FORMAT = 2  # 2: test_size, each trial run's seeds, a study's library_seed (migrate.py: from 1)
+
+
+class ShardWriter:
+    """Appends records to one shard file; the only writer of that file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f: IO[bytes] = open(path, "ab+")
+        self._cut_torn_tail()
+
+    def _cut_torn_tail(self) -> None:
+        size = self._f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        self._f.seek(max(0, size - 65536))
+        tail = self._f.read()
+        if tail.endswith(b"\n"):
+            return
+        keep = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        self._f.truncate(keep)
+        self._f.seek(keep)
+
+    def append(self, record: Record) -> None:
+        line = json.dumps({"format": RECORD_FORMAT, **record}, sort_keys=True, allow_nan=True)
+        self._f.write(line.encode() + b"\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def check_format(found: object, where: str) -> None:
+    """Refuse a record or store of another format, saying which way to go."""
+    if found == RECORD_FORMAT:
+        return
+    if isinstance(found, int) and not isinstance(found, bool) and 0 < found < RECORD_FORMAT:
+        raise UserError(f"written by an older harness (format {found}, this one reads {RECORD_FORMAT}): "
+                        f"run `harness migrate JOB --store DIR` once to bring the store up to date", file=where)
+    if isinstance(found, int) and not isinstance(found, bool) and found > RECORD_FORMAT:
+        raise UserError(f"written by a newer harness (format {found}, this one reads up to {RECORD_FORMAT}): "
+                        f"upgrade the harness to read it", file=where)
+    raise UserError(f"not a harness record (format {found!r})", file=where)
+
+
+def parse_shard(path: Path, blob: bytes) -> tuple[list[Record], bool]:
+    """The complete records of a shard's bytes and whether its last line is torn. A line that is
+    not a JSON object before the last one is corruption: a UserError naming file and line."""
+    lines = blob.split(b"\n")
+    torn = bool(lines[-1])
+    out = []
+    for n, raw in enumerate(lines[:-1], start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            rec = None
+        if not isinstance(rec, dict):
+            raise UserError(f"line {n} is corrupt (not a JSON record); `harness verify --repair` moves it to a "
+                            f"quarantine file", file=str(path))
+        out.append(rec)
+    return out, torn
+
+
+def read_shard(path: Path, check: bool = True) -> tuple[list[Record], int]:
+    """Complete records of one shard and the number of torn (unterminated) last lines (0 or 1)."""
+    recs, torn = parse_shard(path, path.read_bytes())
+    if check:
+        for n, rec in enumerate(recs, start=1):
+            check_format(rec.get("format"), f"{path} (record {n})")
+    return recs, int(torn)
+
+
+@dataclass
+class UnitState:
+    """What the store knows of one unit: its accepted ok record and failed attempts."""
+
+    ok: Record | None = None
+    failures: list[Record] = field(default_factory=list)
+    disagreements: int = 0
+
+
+class Store:
+    """The directory of one job spec's results."""
+
+    def __init__(self, root: str | Path, spec: JobSpec) -> None:
+        self.spec = spec
+        self.root = Path(root)
+        self.dir = self.root / spec.name / spec.digest()
+        self.shards = self.dir / "shards"
+
+    def init(self) -> None:
+        """Create the directory and freeze the spec (atomically; once). An existing store must be
+        of this format (else: migrate or upgrade)."""
+        self.shards.mkdir(parents=True, exist_ok=True)
+        frozen = self.dir / "spec.json"
+        if frozen.exists():
+            self.check_format()
+            return
+        atomic_write(frozen, json.dumps({"format": RECORD_FORMAT, "name": self.spec.name,
+                                         "canonical": self.spec.canonical(), "job_file": self.spec.raw},
+                                        indent=1, sort_keys=True, default=str))
+
+    def format(self) -> int | None:
+        """The format spec.json says this store is in (None: no store here yet)."""
+        frozen = self.dir / "spec.json"
+        try:
+            return json.loads(frozen.read_text()).get("format")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, AttributeError) as exc:
+            raise UserError(f"unreadable store header ({exc})", file=str(frozen)) from None
+
+    def check_format(self) -> None:
+        found = self.format()
+        if found is not None:
+            check_format(found, str(self.dir / "spec.json"))
+
+    def writer(self, name: str) -> ShardWriter:
+        return ShardWriter(self.shards / f"{name}.jsonl")
+
+    def shard_paths(self) -> list[Path]:
+        return sorted(self.shards.glob("*.jsonl")) if self.shards.is_dir() else []
+
+    def records(self, warn: bool = True) -> Iterator[Record]:
+        """Every complete record of every shard, shard files in name order."""
+        self.check_format()
+        for path in self.shard_paths():
+            recs, torn = read_shard(path)
+            if torn and warn:
+                print(f"harness: skipped {torn} torn line(s) in {path}", file=sys.stderr)
+            yield from recs
+
+    def states(self) -> dict[str, UnitState]:
+        """Per unit id: the first ok record (later ok records are duplicates) and failures."""
+        states: dict[str, UnitState] = {}
+        for rec in self.records():
+            st = states.setdefault(rec["unit"], UnitState())
+            if rec["status"] != "ok":
+                st.failures.append(rec)
+            elif st.ok is None:
+                st.ok = rec
+            elif rec.get("result") != st.ok.get("result"):
+                st.disagreements += 1
+        return states
+
+    def ok_records(self) -> list[Record]:
+        """The accepted ok record of every finished unit."""
+        return [st.ok for st in self.states().values() if st.ok is not None]

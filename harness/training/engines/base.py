@@ -1,0 +1,123 @@
+"""The engine contract and what every engine shares: the held-out metrics, the harness's batch
+order, compiling a model as `fit` does, and backend tensors of a dataset.
+
+An engine turns (dataset, training values, model arguments, seeds) into test-set probabilities;
+`Trainer` turns those into metrics. Engines never pick seeds or read the job file.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.training.data import Dataset
+from harness.training.models import BuilderInfo
+
+ENGINE_CACHE = 8  # built models (exact) or compiled functions (vectorized) kept per worker
+_NOTICED: set[str] = set()
+
+
+def notice(text: str) -> None:
+    """A one-line notice on stderr, once per process."""
+    if text not in _NOTICED:
+        _NOTICED.add(text)
+        print(f"harness: {text}", file=sys.stderr)
+
+
+class Engine(ABC):
+    """One way of training. `train` runs one training; `train_many` runs several of one
+    configuration (together where `batched`, else one by one). Both return test-set
+    probabilities; a training that diverges raises (or, in `train_many`, yields) `TrainingFailed`
+    from the metrics, not here."""
+
+    name: ClassVar[str]
+    batched: ClassVar[bool] = False  # trains a batch's seeds together (the worker hands it whole batches)
+
+    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False) -> None:
+        self.builder, self.loss, self.backend, self.xla = builder, loss, backend, xla
+
+    @property
+    def label(self) -> str:
+        """What records say ran: the engine's name, `+xla` when XLA compiles it."""
+        return self.name + ("+xla" if self.xla else "")
+
+    @abstractmethod
+    def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
+              seeds: dict[str, int]) -> np.ndarray:
+        """One training; the test-set probabilities [n_test, classes]."""
+
+    def train_many(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
+                   seeds: list[dict[str, int]]) -> list[np.ndarray]:
+        """Trainings of one configuration, one per seed dict."""
+        return [self.train(ds, training, model_args, s) for s in seeds]
+
+
+def epoch_batches(n: int, batch_size: int, epochs: int, order_seed: int) -> list[np.ndarray]:
+    """Index batches of every epoch in training order: one permutation of the training set per
+    epoch from the order seed (the harness shuffles, not Keras), the last batch of an epoch short.
+
+    One `fit` over these batches gives the same bits as one `fit(shuffle=False)` per epoch."""
+    rng = np.random.default_rng(order_seed)
+    out = []
+    for _ in range(epochs):
+        perm = rng.permutation(n)
+        out.extend(perm[i:i + batch_size] for i in range(0, n, batch_size))
+    return out
+
+
+def make_optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
+    return keras.optimizers.RMSprop(learning_rate=learning_rate)
+
+
+def compile_model(model: Any, training: dict[str, Any], loss: str, backend: str) -> None:
+    """`model.compile` as engine `fit` does it. Under TensorFlow jit_compile is pinned off: Keras's
+    "auto" turns XLA on for GPUs only when op determinism is off, which would mix XLA into the
+    determinism comparison (XLA is `training.xla`). Under jax "auto" is jax.jit (off would run
+    op by op, ~20x slower)."""
+    model.compile(optimizer=make_optimizer(training["optimizer"], training["learning_rate"]), loss=loss,
+                  jit_compile=False if backend == "tensorflow" else "auto")
+
+
+def fit_batches(model: Any, ds: Dataset, training: dict[str, Any], order_seed: int) -> None:
+    """One `model.fit` over every epoch's batches in the harness's order (no Keras shuffling)."""
+    batches = epoch_batches(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]), order_seed)
+    model.fit(((ds.x_train[idx], ds.y_train[idx]) for idx in batches), steps_per_epoch=len(batches),
+              epochs=1, shuffle=False, verbose=0)
+
+
+def batch_plan(n: int, batch_size: int, epochs: int, order_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`trainer.epoch_batches` as arrays: full batches [epochs, n // batch_size, batch_size] and
+    each epoch's short last batch [epochs, n % batch_size], in training order."""
+    batches = epoch_batches(n, batch_size, epochs, order_seed)
+    full = np.array([b for b in batches if len(b) == batch_size], np.int32)
+    short = np.array([b for b in batches if len(b) < batch_size], np.int32)
+    return (full.reshape(epochs, n // batch_size, batch_size),
+            short.reshape(epochs, n % batch_size))
+
+
+class Tensors:
+    """Each dataset's (x_train, y_train, x_test) as backend tensors, converted once; `flat`
+    flattens the inputs to [n, features] (what Keras's Flatten does)."""
+
+    def __init__(self, flat: bool = False) -> None:
+        self.flat = flat
+        self._by_id: dict[int, tuple[Dataset, tuple[Any, ...]]] = {}
+
+    def get(self, ds: Dataset) -> tuple[Any, ...]:
+        import keras
+        if id(ds) not in self._by_id:
+            x, x_test = ds.x_train, ds.x_test
+            if self.flat:
+                x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
+            self._by_id[id(ds)] = (ds, tuple(keras.ops.convert_to_tensor(a) for a in (x, ds.y_train, x_test)))
+        return self._by_id[id(ds)][1]
+
+

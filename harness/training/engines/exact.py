@@ -1,0 +1,131 @@
+"""Engine `exact`: one built, compiled Keras model per configuration and worker; per training the
+weights, the optimizer's slots and step and the dropout seed states are reset to what a fresh
+build has, and the whole training (all epochs' batches, in the harness's order) runs as one
+`tf.function` around Keras's own `train_step` (for gelu, one compiled step per batch:
+GRAPH_LOOP_ACTIVATIONS): the same bits as engine `fit`.
+
+Under jax, `exact` is the same reset per seed around Keras's own `fit`, whose jitted train function
+the built model keeps (fit's bits; tests/test_backends.py).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.training.data import Dataset
+from harness.training.engines.base import (
+    ENGINE_CACHE,
+    Engine,
+    Tensors,
+    batch_plan,
+    compile_model,
+    fit_batches,
+)
+from harness.training.models import BuilderInfo
+
+
+@dataclass
+class _Built:
+    """A built and compiled model, its optimizer's initial variable values, its loop function."""
+
+    model: Any
+    optimizer_init: list[np.ndarray]
+    loop: Any = field(default=None)
+
+
+# Activations whose whole-training graph loop gave `fit`'s bits here (tests/test_engines.py checks
+# every activation); with gelu, gathering the batch inside the same graph as the train step changed
+# the last bits (Keras 3.15 / TF 2.21 CPU), so it trains one compiled step per batch.
+GRAPH_LOOP_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "linear", "swish")
+
+
+def _exact_loop(model: Any, features: tuple[int, ...], jit: bool, graph_loop: bool) -> Any:
+    """`loop(x, y, full, short)`: one training over Keras's own `train_step`, as one tf.function
+    over all epochs (`graph_loop`) or one compiled step per batch, gathered outside it."""
+    import tensorflow as tf
+
+    if not graph_loop:
+        one_step = tf.function(model.train_step, jit_compile=jit, input_signature=[(
+            tf.TensorSpec([None, *features], tf.float32), tf.TensorSpec([None], tf.int32))])
+
+        def steps(x: Any, y: Any, full: np.ndarray, short: np.ndarray) -> None:
+            for e in range(full.shape[0]):
+                for idx in [*full[e], *([short[e]] if short.shape[1] else [])]:
+                    one_step((tf.gather(x, idx), tf.gather(y, idx)))
+        return steps
+
+    one_step_g = tf.function(model.train_step, jit_compile=jit, experimental_attributes={"_noinline": True},
+                             input_signature=[(tf.TensorSpec([None, *features], tf.float32),
+                                               tf.TensorSpec([None], tf.int32))])
+
+    def step(x: Any, y: Any, idx: Any) -> None:
+        one_step_g((tf.gather(x, idx), tf.gather(y, idx)))
+
+    @tf.function(jit_compile=jit, input_signature=[
+        tf.TensorSpec([None, *features], tf.float32), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, None, None], tf.int32), tf.TensorSpec([None, None], tf.int32)])
+    def loop(x: Any, y: Any, full: Any, short: Any) -> None:
+        for e in tf.range(tf.shape(full)[0]):
+            for s in tf.range(tf.shape(full)[1]):
+                step(x, y, full[e, s])
+            if tf.shape(short)[1] > 0:
+                step(x, y, short[e])
+
+    return loop
+
+
+class ExactEngine(Engine):
+    """Engine `exact` (see the module docstring); keeps the last ENGINE_CACHE built models."""
+
+    name = "exact"
+
+    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False) -> None:
+        super().__init__(builder, loss, backend, xla)
+        self._built: OrderedDict[tuple[Any, ...], _Built] = OrderedDict()
+        self._tensors = Tensors()
+
+    def _get(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any]) -> _Built:
+        key = (ds.x_train.shape[1:], ds.n_classes, training["optimizer"], tuple(sorted(model_args.items())))
+        if key in self._built:
+            self._built.move_to_end(key)
+            return self._built[key]
+        assert self.builder.build is not None
+        model = self.builder.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **model_args)
+        # As engine fit compiles it: under TensorFlow Keras's jit_compile stays off (it silently
+        # drops XLA under op determinism) and the engine's tf.function is what XLA compiles when
+        # asked; under jax, Keras's own jitted train function is the loop.
+        compile_model(model, training, self.loss, self.backend)
+        model.optimizer.build(model.trainable_variables)
+        loop = None
+        if self.backend == "tensorflow":
+            graph_loop = model_args.get("activation") in GRAPH_LOOP_ACTIVATIONS
+            loop = _exact_loop(model, ds.x_train.shape[1:], self.xla, graph_loop)
+        built = _Built(model, [np.array(v.numpy()) for v in model.optimizer.variables], loop)
+        self._built[key] = built
+        if len(self._built) > ENGINE_CACHE:
+            self._built.popitem(last=False)
+        return built
+
+    def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
+              seeds: dict[str, int]) -> np.ndarray:
+        """One training; returns the test-set probabilities."""
+        import keras
+        built = self._get(ds, training, model_args)
+        model = built.model
+        assert self.builder.reset is not None
+        self.builder.reset(model, seeds["init"], seeds["noise"])
+        for var, value in zip(model.optimizer.variables, built.optimizer_init, strict=True):
+            var.assign(value)
+        model.optimizer.learning_rate = training["learning_rate"]
+        if built.loop is None:  # not TensorFlow: Keras's own fit, its compiled train function reused
+            fit_batches(model, ds, training, seeds["order"])
+        else:
+            full, short = batch_plan(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
+                                     seeds["order"])
+            x, y, _ = self._tensors.get(ds)
+            built.loop(x, y, full, short)
+        return keras.ops.convert_to_numpy(model(ds.x_test, training=False))

@@ -1,0 +1,65 @@
+"""Store formats through the CLI: a store of the previous format is refused with "migrate", and
+`harness migrate` turns it into exactly what this harness writes; facts the report needs (the
+test-set size) come from the store, not from assumptions about the dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.job import load_job
+from harness.store import Store
+from tests.conftest import harness, write_job
+from tests.test_training import _write_mnist
+
+
+def _records(store: Store) -> dict[str, list[dict]]:
+    return {p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in store.shard_paths()}
+
+
+def _downgrade_to_v1(store: Store) -> None:
+    """Rewrite a format-2 store as format 1 wrote it: no test sizes, no trial-run seeds, no library seed."""
+    for path in store.shard_paths():
+        out = []
+        for rec in map(json.loads, path.read_text().splitlines()):
+            rec["format"] = 1
+            rec.pop("test_size", None)
+            if rec["kind"] == "study" and rec["status"] == "ok":
+                rec["result"].pop("library_seed")
+                for trial in rec["result"]["trials"]:
+                    for run in trial["runs"]:
+                        run.pop("seeds")
+            out.append(json.dumps(rec, sort_keys=True))
+        path.write_text("".join(line + "\n" for line in out))
+    header = json.loads((store.dir / "spec.json").read_text())
+    (store.dir / "spec.json").write_text(json.dumps({**header, "format": 1}))
+
+
+def test_a_format_1_store_is_refused_then_migrated_to_what_this_harness_writes(tmp_path: Path) -> None:
+    job, root = write_job(tmp_path, objective={"runs": 2}), tmp_path / "store"
+    assert harness("run", str(job), "--store", str(root), "--executor", "debug", "--no-progress").returncode == 0
+    store = Store(root, load_job(str(job)))
+    written = _records(store)
+    assert any(r["kind"] == "study" for recs in written.values() for r in recs)
+    _downgrade_to_v1(store)
+    refused = harness("report", str(job), "--store", str(root), "--out", str(tmp_path / "r"))
+    assert refused.returncode == 2 and "older harness (format 1" in refused.stderr
+    assert "harness migrate" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    r = harness("migrate", str(job), "--store", str(root))
+    assert r.returncode == 0 and "format 1 -> 2" in r.stdout, r.stderr
+    assert _records(store) == written
+    assert "already" in harness("migrate", str(job), "--store", str(root)).stdout
+
+
+def test_the_report_reads_the_test_size_from_the_store(tmp_path: Path) -> None:
+    npz = tmp_path / "mnist.npz"
+    _write_mnist(npz, n_train=100, n_test=37)  # not MNIST's 10,000
+    job = write_job(tmp_path, search={"max_evals": 2, "startup_trials": 1},
+                    replace={"data": {"source": "mnist", "path": str(npz)}})
+    root = tmp_path / "store"
+    assert harness("run", str(job), "--store", str(root), "--executor", "debug", "--no-progress").returncode == 0
+    r = harness("report", str(job), "--store", str(root), "--out", str(tmp_path / "reports"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "reports" / "tiny.md").read_text()
+    assert "| test split     | 37 examples" in text and "With 37 test examples" in text
+
