@@ -238,17 +238,24 @@ class Decompose(Command):
         p.add_argument("--nested", action="append", default=[], metavar="B:A",
                        help="factor B nested in factor A (repeatable)")
         p.add_argument("--group", default=None, help="decompose separately for each level of this column")
-        p.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
-                       help="bootstrap replicates for 95%% CIs (0: none)")
-        p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+        p.add_argument("--ci", choices=("gpq", "mls", "bootstrap", "none"), default=None,
+                       help="95%% interval method (default gpq: generalized pivotal quantities; mls: closed "
+                            "form, variances only; bootstrap: multi-way cluster bootstrap)")
+        p.add_argument("--draws", type=non_negative_int, default=0, metavar="N",
+                       help="GPQ draws or bootstrap replicates (0: 10000 for gpq, 1000 for the bootstrap)")
+        p.add_argument("--bootstrap", type=non_negative_int, default=None, metavar="N",
+                       help="shorthand for --ci bootstrap --draws N (0: no intervals)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the GPQ draws or the bootstrap")
         p.add_argument("--json", action="store_true", help="print JSON instead of markdown")
         return p
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> int:
         from harness.stats.decompose_csv import decompose_csv
+        ci = args.ci or ("gpq" if args.bootstrap is None else "bootstrap" if args.bootstrap else "none")
         print(decompose_csv(args.csv, value=args.value, factors=args.factors, nested=args.nested,
-                            group=args.group, bootstrap=args.bootstrap, seed=args.seed, as_json=args.json))
+                            group=args.group, ci=ci, draws=args.draws, bootstrap=args.bootstrap or 0,
+                            seed=args.seed, as_json=args.json))
         return 0
 
 

@@ -52,6 +52,7 @@ from functools import partial
 import numpy as np
 
 from harness.errors import UserError
+from harness.stats import intervals
 from harness.stats.design import Design, Layout
 from harness.stats.results import Component, Decomposition, GroupedDecomposition
 
@@ -333,7 +334,8 @@ class _Batch:
     share: np.ndarray
     icc: np.ndarray
     ci: np.ndarray | None
-    bootstrap: int
+    ci_method: str
+    draws: int
     seed: int
 
     def decomposition(self, i: int) -> Decomposition:
@@ -341,19 +343,21 @@ class _Batch:
         lay, d = self.layout, self.layout.design
         s = len(lay.sources)
         lo, hi = (self.ci[0, i].tolist(), self.ci[1, i].tolist()) if self.ci is not None else (None, None)
+        ratios = lo is not None and len(lo) > s  # MLS bounds the variances only
         v, t, sh, m = (a[i].tolist() for a in (self.variance, self.truncated, self.share, self.ms))
         comps = tuple(Component(name, v[j], v[j] ** 0.5, sh[j],
-                                (lo[j], hi[j]) if lo else None, (lo[s + j], hi[s + j]) if lo else None,
+                                (lo[j], hi[j]) if lo else None, (lo[s + j], hi[s + j]) if ratios else None,
                                 t[j], int(lay.df[j]), m[j]) for j, name in enumerate(lay.sources))
-        icc_ci = {f: (lo[2 * s + j], hi[2 * s + j]) for j, f in enumerate(d.factors)} if lo else None
+        icc_ci = {f: (lo[2 * s + j], hi[2 * s + j]) for j, f in enumerate(d.factors)} if ratios else None
         return Decomposition(comps, dict(zip(d.factors, self.icc[i].tolist(), strict=True)), icc_ci, "anova",
                              d.cells * lay.n, lay.n, dict(zip(d.factors, d.sizes, strict=True)),
-                             bootstrap=self.bootstrap, seed=self.seed)
+                             ci_method=self.ci_method, draws=self.draws, seed=self.seed)
 
 
 def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray, m2: np.ndarray,
-              bootstrap: int, seed: int) -> _Batch:
-    """Moment estimates (and bootstrap intervals) of the balanced groups `gidx` sharing `layout`."""
+              method: tuple[str, int], seed: int) -> _Batch:
+    """Moment estimates (and intervals by `method`: name, draws) of the balanced groups `gidx`
+    sharing `layout`."""
     mc = means[gidx]
     mc = mc - mc.mean(axis=1, keepdims=True)
     within = m2[gidx]
@@ -361,16 +365,20 @@ def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray
     pos = np.maximum(var, 0.0)
     share = _shares(pos)
     weights = layout.icc_weights()
-    ci = None
-    if bootstrap:
+    ci, draws = None, method[1]
+    if method[0] == "gpq":
+        ci = intervals.gpq(layout, ms, weights, seed, draws)
+    elif method[0] == "mls":
+        ci = intervals.mls(layout, ms)
+    elif method[0] == "bootstrap":
         gkeys = np.array([_group_key(table.group_labels[g]) if table.group_codes.size else 0 for g in gidx],
                          np.uint64)
         from harness.stats import kernels as kern
 
-        reps = _replicates(layout, mc, within, gkeys, seed, bootstrap)
+        reps = _replicates(layout, mc, within, gkeys, seed, draws)
         rshare = _shares(reps)
         ci = kern.percentiles(np.concatenate([reps, rshare, rshare @ weights.T], axis=2), 0.025, 0.975)
-    return _Batch(layout, ms, pos, var < 0, share, share @ weights.T, ci, bootstrap, seed)
+    return _Batch(layout, ms, pos, var < 0, share, share @ weights.T, ci, method[0], draws, seed)
 
 
 def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
@@ -441,14 +449,13 @@ def _unset() -> Decomposition:
 
 
 def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nested: Sequence[str],
-         group: str | None, bootstrap: int, seed: int
+         group: str | None, method: tuple[str, int], seed: int
          ) -> tuple[_Table, list[Decomposition | Callable[[], Decomposition]]]:
-    if bootstrap < 0:
-        raise UserError(f"bootstrap replicates must be >= 0, got {bootstrap}")
     table = _prepare(columns, value, factors, nested, group)
     d = table.design
     ngroups = len(table.group_labels)
-    counts, means, m2 = _cell_stats(table, ngroups, numba=bootstrap > 0 or "numba" in sys.modules)
+    numba = method[0] in ("gpq", "bootstrap") or "numba" in sys.modules
+    counts, means, m2 = _cell_stats(table, ngroups, numba=numba)
     counts, means, m2 = (a.reshape(ngroups, d.cells) for a in (counts, means, m2))
     lo, hi = counts.min(axis=1), counts.max(axis=1)
     results: list[Decomposition | Callable[[], Decomposition]] = [_unset] * ngroups
@@ -459,7 +466,7 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
             raise UserError(f"one observation per level of {d.factors[0]!r}: the residual cannot be "
                             "separated from it; add repeats or another factor")
         gidx = np.flatnonzero(balanced & (hi == n))
-        batch = _balanced(table, layout, gidx, means, m2, bootstrap, seed)
+        batch = _balanced(table, layout, gidx, means, m2, method, seed)
         for i, g in enumerate(gidx.tolist()):
             results[g] = partial(batch.decomposition, i)
     for g in np.flatnonzero(~balanced).tolist():
@@ -468,18 +475,21 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
 
 
 def decompose(columns: Mapping[str, object], value: str, factors: Sequence[str], *,
-              nested: Sequence[str] = (), bootstrap: int = 0, seed: int = 0) -> Decomposition:
+              nested: Sequence[str] = (), ci: str = "none", draws: int = 0, bootstrap: int = 0,
+              seed: int = 0) -> Decomposition:
     """Variance components of `value` over the random `factors` of the whole table."""
-    fit = _run(columns, value, factors, nested, None, bootstrap, seed)[1][0]
+    fit = _run(columns, value, factors, nested, None, intervals.resolve(ci, draws, bootstrap), seed)[1][0]
     return fit if isinstance(fit, Decomposition) else fit()
 
 
 def decompose_groups(columns: Mapping[str, object], value: str, factors: Sequence[str], group: str, *,
-                     nested: Sequence[str] = (), bootstrap: int = 0, seed: int = 0) -> GroupedDecomposition:
+                     nested: Sequence[str] = (), ci: str = "none", draws: int = 0, bootstrap: int = 0,
+                     seed: int = 0) -> GroupedDecomposition:
     """Variance components for each level of `group` (e.g. each configuration), computed in one pass.
 
     Every group shares the grid of the whole table: a factor level absent from a group makes that
-    group unbalanced. Each group's bootstrap stream depends on the seed and its label only.
+    group unbalanced. Each group's bootstrap stream depends on the seed and its label only; its GPQ
+    interval on the seed and its mean squares only.
     """
-    table, results = _run(columns, value, factors, nested, group, bootstrap, seed)
+    table, results = _run(columns, value, factors, nested, group, intervals.resolve(ci, draws, bootstrap), seed)
     return GroupedDecomposition(group, dict(zip(table.group_labels, results, strict=True)))
