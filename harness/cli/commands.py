@@ -242,7 +242,7 @@ class Decompose(Command):
                        help="95%% interval method (default gpq: generalized pivotal quantities; mls: closed "
                             "form, variances only; bootstrap: multi-way cluster bootstrap)")
         p.add_argument("--draws", type=non_negative_int, default=0, metavar="N",
-                       help="GPQ draws or bootstrap replicates (0: 10000 for gpq, 1000 for the bootstrap)")
+                       help="GPQ draws or bootstrap replicates (0: 5000 for gpq, 1000 for the bootstrap)")
         p.add_argument("--bootstrap", type=non_negative_int, default=None, metavar="N",
                        help="shorthand for --ci bootstrap --draws N (0: no intervals)")
         p.add_argument("--seed", type=int, default=0, help="seed of the GPQ draws or the bootstrap")

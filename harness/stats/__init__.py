@@ -3,7 +3,7 @@ the design and its expected mean squares (design), the numba kernels (kernels), 
 bootstrap driver (core), the REML fallback for unbalanced tables (reml), result objects
 (results), and CSV input (csvfile, decompose_csv)."""
 
-from harness.stats.core import decompose, decompose_groups
+from harness.stats.core import Codes, decompose, decompose_groups
 from harness.stats.results import Component, Decomposition, GroupedDecomposition
 
-__all__ = ["Component", "Decomposition", "GroupedDecomposition", "decompose", "decompose_groups"]
+__all__ = ["Codes", "Component", "Decomposition", "GroupedDecomposition", "decompose", "decompose_groups"]

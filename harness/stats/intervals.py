@@ -22,7 +22,7 @@ from harness.errors import UserError
 from harness.stats.design import Layout
 
 CI_METHODS = ("gpq", "mls", "bootstrap", "none")
-DEFAULT_DRAWS = {"gpq": 10000, "bootstrap": 1000, "mls": 0, "none": 0}
+DEFAULT_DRAWS = {"gpq": 5000, "bootstrap": 1000, "mls": 0, "none": 0}
 CI_LABEL = {"gpq": "GPQ", "mls": "MLS", "bootstrap": "bootstrap", "none": ""}
 CI_TEXT = {"gpq": "generalized pivotal quantities (GPQ)", "mls": "modified large-sample (MLS) closed form",
            "bootstrap": "percentile multi-way cluster bootstrap", "none": "no intervals"}
@@ -52,7 +52,13 @@ def gpq(layout: Layout, ms: np.ndarray, weights: np.ndarray, seed: int, draws: i
     from harness.stats import kernels as kern
 
     w = kern.pivots(seed, layout.df, draws)
-    return kern.gpq(np.ascontiguousarray(ms), w, layout.kinv, weights, ALPHA, 1.0 - ALPHA)
+    s = len(layout.sources)
+    single = weights.sum(axis=1) == 1  # the ICC of a crossed factor is its share: not drawn twice
+    out = kern.gpq(np.ascontiguousarray(ms), w, layout.kinv, weights[~single], ALPHA, 1.0 - ALPHA)
+    cols = np.empty(len(weights), np.int64)
+    cols[single] = s + weights[single].argmax(axis=1)
+    cols[~single] = 2 * s + np.arange(int((~single).sum()))
+    return np.concatenate([out[:, :, :2 * s], out[:, :, cols]], axis=2)
 
 
 def mls(layout: Layout, ms: np.ndarray) -> np.ndarray:

@@ -357,12 +357,12 @@ def pivots(seed, df, ndraw):
 
 @nb.njit(cache=True, parallel=True)
 def gpq(ms, w, kinv, weights, plo, phi):
-    """Generalized pivotal quantity intervals: (2, G, 2 * sources + factors), low then high.
+    """Generalized pivotal quantity intervals: (2, G, 2 * sources + rows of weights), low then high.
 
     ms: (G, sources) mean squares; w: (draws, sources) from `pivots`, shared by every group (each
     group's interval is valid on its own). Draw d's components solve the expected mean squares
     kinv @ (ms * w[d]), truncated at zero like the point estimates; its shares divide them by their
-    sum and its intraclass correlations sum the shares `weights` (factors, sources) selects. Columns:
+    sum and its intraclass correlations sum the shares `weights` (rows, sources) selects. Columns:
     variances, shares, intraclass correlations; percentiles plo, phi as numpy.quantile's linear ones.
     """
     ngroups, nsrc = ms.shape
@@ -372,6 +372,7 @@ def gpq(ms, w, kinv, weights, plo, phi):
     out = np.empty((2, ngroups, ncol))
     for g in nb.prange(ngroups):
         buf = np.empty((ncol, ndraw))
+        scratch = np.empty(ndraw)
         e = np.empty(nsrc)
         for d in range(ndraw):
             for j in range(nsrc):
@@ -392,13 +393,16 @@ def gpq(ms, w, kinv, weights, plo, phi):
                     s += weights[f, j] * buf[nsrc + j, d]
                 buf[2 * nsrc + f, d] = s
         for c in range(ncol):
-            out[0, g, c], out[1, g, c] = _quantile_pair(buf[c], plo, phi)
+            out[0, g, c], out[1, g, c] = _quantile_pair(buf[c], plo, phi, scratch)
     return out
 
 
 @nb.njit(cache=True)
-def _quantile_pair(x, plo, phi):
-    """numpy.quantile's linear percentiles plo <= phi of x (reordered in place); NaN if x holds one."""
+def _quantile_pair(x, plo, phi, scratch):
+    """numpy.quantile's linear percentiles plo <= phi of x (reordered in place); NaN if x holds one.
+
+    `scratch` (as long as x) holds the few values near each percentile (see `_order_pair`).
+    """
     n = x.shape[0]
     for i in range(n):
         if np.isnan(x[i]):
@@ -407,11 +411,49 @@ def _quantile_pair(x, plo, phi):
     hhi = phi * (n - 1)
     klo = int(np.floor(hlo))
     khi = int(np.floor(hhi))
-    lo = _lerp(_select(x, 0, klo), _next(x, klo), hlo - klo)
-    hi = _lerp(_select(x, klo + 1, khi) if khi > klo else x[khi], _next(x, khi), hhi - khi)
-    return lo, hi
+    a, b = _order_pair(x, klo, scratch)
+    lo = _lerp(a, b, hlo - klo)
+    a, b = _order_pair(x, khi, scratch)
+    return lo, _lerp(a, b, hhi - khi)
 
 
+@nb.njit(cache=True)
+def _order_pair(x, k, scratch):
+    """The k-th and (k+1)-th smallest of x (the k-th twice when k is the last), exactly.
+
+    Brackets them with order statistics of x's first eighth (draws are exchangeable), copies the
+    values inside the bracket into `scratch` in one pass and selects there; falls back to selecting
+    in all of x (reordering it) when the bracket misses.
+    """
+    n = x.shape[0]
+    k1 = min(k + 1, n - 1)
+    m = n // 8
+    if m >= 64:
+        r = k * m / n
+        margin = 4.0 * np.sqrt(m * (k / n) * (1.0 - k / n)) + 2.0
+        lo_r = max(int(r - margin), 0)
+        hi_r = min(int(r + margin) + 1, m - 1)
+        sample = scratch[:m]
+        sample[:] = x[:m]
+        lo_v = _select(sample, 0, lo_r) if lo_r > 0 else -np.inf
+        hi_v = _select(sample, lo_r + 1 if lo_r > 0 else 0, hi_r) if hi_r < m - 1 else np.inf
+        below = 0
+        inside = 0
+        for i in range(n):
+            v = x[i]
+            if v < lo_v:
+                below += 1
+            elif v <= hi_v:
+                scratch[inside] = v
+                inside += 1
+        if below <= k and k1 < below + inside:
+            if lo_v == hi_v:  # ties, e.g. draws truncated at zero
+                return lo_v, lo_v
+            part = scratch[:inside]
+            a = _select(part, 0, k - below)
+            return a, _next(part, k - below) if k1 > k else a
+    a = _select(x, 0, k)
+    return a, _next(x, k) if k1 > k else a
 @nb.njit(cache=True)
 def _next(x, k):
     """The order statistic after x[k] once x[:k + 1] holds the k + 1 smallest (x[k] the largest)."""

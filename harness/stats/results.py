@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,13 +118,14 @@ class Decomposition:
         label = CI_LABEL.get(self.ci_method, "")
         return f"95% CI ({label})" if label else "95% CI"
 
-    def warnings(self, unit: str = "levels") -> list[str]:
+    def warnings(self, units: Mapping[str, str] | None = None) -> list[str]:
         """One line per factor with 2-3 levels: no interval method makes its component informative.
 
-        `unit` names a level in the reader's words (the report says "seeds").
+        `units` names a factor's levels in the reader's words (the report: {"init": "seeds"}).
         """
         out = []
         for f, k in self.levels.items():
+            unit = (units or {}).get(f, "levels")
             comp = min((c for c in self.components if c.name.split(":")[0] == f),
                        key=lambda c: c.name.count(":"), default=None)
             if k > FEW_LEVELS or comp is None:
