@@ -203,7 +203,7 @@ def run_shape(shape: tuple[int, int, int, int]) -> list[str]:
         write_csv(t, csv_path)
         Path(script).write_text(PANDAS_SCRIPT)
         cmd = [sys.executable, "-m", "harness", "decompose", csv_path, "--value", "accuracy",
-               "--factors", *factors, "--group", "config"]
+               "--factors", *factors, "--group", "config", "--ci", "none"]  # point estimates, as pandas
         process_seconds(cmd, 1)  # warm the page cache
         out.append(fmt_row("`harness decompose` process", shape, process_seconds(cmd),
                            "pandas read_csv + groupby script", process_seconds([sys.executable, script, csv_path])))

@@ -1,10 +1,11 @@
-"""Random-effects variance components of a long table: balanced ANOVA with cluster-bootstrap CIs.
+"""Random-effects variance components of a long table: balanced ANOVA with 95% intervals.
 
 Public API (pure numpy + numba; TensorFlow is never imported here)::
 
-    decompose(columns, value, factors, *, nested=(), bootstrap=0, seed=0) -> Decomposition
-    decompose_groups(columns, value, factors, group, *, nested=(), bootstrap=0, seed=0)
-        -> GroupedDecomposition          # one Decomposition per level of `group`, in one pass
+    decompose(columns, value, factors, *, nested=(), ci="none", draws=0, bootstrap=0, seed=0)
+        -> Decomposition
+    decompose_groups(columns, value, factors, group, *, nested=(), ci="none", draws=0, bootstrap=0,
+                     seed=0) -> GroupedDecomposition   # one Decomposition per level of `group`, in one pass
     Codes(codes, levels)                 # an already-encoded factor column (fast path)
 
 `columns` maps a column name to a 1-d array (or a `Codes`); `value` names the numeric column (NaN =
@@ -17,11 +18,11 @@ Records: `Decomposition.components` (residual last) of `Component(name, variance
 share_ci, truncated, df, ms)`, `icc` / `icc_ci` per factor (the correlation of two observations that
 share the factor's level and those it is nested in), `method`, `missing`; `to_json_obj()` gives
 {"components": {NAME: {"variance", "std", "share", "ci", "share_ci", "truncated", "df", "ms"}}, "icc",
-"method", ...} ("ci" only when bootstrapped), `to_markdown()` a table; GroupedDecomposition maps a
+"method", "ci_method", ...} ("ci" only with intervals), `to_markdown()` a table; GroupedDecomposition maps a
 group label to its Decomposition and wraps them as {"group", "groups": {LABEL: ...}}.
 
 Balanced input (every grid cell holds the same number n of observations): one pass of cell sums
-(numba; a bit-identical numpy version when numba is not loaded yet and no bootstrap is asked, which
+(numba; a bit-identical numpy version when numba is not loaded yet and no numba interval is asked, which
 spares a one-shot CLI process numba's second of start-up), then sums of squares by sweeping
 marginal means of the centred cell means, degrees of freedom, mean squares, expected-mean-square
 coefficients (`Layout.build`) and the method-of-moments solution of the expected mean squares of the all-random model.
@@ -30,10 +31,14 @@ included, keep their unbiased moment values (no re-fit, no pooling); shares are 
 reported (non-negative) components. With n == 1 the full interaction is the residual. For balanced
 data with positive estimates these are the REML estimates (lme4 and statsmodels agree; see tests).
 
-`bootstrap=B` adds percentile 95% intervals (variance, share, intraclass correlation) from B
-replicates that resample the levels of every random factor independently, with replacement (nested
-factors within each drawn parent level); the observations of a drawn cell move with it. Seeded and
-bit-identical for any number of numba threads.
+`ci` picks the 95% intervals (variance, share, intraclass correlation; see `intervals`): "gpq"
+(generalized pivotal quantities from `draws` chi-square draws per mean square, default 5000; the
+default of the CLI and the report: near-nominal coverage in bench/RESULTS-coverage.md), "mls"
+(closed form, variances only), "bootstrap" (`draws` replicates, default 1000, that resample the
+levels of every random factor independently, with replacement, nested factors within each drawn
+parent level, the observations of a drawn cell moving with it: 55-85% coverage at 4-12 levels) or
+"none". `bootstrap=B` > 0 is short for ci="bootstrap", draws=B. Seeded and bit-identical for any
+number of numba threads.
 
 Unbalanced input (cells missing or short) is never treated as balanced: the missing cells are listed
 and the table is fitted exactly by REML with statsmodels MixedLM (slow; a dev extra) without
