@@ -11,7 +11,7 @@ from harness.stats.intervals import CI_LABEL, CI_TEXT
 
 Interval = tuple[float, float]
 FEW_LEVELS = 3  # a factor with this many levels or fewer gets a warning
-ADVISED_LEVELS = 6  # where GPQ reaches nominal coverage in bench/RESULTS-coverage.md
+ADVISED_LEVELS = 6  # GPQ's median std interval spans 4x there, 8x at 4 levels (bench/RESULTS-coverage.md)
 
 
 def _num(x: float | None) -> float | None:
@@ -137,7 +137,8 @@ class Decomposition:
                 span += f" ({hi / lo:.0f}x)" if lo > 0 else " (from zero)"
                 span += "; "
             out.append(f"Warning: only {k} {f} {unit}: {span}no interval method makes a component "
-                       f"estimated from {k - 1} degree(s) of freedom informative; use at least {ADVISED_LEVELS}.")
+                       f"estimated from {k - 1} degree(s) of freedom informative; use at least {ADVISED_LEVELS} "
+                       "(a std's interval then spans about 4x; with 12, 2.4x).")
         return out
 
     def summary(self) -> str:
