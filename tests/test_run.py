@@ -72,6 +72,8 @@ def test_debug_run_resume_export_report(tmp_path: Path) -> None:
         assert (tmp_path / "reports" / png).stat().st_size > 1000
     for shares in _share_columns(text):
         assert abs(sum(shares) - 100) < 0.2, shares
+    assert "95% CI (GPQ) of std (pts)" in text and "generalized pivotal quantities (GPQ)" in text
+    assert "> Warning: only 2 init seeds: the 95% interval of its std spans [" in text
 
     # the report is read from the store: change one stored accuracy and the tables change
     shard = next(p for p in Store(store, spec).shards.glob("*.jsonl"))

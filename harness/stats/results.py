@@ -118,10 +118,11 @@ class Decomposition:
         label = CI_LABEL.get(self.ci_method, "")
         return f"95% CI ({label})" if label else "95% CI"
 
-    def warnings(self, units: Mapping[str, str] | None = None) -> list[str]:
+    def warnings(self, units: Mapping[str, str] | None = None, scale: float = 1.0) -> list[str]:
         """One line per factor with 2-3 levels: no interval method makes its component informative.
 
-        `units` names a factor's levels in the reader's words (the report: {"init": "seeds"}).
+        `units` names a factor's levels in the reader's words (the report: {"init": "seeds"});
+        `scale` multiplies the std bounds quoted (the report: 100, accuracy points).
         """
         out = []
         for f, k in self.levels.items():
@@ -132,7 +133,7 @@ class Decomposition:
                 continue
             span = ""
             if comp.ci is not None:
-                lo, hi = (math.sqrt(max(x, 0.0)) for x in comp.ci)
+                lo, hi = (scale * math.sqrt(max(x, 0.0)) for x in comp.ci)
                 span = f"the 95% interval of its std spans [{_fmt(lo)}, {_fmt(hi)}]"
                 span += f" ({hi / lo:.0f}x)" if lo > 0 else " (from zero)"
                 span += "; "
