@@ -63,13 +63,14 @@ def gpq(layout: Layout, ms: np.ndarray, weights: np.ndarray, seed: int, draws: i
 
 def mls(layout: Layout, ms: np.ndarray) -> np.ndarray:
     """(2, groups, sources): MLS bounds of each variance component, truncated at zero."""
-    from scipy import stats as sps  # scipy.stats takes a while to import; only MLS needs it
+    from scipy import special  # chi-square and F quantiles (scipy.stats would take 5x longer to import)
 
     df = layout.df
-    # G: how far a mean square's lower bound lies below it, H: its upper bound above it (relative)
-    g_k, h_k = 1.0 - df / sps.chi2.ppf(1.0 - ALPHA, df), df / sps.chi2.ppf(ALPHA, df) - 1.0
-    f_hi = sps.f.ppf(1.0 - ALPHA, df[:, None], df[None, :])
-    f_lo = sps.f.ppf(ALPHA, df[:, None], df[None, :])
+    # G: how far a mean square's lower bound lies below it, H: its upper bound above it (relative);
+    # chdtri(df, p) is the chi-square quantile with p above it
+    g_k, h_k = 1.0 - df / special.chdtri(df, ALPHA), df / special.chdtri(df, 1.0 - ALPHA) - 1.0
+    f_hi = special.fdtri(df[:, None], df[None, :], 1.0 - ALPHA)
+    f_lo = special.fdtri(df[:, None], df[None, :], ALPHA)
     # cross terms of a positive q with a negative r (Ting et al. 1990)
     g_qr = ((f_hi - 1.0) ** 2 - g_k[:, None] ** 2 * f_hi ** 2 - h_k[None, :] ** 2) / f_hi
     h_qr = ((1.0 - f_lo) ** 2 - h_k[:, None] ** 2 * f_lo ** 2 - g_k[None, :] ** 2) / f_lo
