@@ -22,10 +22,13 @@ from harness.errors import UserError
 from harness.stats.design import Layout
 
 CI_METHODS = ("gpq", "mls", "bootstrap", "none")
-DEFAULT_DRAWS = {"gpq": 5000, "bootstrap": 1000, "mls": 0, "none": 0}
-CI_LABEL = {"gpq": "GPQ", "mls": "MLS", "bootstrap": "bootstrap", "none": ""}
+DEFAULT_DRAWS = {"gpq": 5000, "bootstrap": 1000}
+CI_LABEL = {"gpq": "GPQ", "mls": "MLS", "bootstrap": "bootstrap"}
 CI_TEXT = {"gpq": "generalized pivotal quantities (GPQ)", "mls": "modified large-sample (MLS) closed form",
-           "bootstrap": "percentile multi-way cluster bootstrap", "none": "no intervals"}
+           "bootstrap": "percentile multi-way cluster bootstrap"}
+# what bench/ci_coverage.py measured for the variances (normal data, balanced designs, 4-30 levels)
+CI_COVERAGE = {"gpq": "simulated coverage 93.5-97.9%", "mls": "simulated coverage 93.6-97.9%",
+               "bootstrap": "simulated coverage as low as 55% for large components with 4-12 levels"}
 ALPHA = 0.025  # each tail of a 95% interval
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.stats.intervals import CI_LABEL, CI_TEXT
+from harness.stats.intervals import CI_COVERAGE, CI_LABEL, CI_TEXT
 
 Interval = tuple[float, float]
 FEW_LEVELS = 3  # a factor with this many levels or fewer gets a warning
@@ -155,6 +155,8 @@ class Decomposition:
         ci = {"bootstrap": f"; 95% intervals: {CI_TEXT['bootstrap']}, B={self.draws}, seed {self.seed}",
               "gpq": f"; 95% intervals: {CI_TEXT['gpq']}, {self.draws} draws, seed {self.seed}",
               "mls": f"; 95% intervals of the variances: {CI_TEXT['mls']}"}.get(self.ci_method, "")
+        if ci:
+            ci += f" ({CI_COVERAGE[self.ci_method]})"
         return f"{head}. Balanced random-effects ANOVA (method of moments){ci}."
 
     def to_markdown(self) -> str:
