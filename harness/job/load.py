@@ -74,12 +74,13 @@ def load_job(job: str) -> JobSpec:
     builder, model_args = _model(top, search)
     types = {**TRAINING_TYPES, **BUILDERS[builder].params}
     _check_space_types(top.doc, search, types)
+    configurations = _configurations(top.section("evaluate", ("configurations",)), search, types)
     training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names)
     root, levels = _seeds(top.section("seeds", ("root",) + SEED_SOURCES, required=("root",)))
     _check_chains(doc, search, levels)
     spec = JobSpec(name=_name(top, path), path=str(path), data=data,
                    model=ModelSpec(builder=builder, args=model_args), training=training,
-                   search=search, configurations=_configurations(top.section("evaluate", ("configurations",)), search, types),
+                   search=search, configurations=configurations,
                    root_seed=root, levels=levels,
                    objective_runs=top.section("objective", ("runs",)).integer("runs", 1, low=1),
                    determinism=_determinism(top.section("determinism", ("ops", "intra_op_threads",
