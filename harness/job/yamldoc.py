@@ -74,7 +74,7 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # a 5,000-digit integer, a 13th month
-            raise UserError(f"invalid YAML value {str(node.value)[:40]!r}: {str(exc).splitlines()[0]}",
+            raise UserError(f"invalid YAML value {str(node.value)[:40]!r}: {str(exc).splitlines()[0].split('; use ')[0]}",
                             file=self.path, line=node.start_mark.line + 1) from None
 
 
@@ -113,8 +113,9 @@ def _expanded(node: yaml.Node, path: str, depth: int, on_path: set[int],
 
 def _load(path: str, text: str) -> tuple[yaml.Node | None, Any]:
     """The composed node and the constructed data of one bounded YAML document."""
-    loader = _BoundedLoader(text, path)
+    loader = None
     try:
+        loader = _BoundedLoader(text, path)  # its reader refuses control characters at once
         node = loader.get_single_node()
         if node is None:
             return None, None
@@ -128,7 +129,8 @@ def _load(path: str, text: str) -> tuple[yaml.Node | None, Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"invalid YAML: {problem}", file=path, line=line) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class Doc:
