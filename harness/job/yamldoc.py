@@ -74,7 +74,8 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # a 5,000-digit integer, a 13th month
-            raise UserError(f"invalid YAML value {str(node.value)[:40]!r}: {str(exc).splitlines()[0].split('; use ')[0]}",
+            reason = str(exc).splitlines()[0].split("; use ")[0]
+            raise UserError(f"invalid YAML value {str(node.value)[:40]!r}: {reason}",
                             file=self.path, line=node.start_mark.line + 1) from None
 
 
