@@ -123,5 +123,6 @@ def repair(store: Store, verdict: Verdict) -> list[str]:
                 os.fsync(q.fileno())
         with atomic_open(path, "wb") as f:
             f.write(b"".join(raw + b"\n" for raw in keep))
-        done.append(f"{path}: moved {len(moved)} line(s) to {quarantine_path(path).name}, kept {len(keep)}")
+        done.append(f"{path}: moved {len(moved)} line(s) to {quarantine_path(path).name}, kept {len(keep)}" if moved
+                    else f"{path}: kept {len(keep)} line(s), the torn last one now terminated")
     return done
