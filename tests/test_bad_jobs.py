@@ -88,8 +88,8 @@ CASES = [
     Case("recursive-alias", lambda: "data: &a [*a]\n" + TINY.replace("data:", "other:", 1), "recursive"),
     Case("alias-chain", lambda: "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 100)).replace(
         "[*a0]", "[1]"), "once aliases are expanded"),
-    Case("over-1MB", lambda: TINY + "#" * 1_100_000 + "\n", "over 1,000,000 bytes"),
-    Case("150k-nodes", lambda: "x: [" + ",".join(["0"] * 150_000) + "]\n", "more than 100,000 YAML nodes"),
+    Case("over-256KiB", lambda: TINY + "#" * 300_000 + "\n", "over 262,144 bytes"),
+    Case("30k-nodes", lambda: "x: [" + ",".join(["0"] * 30_000) + "]\n", "more than 20,000 YAML nodes"),
     Case("duplicate-name", lambda: "name: one\n" + TINY, "duplicate key 'name': first on line 1, again on line"),
     Case("duplicate-nested", lambda: TINY.replace("  epochs: 1\n", "  epochs: 1\n  epochs: 2\n"),
          "duplicate key 'epochs'"),
