@@ -110,7 +110,7 @@ def _check(text: str, directory: Path, capsys: Any) -> None:
         assert len(lines) == 1 and lines[0].startswith("harness: error: "), err[:2000]
 
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

@@ -116,7 +116,7 @@ class Run(Command):
             print(f"  failed unit {u.id} ({u.kind}): {error}", file=sys.stderr)
         if len(summary.failed) > SHOWN_FAILURES:
             print(f"  ... and {len(summary.failed) - SHOWN_FAILURES} more failed units", file=sys.stderr)
-        return 0 if summary.done == summary.units else 1
+        return summary.exit_code
 
 
 class Status(Command):
