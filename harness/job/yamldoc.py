@@ -1,7 +1,7 @@
 """YAML with line numbers: the raw document of a job file and typed access to its sections.
 
 Every message names the file, the key path and the YAML line, so a user can find the mistake.
-A job file is bounded before it is trusted (`LIMITS`): its size, its nodes, the nodes its aliases
+A job file is bounded before it is trusted: its size, its nodes, the nodes its aliases
 expand to and its nesting depth; a duplicate key is refused naming both lines.
 """
 
@@ -15,12 +15,11 @@ import yaml
 
 from harness.errors import UserError
 
-# A job file is a few kilobytes and ~100 nodes. PyYAML composes ~50,000 nodes/s on this 2-core machine
-# (a tenth of that under load): the bounds keep the slowest refusal well under a second.
+# A job file is a few kilobytes and ~100 nodes. PyYAML is pure Python: measured here (2 cores at a load
+# of 11), refusing at 100,000 nodes took 7.9 s in a fresh process, at 20,000 nodes 1.4 s.
 MAX_BYTES = 262_144     # 256 KiB
 MAX_NODES = 20_000      # YAML nodes as written, and as expanded through aliases (an alias bomb)
 MAX_DEPTH = 32          # nesting levels (the real jobs use 4); deeper input would overflow the stack
-LIMITS = {"bytes": MAX_BYTES, "nodes": MAX_NODES, "depth": MAX_DEPTH}
 
 
 def decode(path: str, blob: bytes) -> str:
