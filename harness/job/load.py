@@ -33,7 +33,6 @@ from harness.job.spec import (
     ModelSpec,
     SearchSpec,
     TrainingSpec,
-    cast_value,
 )
 from harness.job.yamldoc import MAX_BYTES, Doc, Section, decode, finite
 from harness.resources import jobs_dir
@@ -42,6 +41,7 @@ from harness.training.models import BUILDERS
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a job name is a directory under the store and reports
 MAX_NAME = 100
 MAX_LEVELS = 1_000_000   # levels of one seed source (the matrix is bounded again by limits.max_trainings)
+MAX_LOG_BOUND = 700      # exp(710) overflows a float
 MAX_PROCESSES = 1024     # workers and threads: a bound that no machine reaches and no typo passes
 TRAINING_TYPES: dict[str, type] = {"optimizer": str, "learning_rate": float, "batch_size": int, "epochs": int}
 TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "objective",
@@ -229,13 +229,16 @@ def _dimension(sec: Section, name: str) -> Dimension:
         return Dimension(name, kind, tuple(args))
     n = DISTRIBUTIONS[kind]
     if (not isinstance(args, list) or len(args) != n
-            or any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args)):
-        raise sec.err(name, f"{kind} expects a list of {n} numbers")
+            or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not finite(a) for a in args)):
+        raise sec.err(name, f"{kind} expects a list of {n} finite numbers")
     if kind == "normal":
         if args[1] <= 0:
             raise sec.err(name, f"normal expects sigma > 0, got {args[1]}")
     elif args[0] >= args[1]:
         raise sec.err(name, f"{kind} expects low < high, got low={args[0]}, high={args[1]}")
+    if kind in ("loguniform", "qloguniform") and args[1] > MAX_LOG_BOUND:
+        raise sec.err(name, f"{kind} takes log-bounds: expected high <= {MAX_LOG_BOUND} (exp(high) a finite "
+                            f"number), got {args[1]}")
     if kind in ("quniform", "qloguniform") and args[2] <= 0:
         raise sec.err(name, f"{kind} expects q > 0, got {args[2]}")
     if kind == "randint" and not all(isinstance(a, int) for a in args):
@@ -293,18 +296,24 @@ def _configurations(sec: Section, search: SearchSpec, types: Mapping[str, type])
         item = Section(sec.doc, sec.keypath + ("configurations", str(i)), c, names, required=names)
         cfg = {}
         for d in search.space:
-            x = item.raw(d.name)
-            if d.kind == "choice":
-                if x not in d.args:
-                    raise item.err(d.name, f"expected one of {list(d.args)}, got {x!r}")
-            elif types[d.name] is int:
-                cfg[d.name] = item.integer(d.name, low=1)
-                continue
-            elif isinstance(x, bool) or not isinstance(x, (int, float)) or not finite(x):
-                raise item.err(d.name, f"expected a number, got {x!r}")
-            cfg[d.name] = x if d.kind == "choice" else float(x) if types[d.name] is float else cast_value(d, x)
+            cfg[d.name] = _config_value(item, d, types[d.name])
         out.append(cfg)
     return tuple(out)
+
+
+def _config_value(item: Section, d: Dimension, typ: type) -> Any:
+    """One fixed value, of its parameter's type: an integer parameter's must be an integer >= 1
+    (8.0 is refused, even where a choice lists 8); a float parameter's becomes a float."""
+    x = item.integer(d.name, low=1) if typ is int else item.raw(d.name)
+    if d.kind == "choice":
+        if x not in d.args:
+            raise item.err(d.name, f"expected one of {list(d.args)}, got {x!r}")
+        return x
+    if typ is int:
+        return x
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not finite(x):
+        raise item.err(d.name, f"expected a number, got {x!r}")
+    return float(x)  # a string parameter is searched by choice only (_check_space_types)
 
 
 def _check_size(spec: JobSpec, doc: Doc) -> None:
@@ -319,8 +328,11 @@ def _smallest(d: Dimension) -> float:
     """The smallest value an integral dimension yields (hyperopt: q * round(x / q), randint from low)."""
     if d.kind == "randint":
         return d.args[0]
-    low = math.exp(d.args[0]) if d.kind == "qloguniform" else d.args[0]
-    return d.args[2] * round(low / d.args[2])
+    try:
+        low = math.exp(d.args[0]) if d.kind == "qloguniform" else d.args[0]
+        return d.args[2] * round(low / d.args[2])
+    except OverflowError:  # exp of a large log-bound: the smallest value is huge, not small
+        return math.inf
 
 
 def _check_space_types(doc: Doc, search: SearchSpec, types: Mapping[str, type]) -> None:
