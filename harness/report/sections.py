@@ -20,7 +20,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.errors import UserError
-from harness.files import atomic_write
+from harness.files import atomic_write, under
 from harness.job.matrix import plan
 from harness.job.spec import JobSpec
 from harness.report import plots
@@ -365,7 +365,7 @@ def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
 
 def write_report(spec: JobSpec, store: Store, out_dir: Path) -> Path:
     """Render the report and its plots and write `out_dir/<job>.md` (atomically)."""
+    path = under(out_dir, f"{spec.name}.md", what="report")
     text = render(spec, store, out_dir)
-    path = out_dir / f"{spec.name}.md"
     atomic_write(path, text)
     return path
