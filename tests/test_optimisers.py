@@ -165,3 +165,45 @@ def test_factor_plans_each_optimiser_and_averaging_count(tmp_path: Path) -> None
     assert {(u.algorithm, u.runs) for u in studies} == {(a, r) for a in ("hyperopt.tpe", "optuna.tpe") for r in (1, 2)}
     assert len({u.id for u in studies}) == len(studies) == spec.study_units()
     assert spec.trainings() == sum(spec.unit_trainings(u.kind, u.runs) for u in plan(spec))
+
+
+@pytest.mark.slow
+def test_optimisers_and_averaging_as_factors_end_to_end(tmp_path: Path) -> None:
+    """Each arm's chains run the same cells; records carry the arm, timings, the library seed and
+    version; the export names the arm; the report compares the arms side by side."""
+    import csv
+
+    from harness.search.base import library_seed
+    from harness.store import Store
+    search = {k: v for k, v in TINY_JOB["search"].items() if k != "algorithm"}
+    job = write_job(tmp_path, replace={
+        "search": {**search, "algorithms": ["hyperopt.tpe", "keras_tuner.bayesian", "optuna.tpe", "skopt.gp"],
+                   "max_evals": 3, "startup_trials": 2, "chains": {"init": 1, "order": 1}},
+        "evaluate": {}, "objective": {"runs": [1, 2]}})
+    store = tmp_path / "store"
+    r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    spec = load_job(str(job))
+    recs = [st.ok for st in Store(store, spec).states().values()]
+    assert len(recs) == spec.study_units() == 4 * 2 and all(recs)
+    for rec in recs:
+        bo = rec["seeds"]["bo"]
+        lib = rec["algorithm"].split(".")[0]
+        assert rec["result"]["library_seed"] == (bo if lib == "hyperopt" else library_seed(bo, lib))
+        assert rec["env"]["search_library"].split()[0] in ("hyperopt", "keras-tuner", "optuna", "scikit-optimize")
+        assert rec["result"]["optimiser_s"] > 0 and rec["train_s"] > 0
+        assert sum(len(t["runs"]) for t in rec["result"]["trials"]) == 3 * rec["runs"]
+    out = tmp_path / "out.csv"
+    assert harness("export", str(job), "--store", str(store), "--csv", str(out)).returncode == 0
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert {(row["algorithm"], row["objective_runs"]) for row in rows} == {
+        (a, str(n)) for a in ("hyperopt.tpe", "keras_tuner.bayesian", "optuna.tpe", "skopt.gp") for n in (1, 2)}
+    r = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "reports" / "tiny.md").read_text()
+    side = text.split("## Optimisers side by side")[1]
+    for name in ("hyperopt.tpe, runs 1", "keras_tuner.bayesian, runs 2", "optuna.tpe", "skopt.gp",
+                 "### What averaging bought", "optimiser s"):
+        assert name in side
+    assert (tmp_path / "reports" / "tiny_optimisers.png").stat().st_size > 1000

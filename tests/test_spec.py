@@ -23,7 +23,7 @@ MISTAKES = [
     ({"search": {"space": {"epochs": {"gaussian": [0, 1]}}}}, "search.space.epochs", "unknown distribution"),
     ({"search": {"space": {"width": {"uniform": [0, 1]}}}}, "search.space.width",
      "not a training field"),
-    ({"search": {"algorithm": "bayes"}}, "search.algorithm", "expected one of tpe, rand, anneal"),
+    ({"search": {"algorithm": "bayes"}}, "search.algorithm", "expected one of tpe, rand, anneal, hyperopt.tpe"),
     ({"seeds": {"init": 0}}, "seeds.init", "expected an integer >= 1"),
     ({"seeds": {"order": [1, 1]}}, "seeds.order", "distinct"),
     ({"model": {"builder": "resnet"}}, "model.builder", "expected one of dense"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import warnings
 from typing import Any
 
 from harness.job.algorithms import effective_options
@@ -70,7 +71,9 @@ class KerasTunerSearch:
     def ask(self) -> dict[str, Any] | None:
         from keras_tuner.engine.trial import TrialStatus
         assert self._trial is None, "tell() the previous configuration first"
-        trial = self.oracle.create_trial("harness")
+        with warnings.catch_warnings():  # the GP's fit warns at length scales near their bounds
+            warnings.filterwarnings("ignore", module="sklearn.gaussian_process")
+            trial = self.oracle.create_trial("harness")
         if trial.status != TrialStatus.RUNNING:  # STOPPED: no new configuration left to try
             return None
         self._trial = trial

@@ -9,6 +9,7 @@ the worst a harness loss (minus an accuracy) can be.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -83,10 +84,15 @@ class SkoptSearch:
 
     def ask(self) -> dict[str, Any]:
         assert self._x is None, "tell() the previous configuration first"
-        self._x = self.optimizer.ask()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
+            self._x = self.optimizer.ask()
         return {d.name: skopt_value(d, x) for d, x in zip(self.spec.space, self._x, strict=True)}
 
     def tell(self, loss: float | None) -> None:
         x, self._x = self._x, None
         assert x is not None, "ask() first"
-        self.optimizer.tell(x, FAILED_LOSS if loss is None else loss)
+        with warnings.catch_warnings():  # the GP's fit warns at length scales near their bounds
+            warnings.filterwarnings("ignore", module="sklearn.gaussian_process")
+            warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
+            self.optimizer.tell(x, FAILED_LOSS if loss is None else loss)
