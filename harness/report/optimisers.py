@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ class ArmSummary:
     trainings: int
     train_s: float
     optimiser_s: float
-    noise: float                     # single-training std behind one trial's score
+    noise: float                     # std of one trial's score for a fixed configuration (seed luck)
     noise_from: str
 
 
@@ -99,19 +99,20 @@ def _shares(studies: list[dict[str, Any]], seed: int) -> dict[str, float] | None
 
 
 def _noise(studies: list[dict[str, Any]]) -> tuple[float, str]:
-    """The single-training std behind one trial: pooled within trials when trials average >1 runs,
-    else pooled within chains over the fresh re-trainings of the chosen configuration."""
-    groups = [[x["accuracy"] for x in t["runs"]] for r in studies for t in r["result"]["trials"]
-              if len(t["runs"]) > 1]
-    source = "runs within a trial"
+    """The noise of one trial's score, measured: the same configuration tried by chains that train
+    under different seeds (search init or order) scores differently only by seed luck, so the pooled
+    std of a configuration's trial scores across those seed cells is the per-trial noise (chains that
+    differ only in bo share training seeds and count once)."""
+    cells: dict[str, dict[tuple[int, int], float]] = defaultdict(dict)
+    for r in studies:
+        for t in r["result"]["trials"]:
+            if t["score"] is not None:
+                cells[str(sorted(t["config"].items()))][(r["levels"]["init"], r["levels"]["order"])] = t["score"]
+    groups = [list(g.values()) for g in cells.values() if len(g) > 1]
     if not groups:
-        groups = [[x["metrics"]["accuracy"] for x in r["result"]["reeval"]] for r in studies]
-        source = "fresh re-trainings"
-    groups = [g for g in groups if len(g) > 1]
-    if not groups:
-        return float("nan"), source
+        return float("nan"), "no configuration tried under two seed cells"
     pooled = sum((len(g) - 1) * statistics.variance(g) for g in groups) / sum(len(g) - 1 for g in groups)
-    return math.sqrt(pooled), source
+    return math.sqrt(pooled), f"{len(groups)} configurations x {max(map(len, groups))} seed cells"
 
 
 def summarise(studies: list[dict[str, Any]], seed: int) -> ArmSummary:
@@ -152,7 +153,7 @@ def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool) -> list[str]:
     cost = [(_label(a, show_runs), *(f"{100 * s.shares[k]:.0f}%" if s.shares else "" for k, _ in SHARES),
              s.trainings, f"{s.train_s:.1f}", f"{s.optimiser_s:.1f}",
              f"{100 * s.optimiser_s / max(s.train_s + s.optimiser_s, 1e-9):.1f}%") for a, s in arms.items()]
-    return [tabulate(score, headers=("optimiser", "chains", "fresh-seed mean (%)", "95% CI", "std of one training "
+    return [tabulate(score, headers=("optimiser", "chains", "fresh-seed mean (%)", "95% CI", "std over re-trainings "
                                      "(pts)", "std between chains (pts)", "95% CI", "distinct chosen",
                                      "top choice", "winner's curse (pts)"), tablefmt="github"), "",
             tabulate(cost, headers=("optimiser", *(f"share: {t}" for _, t in SHARES), "trainings", "training s",
@@ -180,14 +181,14 @@ def averaging_table(arms: dict[Arm, ArmSummary]) -> list[str]:
         rows = sorted((r, s) for (a, r), s in arms.items() if a == alg)
         r0, s0 = rows[0]
         for r, s in rows:
-            table.append((alg, r, _pts(s.noise / math.sqrt(r)), f"{s.noise_from}",
-                          f"{(s.noise / math.sqrt(r)) / (s0.noise / math.sqrt(r0)):.2f}", f"{math.sqrt(r0 / r):.2f}",
+            table.append((alg, r, _pts(s.noise), s.noise_from, f"{s.noise / s0.noise:.2f}", f"{math.sqrt(r0 / r):.2f}",
                           _pts(s.mean), _pts(s.between), f"{s.distinct} / {s.chains}",
                           f"{s.trainings / s0.trainings:.2f}x", f"{s.train_s / max(s0.train_s, 1e-9):.2f}x"))
     return ["### What averaging bought", "",
-            "Each trial's score is the mean of `runs` seeded trainings. Per-trial noise: the single-training std "
-            "(pooled over trials that averaged several runs, else over the fresh re-trainings) over sqrt(runs); "
-            "theory says it shrinks by sqrt(smallest runs / runs).", "",
+            "Each trial's score is the mean of `runs` seeded trainings. Per-trial noise: the std of one "
+            "configuration's trial score between chains that trained it under different seeds (pooled over the "
+            "configurations tried in more than one seed cell); theory says averaging shrinks it by "
+            "sqrt(smallest runs / runs). Cost multiples are against the smallest count.", "",
             tabulate(table, headers=("optimiser", "runs", "per-trial noise (pts)", "measured from", "noise ratio",
                                      "theory", "fresh-seed mean (%)", "std between chains (pts)",
                                      "distinct chosen", "trainings x", "training s x"), tablefmt="github"), ""]
@@ -229,7 +230,8 @@ def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path) -> list[
            f"chosen configuration's accuracy on fresh seeds; intervals are {BOOTSTRAP}-replicate bootstraps over "
            f"chains. Shares: the tuned model's variance from the optimiser's seed, the seeds the search ran under, "
            f"and re-training (interactions of the chain factors count as re-training). Optimiser seconds are the "
-           f"time inside the library's ask and tell.", "",
+           f"time inside the library's ask and tell. (The optimiser section above pools the chains of every "
+           f"arm.)", "",
            *comparison_table(arms, show_runs), _verdict(arms, show_runs), ""]
     if show_runs:
         out += averaging_table(arms)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.job.algorithms import effective_options
+from harness.job.algorithms import algorithm, effective_options
 from harness.job.spec import Dimension, SearchSpec, cast_value
 
 
@@ -28,9 +28,10 @@ def hyperopt_space(space: tuple[Dimension, ...]) -> dict[str, Any]:
     return out
 
 
-def hyperopt_algo(spec: SearchSpec, name: str = "hyperopt.tpe") -> Any:
-    """The suggest function fmin would be given for algorithm `name` of this search."""
+def hyperopt_algo(spec: SearchSpec, name: str | None = None) -> Any:
+    """The suggest function fmin would be given for algorithm `name` (default: the job's) of this search."""
     from hyperopt import anneal, rand, tpe
+    name = algorithm(name or spec.algorithm).name
     suggest = {"hyperopt.tpe": tpe.suggest, "hyperopt.rand": rand.suggest, "hyperopt.anneal": anneal.suggest}[name]
     options = effective_options(spec, name)
     return functools.partial(suggest, **options) if options else suggest
