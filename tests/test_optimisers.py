@@ -49,12 +49,13 @@ def as_config(values: dict[str, Any]) -> dict[str, Any]:
             "optimizer": values["optimizer"]}
 
 
-@pytest.mark.parametrize("algorithm", ["keras_tuner.bayesian", "keras_tuner.random"])
+@pytest.mark.parametrize("algorithm", [pytest.param("keras_tuner.bayesian", marks=pytest.mark.slow),
+                                       "keras_tuner.random"])
 def test_keras_tuner_proposes_what_its_tuner_proposes(tmp_path: Path, algorithm: str) -> None:
     import keras_tuner as kt
 
     from harness.search.keras_tuner import keras_tuner_space
-    spec = search_spec(tmp_path, algorithm)
+    spec = search_spec(tmp_path, algorithm, max_evals=7)  # 4 random, then 3 GP proposals (each fits a GP)
     for seed in SEEDS:
         mine, lib_seed = harness_chain(spec, seed)
         seen: list[dict[str, Any]] = []
@@ -93,10 +94,11 @@ def test_optuna_proposes_what_study_optimize_proposes(tmp_path: Path, algorithm:
         assert mine == seen
 
 
+@pytest.mark.slow
 def test_skopt_proposes_what_gp_minimize_proposes(tmp_path: Path) -> None:
     from skopt import gp_minimize
     from skopt.space import Categorical, Integer, Real
-    spec = search_spec(tmp_path, "skopt.gp", max_evals=8)
+    spec = search_spec(tmp_path, "skopt.gp", max_evals=7)
     space = [Real(np.exp(-7), np.exp(-2), prior="log-uniform"), Categorical(["adam", "sgd", "rmsprop"]),
              Integer(1, 8)]  # units = 8 k
     for seed in SEEDS:
@@ -146,6 +148,27 @@ def test_bad_space_or_options_is_one_line(tmp_path: Path, search: dict[str, Any]
     with pytest.raises(UserError, match=what) as err:
         load_job(str(job))
     assert where in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_missing_library_names_its_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` sees when it is not installed
+    job = write_job(tmp_path, replace={"search": {**TINY_JOB["search"], "algorithm": "optuna.tpe"}})
+    with pytest.raises(UserError, match=r"optuna.tpe needs optuna, which is not installed; install it with "
+                                        r"pip install -e '\.\[optuna\]'"):
+        load_job(str(job))
+
+
+def test_keras_tuner_ends_the_chain_when_the_space_is_exhausted(tmp_path: Path) -> None:
+    """Three configurations and five trials: the oracle stops after three, and so does the chain."""
+    job = write_job(tmp_path, replace={"search": {**TINY_JOB["search"], "algorithm": "keras_tuner.random",
+                                                  "max_evals": 5}})
+    search = make_search(load_job(str(job)).search, 3)
+    seen = []
+    while (c := search.ask()) is not None:
+        seen.append(c["units"])
+        search.tell(-c["units"] / 24)
+    assert sorted(seen) == [8, 16, 24]
 
 
 def test_cli_refuses_an_inexpressible_term_with_exit_2(tmp_path: Path) -> None:
@@ -207,3 +230,12 @@ def test_optimisers_and_averaging_as_factors_end_to_end(tmp_path: Path) -> None:
                  "### What averaging bought", "optimiser s"):
         assert name in side
     assert (tmp_path / "reports" / "tiny_optimisers.png").stat().st_size > 1000
+
+
+def test_the_bundled_comparison_job_loads_without_warnings() -> None:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec = load_job("digits_optimisers")
+    assert spec.search.algorithms == ("hyperopt.tpe", "keras_tuner.bayesian", "optuna.tpe")
+    assert spec.runs_factor() == (1, 3) and spec.study_units() == 36 and spec.trainings() == 1008
