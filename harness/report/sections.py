@@ -23,7 +23,7 @@ from harness.errors import UserError
 from harness.files import atomic_write, under
 from harness.job.matrix import plan
 from harness.job.spec import JobSpec
-from harness.report import plots
+from harness.report import optimisers, plots
 from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import training_rows
 from harness.store.store import Store, UnitState
@@ -354,6 +354,7 @@ def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
     fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
     body = decomposition_section(spec, rows, fits)
     body += optimiser_section(spec, rows, states)
+    body += optimisers.section(spec, states, out_dir)
     body += determinism_section(rows, fits)
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows)
