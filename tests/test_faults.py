@@ -130,6 +130,9 @@ def test_claim_from_another_host_is_reclaimed_after_the_lease(tmp_path: Path) ->
     assert not claims.claim("young") and claims.claim("old")
     claims.release(["young"])  # not ours: left alone
     assert (tmp_path / "young.json").exists()
+    (tmp_path / "dead.json").write_text(json.dumps({"host": "elsewhere", "pid": 1, "time": 0}))
+    claims.sweep()  # a dead owner's claim on a unit no run will touch again
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["old.json", "young.json"]
 
 
 def test_a_unit_recorded_elsewhere_after_the_pass_began_is_not_trained(tmp_path: Path) -> None:
@@ -212,7 +215,7 @@ def test_full_disk_stops_the_run_and_a_resume_finishes(small_disk: Path, tmp_pat
     """The store on a nearly full disk: the run stops with one line (exit 2, no traceback), every
     complete record reads back, and after space is freed a resume ends with the undisturbed export."""
     job = write_job(tmp_path, dispatch={"batch_units": 2})
-    filler = _fill(small_disk, 7 * 4096)  # the spec, a worker log, claims and a few records
+    filler = _fill(small_disk, 6 * 4096)  # pages for the spec, a worker log, 2 claims, 2 of records
     r = harness("run", str(job), "--store", str(small_disk), "--no-progress")
     assert r.returncode == 2, r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("harness: error:")]

@@ -170,6 +170,7 @@ class _Run:
             w.proc.kill()
             w.proc.join(timeout=5)
             del self.live[w.conn]
+            w.conn.close()
             assert w.batch is not None
             self._record_death(w.batch, f"timed out after {self.pool.spec.dispatch.unit_timeout:g} s "
                                         f"(dispatch.unit_timeout)")

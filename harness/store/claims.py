@@ -111,6 +111,17 @@ class Claims:
     def release_all(self) -> None:
         self.release(sorted(self.held))
 
+    def sweep(self) -> None:
+        """Remove dead owners' claims (left by a run killed after its units were recorded, which
+        no later run would otherwise touch)."""
+        if not self.dir.is_dir():
+            return
+        with self._lock():
+            for path in self.dir.glob("*.json"):
+                claim = self.read(path.stem)
+                if claim is not None and not owner_alive(claim, self.lease, time.time()):
+                    path.unlink(missing_ok=True)
+
     def _create(self, uid: str) -> bool:
         """The claim file, made whole under a temporary name and linked to its own (fails when
         it exists)."""
@@ -164,7 +175,9 @@ class BatchClaims:
         self.claims.release([u.id for u in units])
 
     def release_all(self) -> None:
+        """Let go of every claim this process holds, and sweep up dead owners' claims."""
         self.claims.release_all()
+        self.claims.sweep()
 
     def wait_elsewhere(self) -> None:
         """Block until no unit skipped as held elsewhere is still held by a live owner (each is
