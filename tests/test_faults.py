@@ -151,6 +151,17 @@ def test_a_unit_recorded_elsewhere_after_the_pass_began_is_not_trained(tmp_path:
     assert not list((store.dir / "claims").glob("*.json"))
 
 
+@pytest.mark.parametrize(("dispatch", "key"), [({"unit_timeout": 0}, "dispatch.unit_timeout"),
+                                               ({"unit_timeout": "soon"}, "dispatch.unit_timeout"),
+                                               ({"lease": -1}, "dispatch.lease")])
+def test_timeout_and_lease_are_checked(tmp_path: Path, dispatch: dict[str, object], key: str) -> None:
+    with pytest.raises(UserError, match=rf"tiny\.yaml:\d+: {key}: expected seconds > 0"):
+        load_job(str(write_job(tmp_path, dispatch=dispatch)))
+    assert load_job(str(write_job(tmp_path, dispatch={"unit_timeout": None}))).dispatch.unit_timeout is None
+    spec = load_job(str(write_job(tmp_path, dispatch={"unit_timeout": 30, "lease": 60})))
+    assert (spec.dispatch.unit_timeout, spec.dispatch.lease) == (30.0, 60.0)
+
+
 # --- corrupt middle line ---------------------------------------------------------------------
 
 def test_run_refuses_a_corrupt_middle_line(tmp_path: Path) -> None:
@@ -226,7 +237,7 @@ def test_full_disk_stops_the_run_and_a_resume_finishes(small_disk: Path, tmp_pat
     assert all(read_shard(p)[1] == 0 for p in store.shard_paths())
 
     filler.unlink()
-    r = harness("run", str(job), "--store", str(small_disk), "--no-progress")
+    r = harness("run", str(job), "--store", str(small_disk), "--executor", "debug", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert set(_ok_counts(job, small_disk).values()) == {1}
     assert _export(job, small_disk) == reference
@@ -261,7 +272,7 @@ def test_killed_driver_takes_its_workers_and_a_resume_finishes(tmp_path: Path, r
     assert {p.name: p.read_bytes() for p in shards.glob("*.jsonl")} == before
     assert list((shards.parent / "claims").glob("*.json")), "the dead driver held no claims"
 
-    r = harness("run", str(job), "--store", str(store), "--no-progress")
+    r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert set(_ok_counts(job, store).values()) == {1}
     assert not list((shards.parent / "claims").glob("*.json"))
@@ -270,11 +281,12 @@ def test_killed_driver_takes_its_workers_and_a_resume_finishes(tmp_path: Path, r
 
 @pytest.mark.slow
 def test_two_concurrent_runs_train_each_unit_once(tmp_path: Path, reference: str) -> None:
-    """Two `harness run` on one store at once (both read an empty store at start): each unit is
-    trained by one of them, and both end with every unit done."""
+    """Two `harness run` on one store at once (both read an empty store at start; one with a
+    worker process, one in-process): each unit is trained by one of them, and both end with
+    every unit done."""
     job = write_job(tmp_path, dispatch={"batch_units": 1, "cpu_workers": 1})
     store = tmp_path / "store"
-    procs = [_start(job, store), _start(job, store)]
+    procs = [_start(job, store), _start(job, store, "--executor", "debug")]
     errs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
     counts = _ok_counts(job, store)
@@ -288,7 +300,7 @@ def test_hung_worker_is_killed_after_unit_timeout_and_its_unit_retried(tmp_path:
     """A worker frozen mid-run (SIGSTOP: from the driver's side, a training that never ends) is
     killed after dispatch.unit_timeout, its unit recorded failed with the reason, retried by a
     fresh worker; the run ends with the undisturbed export."""
-    job = write_job(tmp_path, dispatch={"batch_units": 1, "cpu_workers": 1, "unit_timeout": 30})
+    job = write_job(tmp_path, dispatch={"batch_units": 1, "cpu_workers": 1, "unit_timeout": 20})
     store = tmp_path / "store"
     proc = _start(job, store)
     _wait_for_a_record(store, job)  # the first evaluation is recorded; 7 and the chain are left
@@ -298,7 +310,7 @@ def test_hung_worker_is_killed_after_unit_timeout_and_its_unit_retried(tmp_path:
     assert proc.returncode == 0, err
     spec = load_job(str(job))
     failures = [r for r in Store(store, spec).records(warn=False) if r["status"] != "ok"]
-    assert failures and all(r["error"] == "timed out after 30 s (dispatch.unit_timeout)" for r in failures)
+    assert failures and all(r["error"] == "timed out after 20 s (dispatch.unit_timeout)" for r in failures)
     assert _gone([worker])
     assert set(_ok_counts(job, store).values()) == {1}
     assert _export(job, store) == reference
@@ -306,14 +318,15 @@ def test_hung_worker_is_killed_after_unit_timeout_and_its_unit_retried(tmp_path:
 
 @pytest.mark.slow
 def test_worker_out_of_memory_fails_its_units_and_the_run_goes_on(tmp_path: Path, reference: str) -> None:
-    """A configuration too big for the workers' memory (capped by HARNESS_WORKER_MEMORY_HEADROOM_MB,
-    RLIMIT_AS): its units are recorded failed, retried, failed again; every other unit is trained
-    and exports as in the undisturbed run."""
+    """A configuration too big for the worker's memory (capped by HARNESS_WORKER_MEMORY_HEADROOM_MB,
+    RLIMIT_AS; the debug executor's worker is its process): its units are recorded failed,
+    retried, failed again; every other unit is trained and exports as in the undisturbed run.
+    (A worker process killed outright, as by the kernel's OOM killer, is the SIGKILL case.)"""
     big = 3_000_000  # a 64 x 3M float kernel: 768 MB before the optimizer's slots
     job = write_job(tmp_path, evaluate={"configurations": [{"units": 8}, {"units": 16}, {"units": big}]},
                     dispatch={"batch_units": 4, "cpu_workers": 1, "max_retries": 1})
     store = tmp_path / "store"
-    r = harness("run", str(job), "--store", str(store), "--no-progress",
+    r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress",
                 env={"HARNESS_WORKER_MEMORY_HEADROOM_MB": "1024"}, timeout=600)
     assert r.returncode in (0, 1), r.stderr  # 1: some units failed (exit codes, issue 12)
     spec = load_job(str(job))

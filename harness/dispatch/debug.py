@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.dispatch.base import Batch, Done, take
-from harness.dispatch.process import make_worker
+from harness.dispatch.process import limit_memory, make_worker
 from harness.dispatch.slots import Slot, shard_prefix
 from harness.errors import UserError
 from harness.job.spec import JobSpec
@@ -25,6 +25,7 @@ class DebugExecutor:
     def execute(self, batches: list[Batch], done: Done, claims: BatchClaims) -> None:
         determinism.prepare_process(self.spec.determinism.modes[0])
         worker = make_worker(self.spec, str(self.store.root), shard_prefix("debug"), self.slot, self.engine)
+        limit_memory()
         try:
             for batch in batches:
                 mine = take(claims, batch)

@@ -46,9 +46,10 @@ def die_with_parent() -> None:
 
 
 def limit_memory() -> None:
-    """With $HARNESS_WORKER_MEMORY_HEADROOM_MB set, cap this worker's address space at its size
-    after start-up plus that headroom (RLIMIT_AS): a guard on shared machines, and how the tests
-    make a training run out of memory for real. Unset (the default): no limit."""
+    """With $HARNESS_WORKER_MEMORY_HEADROOM_MB set, cap this worker's address space (the debug
+    executor's: its whole process) at its size after start-up plus that headroom (RLIMIT_AS): a
+    guard on shared machines, and how the tests make a training run out of memory for real.
+    Unset (the default): no limit."""
     headroom = os.environ.get(MEMORY_HEADROOM_ENV)
     if not headroom:
         return
