@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.cli.args import job_arguments, non_negative_int, positive_int
-from harness.errors import UserError
 
 
 class Command:
@@ -29,18 +28,6 @@ class Command:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> int:
         raise NotImplementedError
-
-
-def _store(job_path: str, store_root: str) -> Any:
-    """The job's spec and its store, which must hold results."""
-    from harness.job import load_job
-    from harness.store import Store
-    spec = load_job(job_path)
-    store = Store(store_root, spec)
-    if not store.shards.is_dir():
-        raise UserError(f"no results for this job spec in {store.dir}; run `harness run {job_path}` first",
-                        file=spec.path)
-    return spec, store
 
 
 class Plan(Command):
@@ -160,9 +147,9 @@ class Report(Command):
 
     @staticmethod
     def run(job: str, store_root: str, out: str) -> int:
+        from harness.api import open_store
         from harness.report.sections import write_report
-        spec, store = _store(job, store_root)
-        print(write_report(spec, store, Path(out)))
+        print(write_report(*open_store(job, store_root), Path(out)))
         return 0
 
 
@@ -181,17 +168,13 @@ class Export(Command):
 
     @staticmethod
     def run(job: str, store_root: str, csv_path: str) -> int:
-        import csv
-
+        from harness.api import open_store
         from harness.files import atomic_open
-        from harness.store.records import columns, training_rows
-        spec, store = _store(job, store_root)
-        rows = training_rows(store.ok_records())
+        from harness.store.export import write_csv
+        spec, store = open_store(job, store_root)
         with atomic_open(Path(csv_path), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns(spec), extrasaction="ignore", lineterminator="\n")
-            w.writeheader()
-            w.writerows(rows)
-        print(f"{len(rows)} rows -> {csv_path}", file=sys.stderr)
+            n = write_csv(spec, store, f)
+        print(f"{n} rows -> {csv_path}", file=sys.stderr)
         return 0
 
 

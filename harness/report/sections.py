@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,42 +19,30 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from harness.errors import UserError
 from harness.files import atomic_write
 from harness.job.matrix import plan
 from harness.job.spec import JobSpec
 from harness.report import plots
+from harness.report.common import (
+    BOOTSTRAP,
+    SOURCES_TEXT,
+    Row,
+    all_blocks,
+    binomial_se,
+    config_label,
+    identical_modes,
+    trainings_needed,
+    tuned_fit,
+)
+from harness.report.common import blocks as _blocks
+from harness.report.common import columns as _columns
+from harness.report.common import factors as _factors
+from harness.report.common import pts as _pts
+from harness.report.common import safe_fit as _fit
+from harness.report.summary import summary
 from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import training_rows
 from harness.store.store import Store, UnitState
-
-Row = dict[str, Any]
-BOOTSTRAP = 1000
-Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha 0.05, power 0.8
-SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split": "the data split",
-                "noise": "dropout/noise", "residual": "the residual",
-                "bo": "the optimiser's seed", "search_init": "the init seed during the search",
-                "search_order": "the order seed during the search", "configuration": "the configuration"}
-
-
-def _pts(x: float | None, digits: int = 2) -> str:
-    """An accuracy (fraction) in percentage points."""
-    return "" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
-
-
-def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
-    return ", ".join(f"{d.name}={config[d.name]}" for d in spec.search.space)
-
-
-def _factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
-    """The candidate factors with more than one level in these rows."""
-    return [f for f in candidates if len({r[f] for r in rows}) > 1]
-
-
-def _columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
-    cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
-    cols["accuracy"] = np.array([r["accuracy"] for r in rows], dtype=np.float64)
-    return cols
 
 
 def component_table(fit: Decomposition) -> str:
@@ -132,15 +120,6 @@ def _test_sizes(rows: Sequence[Row]) -> str:
     return f"{' / '.join(map(str, sizes))} examples" if sizes else "unknown"
 
 
-def _blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
-    """Evaluation rows by (engine, determinism mode): never decomposed together."""
-    out: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for r in rows:
-        if r["kind"] == "eval":
-            out[(str(r["engine"]), str(r["mode"]))].append(r)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] != "on")))
-
-
 def decomposition_section(spec: JobSpec, rows: Sequence[Row],
                           fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
     blocks = _blocks(rows)
@@ -152,6 +131,8 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
            f"multi-way cluster bootstrap over the seed levels). Std and variance in accuracy points.", ""]
     if len(blocks) > 1:
         out += [f"Each engine and determinism mode is decomposed separately ({len(blocks)} blocks).", ""]
+    out += [f"Op determinism off gave bit-identical scores to op determinism on (engine `{e}`): its tables are "
+            f"shown once, under 'on'.\n" for e in identical_modes(all_blocks(rows))]
     for (engine, mode), block in blocks.items():
         factors = _factors(block, ("init", "order", "split", "noise"))
         if not factors:
@@ -179,15 +160,6 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
     return out
 
 
-def _fit(make: Callable[[], Decomposition]) -> Decomposition | str:
-    """A decomposition, or the reason it could not be made (e.g. an unbalanced table without
-    statsmodels): a report shows the reason instead of failing."""
-    try:
-        return make()
-    except UserError as exc:
-        return str(exc)
-
-
 def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None) -> list[str]:
     if isinstance(fit, str):
         return [f"> Not decomposed: {fit}", ""]
@@ -205,12 +177,8 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     if not studies:
         return []
     out = ["## The optimiser", ""]
-    reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
-              for r in rows if r["kind"] == "reeval"]
-    factors = _factors(reeval, ("bo", "search_init", "search_order"))
-    if factors and len(reeval) > 1:
-        fit = _fit(partial(decompose, _columns(reeval, factors), "accuracy", factors, bootstrap=BOOTSTRAP,
-                           seed=spec.root_seed % 2**31))
+    fit = tuned_fit(spec, rows)
+    if fit is not None:
         out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
                 "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
                 "ran under (`search_init`, `search_order`). The residual is the re-training's own seed spread "
@@ -246,7 +214,8 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
 
 
 def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
-    blocks = _blocks(rows)
+    blocks = all_blocks(rows)
+    same = identical_modes(blocks)
     modes = {mode for _, mode in blocks}
     if modes != {"on", "off"}:
         return []
@@ -257,6 +226,8 @@ def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[st
                  if (engine, m) in blocks}
         res = {m: statistics.fmean(f["residual"].variance for k, f in fits.get((engine, m), {}).items()
                                    if k != "pooled") for m in walls if fits.get((engine, m))}
+        if engine in same and "on" in res:  # shown once: the off block's scores are the on block's
+            res["off"] = res["on"]
         table.append((engine, f"{1e4 * res.get('on', float('nan')):.4f}", f"{1e4 * res.get('off', float('nan')):.4f}",
                       f"{walls.get('on', float('nan')):.3f}", f"{walls.get('off', float('nan')):.3f}",
                       f"{walls['on'] / walls['off']:.2f}x" if len(walls) == 2 else ""))
@@ -294,7 +265,7 @@ def decisions_section(spec: JobSpec, rows: Sequence[Row],
            f"Seeded trainings needed per configuration to detect a true accuracy difference between two "
            f"configurations (two-sided alpha 0.05, power 0.8), from the mean within-configuration variance "
            f"({_pts(math.sqrt(var))} points std; engine `{engine}`, op determinism {mode}):", ""]
-    need = [(f"{d:g}", math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * var / (d / 100) ** 2)) for d in (0.25, 0.5, 1, 2)]
+    need = [(f"{d:g}", trainings_needed(var, d / 100)) for d in (0.25, 0.5, 1, 2)]
     out += [tabulate(need, headers=("difference (pts)", "trainings each"), tablefmt="github"), ""]
     means = {cfg: statistics.fmean(r["accuracy"] for r in block if r["configuration"] == cfg) for cfg in per}
     ranked = sorted(means, key=lambda c: -means[c])
@@ -309,15 +280,15 @@ def decisions_section(spec: JobSpec, rows: Sequence[Row],
     n = min(int(r["test_size"]) for r in block)
     p = statistics.fmean(means.values())
     out += [f"**Binomial floor.** With {n} test examples at accuracy {_pts(p)}%, the test split alone "
-            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(math.sqrt(p * (1 - p) / n))} points: "
+            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(binomial_se(p, n))} points: "
             f"differences below it are not resolved by this test set, however many seeds.", ""]
     return out
 
 
 def configuration_table(rows: Sequence[Row]) -> list[str]:
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for r in rows:
-        if r["kind"] == "eval":
+    for block in _blocks(rows).values():
+        for r in block:
             groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r["accuracy"])
     if not groups:
         return []
@@ -342,9 +313,9 @@ def report_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[Row]:
     return rows
 
 
-def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
-    """The report's markdown, built from the store alone (no training); its plots are written into
-    `out_dir`, which the markdown links to."""
+def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
+    """The report's markdown, built from the store alone (no training), the answer first; its plots
+    are written into `out_dir`, which the markdown links to (None: no plots)."""
     states = store.states()
     rows = report_rows(spec, states)
     fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
@@ -353,10 +324,15 @@ def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
     body += determinism_section(rows, fits)
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
-    figures = ["## Plots", ""] + [f"![{title}]({path.name})" for title, path in images] + [""] if images else []
-    return "\n".join(header(spec, store, states, rows) + body + figures)
+    answer = summary(spec, rows, _studies(states), fits)
+    figures: list[str] = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
+        figures = ["## Plots", ""] + [line for title, caption, path in images
+                                       for line in (f"![{title}]({path.name})", "", f"*{caption}*", "")]
+    head = header(spec, store, states, rows)
+    return "\n".join(head[:2] + answer + head[2:] + body + (figures if len(figures) > 2 else []))
 
 
 def write_report(spec: JobSpec, store: Store, out_dir: Path) -> Path:
