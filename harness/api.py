@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.job import JobSpec, load_job
-from harness.report.sections import render
+from harness.reporting.sections import render
 from harness.stats import Component, Decomposition, GroupedDecomposition
 from harness.stats import decompose as _decompose
 from harness.stats import decompose_groups as _decompose_groups
@@ -106,7 +106,7 @@ def decompose(data: Any, value: str, factors: Sequence[str], *, nested: Sequence
 
 def report(job: str, store: str | Path = "runs", out: str | Path | None = None) -> str:
     """The report's markdown; with `out`, also write `out/<job>.md` and its plots (as `harness report`)."""
-    from harness.report.sections import write_report
+    from harness.reporting.sections import write_report
     spec, st = open_store(job, store)
     if out is None:
         return render(spec, st, None)

@@ -48,7 +48,8 @@ class Plan(Command):
         lv = ", ".join(f"{s} {len(v)}" for s, v in spec.levels.items())
         print(f"job {spec.name} ({spec.path}), spec {spec.digest()}")
         print(f"seed levels: {lv}; determinism: {', '.join(spec.determinism.modes)}; engine {spec.training.engine}")
-        print(f"units: {spec.eval_units()} evaluation, {spec.study_units()} study; trainings: {spec.trainings()}")
+        runs = f", {len(spec.seeding.policies) * spec.seeding.runs} seeding-policy runs" if spec.seeding else ""
+        print(f"units: {spec.eval_units()} evaluation, {spec.study_units()} study{runs}; trainings: {spec.trainings()}")
         return 0
 
 
@@ -148,7 +149,7 @@ class Report(Command):
     @staticmethod
     def run(job: str, store_root: str, out: str) -> int:
         from harness.api import open_store
-        from harness.report.sections import write_report
+        from harness.reporting.sections import write_report
         print(write_report(*open_store(job, store_root), Path(out)))
         return 0
 

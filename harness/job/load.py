@@ -21,6 +21,7 @@ from harness.job.spec import (
     ENGINES,
     LOSSES,
     OPTIMIZERS,
+    POLICIES,
     SOURCES,
     TRAINING_FIELDS,
     DataSpec,
@@ -30,6 +31,7 @@ from harness.job.spec import (
     JobSpec,
     ModelSpec,
     SearchSpec,
+    SeedingSpec,
     TrainingSpec,
     cast_value,
 )
@@ -37,7 +39,7 @@ from harness.job.yamldoc import Doc, Section
 from harness.resources import jobs_dir
 from harness.training.models import BUILDERS
 
-TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "objective",
+TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "seeding", "objective",
             "determinism", "dispatch", "limits")
 
 
@@ -79,10 +81,28 @@ def load_job(job: str) -> JobSpec:
                                                                "batch_units"))),
                    max_trainings=top.section("limits", ("max_trainings",)).integer(
                        "max_trainings", DEFAULT_MAX_TRAININGS, low=1),
+                   seeding=_seeding(top, search),
                    raw=dict(doc.data))
     _check_size(spec, doc)
     _warn_random_search(spec)
     return spec
+
+
+def _seeding(top: Section, search: SearchSpec) -> SeedingSpec | None:
+    """The seeding-policy factor (the article's examples), if the job has one."""
+    if not top.has("seeding"):
+        return None
+    sec = top.section("seeding", ("policies", "runs", "fixed"), required=("policies", "fixed"))
+    policies = sec.raw("policies")
+    if (not isinstance(policies, list) or not policies or any(p not in POLICIES for p in policies)
+            or len(set(policies)) != len(policies)):
+        raise sec.err("policies", f"expected a list of distinct policies from {', '.join(POLICIES)}, got {policies!r}")
+    if search.algorithm not in ("tpe", "rand", "anneal"):
+        raise sec.err("policies", "the seeding policies drive hyperopt's fmin: search.algorithm must be tpe, "
+                                  "rand or anneal")
+    fixed = _configurations(Section(sec.doc, sec.keypath, {"configurations": [sec.raw("fixed")]},
+                                    ("configurations",)), search)[0]
+    return SeedingSpec(policies=tuple(policies), runs=sec.integer("runs", 6, low=2), fixed=fixed)
 
 
 def _read(path: Path) -> str:

@@ -63,16 +63,31 @@ def plan(spec: JobSpec) -> list[Unit]:
         levels = {"bo": bo, "init": init, "order": order, **_fixed_levels(spec)}
         uid = stable_hash({**base, **study, "kind": "study", "mode": mode, "levels": levels})
         units.append(Unit(uid, len(units), "study", mode, levels))
+    return units + _article_units(spec, len(units))
+
+
+def _article_units(spec: JobSpec, start: int) -> list[Unit]:
+    """One unit per seeding policy and run (each run trains in a fresh process)."""
+    if spec.seeding is None:
+        return []
+    c = spec.canonical()
+    base = {**result_fields(spec), "search": c["search"], "seeding": c["seeding"], "kind": "article"}
+    units = []
+    for p, policy in enumerate(spec.seeding.policies):
+        for r in range(spec.seeding.runs):
+            levels = {"policy": p, "run": r}
+            units.append(Unit(stable_hash({**base, "policy": policy, "levels": levels}), start + len(units),
+                              "article", spec.determinism.modes[0], levels))
     return units
 
 
 def batches(units: list[Unit], size: int) -> list[list[Unit]]:
     """Group units so a batch shares one configuration and mode (a trainer can reuse one
-    built model); studies go alone."""
+    built model); studies and seeding-policy runs go alone."""
     groups: dict[str, list[Unit]] = {}
     out: list[list[Unit]] = []
     for u in units:
-        if u.kind == "study":
+        if u.kind != "eval":
             out.append([u])
         else:
             groups.setdefault(stable_hash([u.mode, u.config]), []).append(u)

@@ -22,8 +22,9 @@ from tabulate import tabulate
 from harness.files import atomic_write
 from harness.job.matrix import plan
 from harness.job.spec import JobSpec
-from harness.report import plots
-from harness.report.common import (
+from harness.reporting import plots
+from harness.reporting.article import article_section
+from harness.reporting.common import (
     BOOTSTRAP,
     SOURCES_TEXT,
     Row,
@@ -34,12 +35,12 @@ from harness.report.common import (
     trainings_needed,
     tuned_fit,
 )
-from harness.report.common import blocks as _blocks
-from harness.report.common import columns as _columns
-from harness.report.common import factors as _factors
-from harness.report.common import pts as _pts
-from harness.report.common import safe_fit as _fit
-from harness.report.summary import summary
+from harness.reporting.common import blocks as _blocks
+from harness.reporting.common import columns as _columns
+from harness.reporting.common import factors as _factors
+from harness.reporting.common import pts as _pts
+from harness.reporting.common import safe_fit as _fit
+from harness.reporting.summary import summary
 from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import training_rows
 from harness.store.store import Store, UnitState
@@ -324,6 +325,7 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
     body += determinism_section(rows, fits)
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows)
+    body += article_section(spec, [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"])
     answer = summary(spec, rows, _studies(states), fits)
     figures: list[str] = []
     if out_dir is not None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.job.spec import JobSpec
-from harness.report.common import (
+from harness.reporting.common import (
     Row,
     all_blocks,
     binomial_se,

@@ -89,6 +89,7 @@ def trainings_needed(variance: float, difference: float) -> int:
 
 def binomial_se(p: float, n: int) -> float:
     """The test split's own standard error of an accuracy p on n examples."""
+    p = min(max(p, 0.0), 1.0)
     return math.sqrt(p * (1 - p) / n)
 
 

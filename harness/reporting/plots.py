@@ -77,7 +77,7 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.boxplot(list(panels.values()), vert=True, showmeans=True)
+    ax.boxplot(list(panels.values()), showmeans=True)
     for i, vals in enumerate(panels.values(), 1):
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, s=10, alpha=0.6, color="k")
     ax.set_xticks(range(1, len(panels) + 1), list(panels))
@@ -124,7 +124,7 @@ def expect(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 1.1 * len(groups) + 1.4))
-    ax.violinplot(list(groups.values()), vert=False, showmedians=True)
+    ax.violinplot(list(groups.values()), orientation="horizontal", showmedians=True)
     for i, vals in enumerate(groups.values(), 1):
         ax.scatter(vals, np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), s=8, alpha=0.5, color="k")
     ax.set_yticks(range(1, len(groups) + 1), list(groups), fontsize=8)
