@@ -135,3 +135,20 @@ def article_section(spec: JobSpec, records: Sequence[Record]) -> list[str]:
                                      "s/run"), tablefmt="github"), "",
             "What these numbers show:" if causes else "The numbers show none of the article's causes here.", "",
             *causes, ""]
+
+
+def article_answer(spec: JobSpec, records: Sequence[Record]) -> list[str]:
+    """One line for the report's answer: how much the article's seeding moves a tuned result."""
+    runs = _by_policy(records)
+    loose = {p: rs for p, rs in runs.items() if p != "harness"}
+    if not loose:
+        return []
+    stds = [_std([r["best_score"] for r in rs]) for rs in loose.values()]
+    agree = [_agree(spec, rs) for rs in loose.values()]
+    n = len(next(iter(loose.values())))
+    seeded = runs.get("harness")
+    tail = (f"; with every source seeded all {len(seeded)} runs were identical" if seeded and _sequences(seeded) == 1
+            and _std([r["best_score"] for r in seeded]) == 0 else "")
+    return [f"- **The article's seeding, run in fresh processes**: the best accuracy of a "
+            f"{spec.search.max_evals}-trial search had a std of {pts(min(stds))} to {pts(max(stds))} points and runs agreed on the best "
+            f"configuration {min(agree)} to {max(agree)} of {n} times{tail} ([table](#the-article))."]

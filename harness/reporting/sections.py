@@ -325,8 +325,9 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
     body += determinism_section(rows, fits)
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows)
-    body += article_section(spec, [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"])
-    answer = summary(spec, rows, _studies(states), fits)
+    articles = [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"]
+    body += article_section(spec, articles)
+    answer = summary(spec, rows, _studies(states), fits, articles)
     figures: list[str] = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.job.spec import JobSpec
+from harness.reporting.article import article_answer
 from harness.reporting.common import (
     Row,
     all_blocks,
@@ -35,9 +36,12 @@ def _link(text: str, anchor: str) -> str:
     return f"{text} ([table]({anchor}))"
 
 
-def _share(c: Component) -> str:
+def _share(c: Component, fit: Decomposition) -> str:
+    """A source's share with its interval; the residual named for what it is in this design."""
     ci = f" [{100 * c.share_ci[0]:.0f}-{100 * c.share_ci[1]:.0f}%]" if c.share_ci else ""
-    return f"{source_text(c.name)} {100 * c.share:.0f}%{ci}"
+    name = source_text(c.name) if fit.per_cell > 1 else source_text(
+        c.name, "the seeds' highest interaction (one training per seed cell)")
+    return f"{name} {100 * c.share:.0f}%{ci}"
 
 
 def _main(rows: Sequence[Row], fits: Fits) -> tuple[tuple[str, str], list[Row], dict[str, Decomposition]]:
@@ -65,7 +69,7 @@ def fixed_spread(rows: Sequence[Row], fits: Fits) -> list[str]:
                  f"single trainings scored {pts(min(accs))}% to {pts(max(accs))}%.", SPREAD)]
     fit = per[worst]
     seeds = sorted(fit.components, key=lambda c: -c.share)
-    ranked = "; ".join(_share(c) for c in seeds if c.share >= 0.05) or "nothing measurable"
+    ranked = "; ".join(_share(c, fit) for c in seeds if c.share >= 0.05) or "nothing measurable"
     out.append(_link(f"- **Where it comes from** (the noisiest configuration, {worst}; share of the variance, "
                      f"95% CI): {ranked}.{_others(per, worst)}", SPREAD))
     return out
@@ -204,8 +208,9 @@ def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fit
     return out
 
 
-def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits) -> list[str]:
+def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
+            articles: Sequence[dict[str, Any]] = ()) -> list[str]:
     """The report's opening section (empty when nothing is recorded yet)."""
-    body = (fixed_spread(rows, fits) + tuned_spread(spec, rows, studies) + what_to_do(spec, rows, fits)
-            + warnings(spec, rows, studies, fits))
+    body = (fixed_spread(rows, fits) + tuned_spread(spec, rows, studies) + article_answer(spec, articles)
+            + what_to_do(spec, rows, fits) + warnings(spec, rows, studies, fits))
     return ["## The answer", "", *body, ""] if body else []
