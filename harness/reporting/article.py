@@ -150,5 +150,6 @@ def article_answer(spec: JobSpec, records: Sequence[Record]) -> list[str]:
     tail = (f"; with every source seeded all {len(seeded)} runs were identical" if seeded and _sequences(seeded) == 1
             and _std([r["best_score"] for r in seeded]) == 0 else "")
     return [f"- **The article's seeding, run in fresh processes**: the best accuracy of a "
-            f"{spec.search.max_evals}-trial search had a std of {pts(min(stds))} to {pts(max(stds))} points and runs agreed on the best "
-            f"configuration {min(agree)} to {max(agree)} of {n} times{tail} ([table](#the-article))."]
+            f"{spec.search.max_evals}-trial search had a std of {pts(min(stds))} to {pts(max(stds))} points "
+            f"and runs agreed on the best configuration {min(agree)} to {max(agree)} of {n} times{tail} "
+            f"([table](#the-article))."]
