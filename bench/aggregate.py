@@ -3,9 +3,9 @@
 Times, best of several runs, on tables of configurations x init x order x repeats:
 point estimates (this engine vs pandas groupby vs numpy on a dense array vs statsmodels MixedLM,
 the last on a few configurations and extrapolated), bootstrap B=1000 (numba kernel vs numpy
-fancy-index gather), and `harness decompose` on a CSV as a whole process (numba cache warm) vs a
-pandas read_csv + groupby script. Prints a markdown table; `--write` also saves
-bench/RESULTS-aggregate.md.
+fancy-index gather), GPQ intervals (vs that bootstrap), and `harness decompose` on a CSV as a
+whole process (numba cache warm) vs a pandas read_csv + groupby script. Prints a markdown table;
+`--write` also saves bench/RESULTS-aggregate.md.
 
     python bench/aggregate.py [--write]
 """
@@ -184,6 +184,7 @@ def run_shape(shape: tuple[int, int, int, int]) -> list[str]:
     cols = engine_columns(t, g, a, b)
     factors = ["init", "order"]
     decompose_groups(cols, "accuracy", factors, "config", bootstrap=10)  # warm the numba caches
+    decompose_groups(cols, "accuracy", factors, "config", ci="gpq", draws=10)
     ours = best(lambda: decompose_groups(cols, "accuracy", factors, "config"), 20)
     df = pd.DataFrame(t)
     out = [fmt_row("point estimates", shape, ours, "pandas groupby", best(lambda: pandas_groupby(df, a, b, n))),
@@ -194,12 +195,15 @@ def run_shape(shape: tuple[int, int, int, int]) -> list[str]:
     boot = best(lambda: decompose_groups(cols, "accuracy", factors, "config", bootstrap=1000), 3)
     out.append(fmt_row("bootstrap B=1000", shape, boot, "numpy fancy-index gather",
                        best(lambda: numpy_bootstrap(t["accuracy"], g, a, b, n, 1000), 1)))
+    gpq = best(lambda: decompose_groups(cols, "accuracy", factors, "config", ci="gpq"), 3)
+    out.append(fmt_row("GPQ intervals, 5000 draws (the default)", shape, gpq, "this engine's bootstrap B=1000",
+                       boot))
     with tempfile.TemporaryDirectory() as tmp:
         csv_path, script = os.path.join(tmp, "table.csv"), os.path.join(tmp, "pandas_decompose.py")
         write_csv(t, csv_path)
         Path(script).write_text(PANDAS_SCRIPT)
         cmd = [sys.executable, "-m", "harness", "decompose", csv_path, "--value", "accuracy",
-               "--factors", *factors, "--group", "config"]
+               "--factors", *factors, "--group", "config", "--ci", "none"]  # point estimates, as pandas
         process_seconds(cmd, 1)  # warm the page cache
         out.append(fmt_row("`harness decompose` process", shape, process_seconds(cmd),
                            "pandas read_csv + groupby script", process_seconds([sys.executable, script, csv_path])))

@@ -18,4 +18,10 @@ class UserError(Exception):
             where = file + (f":{line}" if line else "")
         if key:
             where = f"{where}: {key}" if where else key
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(one_line(f"{where}: {message}" if where else message))
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that would break it into lines escaped (a key or value from a
+    job file may hold any of them), so the message stays one line."""
+    return "".join(c if len(f"a{c}b".splitlines()) == 1 else c.encode("unicode_escape").decode() for c in text)

@@ -1,5 +1,6 @@
 """Atomic file writes: the one helper every writer of a whole file uses (spec.json, reports,
-exports, migrated shards). Readers see the old file or the new one, never half of either."""
+exports, migrated shards). Readers see the old file or the new one, never half of either. And
+`under`: the check that a path the harness writes stays under its root."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from harness.errors import UserError
 
 
 @contextlib.contextmanager
@@ -31,3 +34,13 @@ def atomic_write(path: Path, text: str) -> None:
     """Replace `path`'s contents with `text` atomically."""
     with atomic_open(path) as f:
         f.write(text)
+
+
+def under(root: Path, *parts: str, what: str) -> Path:
+    """`root / parts`, refused (UserError) unless it resolves to a place inside `root` resolved: a
+    name from a job file, or a link planted in the tree, never sends a write elsewhere."""
+    path = root.joinpath(*parts)
+    base, target = root.resolve(), path.resolve()
+    if target != base and base not in target.parents:
+        raise UserError(f"the {what} {path} resolves to {target}, outside {base}; refusing to write there")
+    return path

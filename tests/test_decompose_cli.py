@@ -22,8 +22,9 @@ def harness(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_json_components() -> None:
-    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample", "--json")
+    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample", "--ci", "none", "--json")
     assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ci_method"] == "none"
     comps = json.loads(r.stdout)["components"]
     assert list(comps) == ["plate", "sample", "residual"]
     assert comps["sample"]["variance"] == pytest.approx(3.730918, rel=1e-4)
@@ -43,7 +44,7 @@ def test_grouped_bootstrap_json(tmp_path: Path) -> None:
                 "--bootstrap", "50", "--seed", "3", "--json")
     assert r.returncode == 0, r.stderr
     groups = json.loads(r.stdout)["groups"]
-    assert list(groups) == ["left", "right"]
+    assert list(groups) == ["left", "right"] and groups["left"]["ci_method"] == "bootstrap"
     lo, hi = groups["left"]["components"]["sample"]["ci"]
     assert 0 <= lo <= hi
 
@@ -51,8 +52,23 @@ def test_grouped_bootstrap_json(tmp_path: Path) -> None:
 def test_markdown_table() -> None:
     r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample")
     assert r.returncode == 0, r.stderr
-    assert "| source | variance | std | share | 95% CI | df | mean square |" in r.stdout
+    assert "| source | variance | std | share | 95% CI (GPQ) | df | mean square |" in r.stdout
+    assert "generalized pivotal quantities (GPQ), 5000 draws, seed 0" in r.stdout
     assert "| residual | 0.3024 |" in r.stdout
+
+
+@pytest.mark.parametrize(("args", "method", "extra"), [
+    ([], "gpq", {"draws": 5000, "seed": 0}), (["--ci", "mls"], "mls", {}),
+    (["--ci", "gpq", "--draws", "300", "--seed", "4"], "gpq", {"draws": 300, "seed": 4}),
+    (["--bootstrap", "40"], "bootstrap", {"bootstrap": 40, "seed": 0}),
+    (["--ci", "bootstrap", "--draws", "30"], "bootstrap", {"bootstrap": 30}), (["--bootstrap", "0"], "none", {}),
+])
+def test_ci_choices(args: list[str], method: str, extra: dict) -> None:
+    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample", "--json", *args)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ci_method"] == method and extra.items() <= out.items()
+    assert ("ci" in out["components"]["plate"]) == (method != "none")
 
 
 def test_quoted_fields_and_missing_values(tmp_path: Path) -> None:
@@ -82,6 +98,8 @@ def _write(tmp_path: Path, text: str) -> str:
     ("y,a,b\n1,x,p\n2,x,q\n", ["--factors", "a", "b"], "a: factor has one level"),
     ("y,a,b\n1,x,p\n2,x\n", ["--factors", "a", "b"], "line 3: expected 3 fields"),
     ("y,a,b\n", ["--factors", "a", "b"], "no data rows"),
+    ("y,a\n1,x\n2,x\n3,z\n4,z\n", ["--factors", "a", "--ci", "gpq", "--bootstrap", "5"],
+     "bootstrap=5 asks for the bootstrap, but ci is 'gpq'"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, text: str | None, args: list[str],
                                           message: str) -> None:
@@ -91,3 +109,8 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, text: str | None, args
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"harness: error: {path}") and message in lines[0], r.stderr
+
+
+def test_unknown_ci_method_is_refused() -> None:
+    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "--ci", "jackknife")
+    assert r.returncode == 2 and r.stdout == "" and "invalid choice: 'jackknife'" in r.stderr

@@ -50,6 +50,8 @@ def _share_columns(text: str) -> list[list[float]]:
 
 def test_debug_run_resume_export_report(tmp_path: Path) -> None:
     job, store = write_job(tmp_path), tmp_path / "store"
+    pending = harness("status", str(job), "--store", str(store), "--check")
+    assert pending.returncode == 1 and "8 pending" in pending.stdout, pending.stdout
     r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
     assert r.returncode == 0, r.stderr
     spec = load_job(str(job))
@@ -72,6 +74,8 @@ def test_debug_run_resume_export_report(tmp_path: Path) -> None:
         assert (tmp_path / "reports" / png).stat().st_size > 1000
     for shares in _share_columns(text):
         assert abs(sum(shares) - 100) < 0.2, shares
+    assert "95% CI (GPQ) of std (pts)" in text and "generalized pivotal quantities (GPQ)" in text
+    assert "> Warning: only 2 init seeds: the 95% interval of its std spans [" in text
 
     # the report is read from the store: change one stored accuracy and the tables change
     shard = next(p for p in Store(store, spec).shards.glob("*.jsonl"))
@@ -89,8 +93,11 @@ def test_debug_run_resume_export_report(tmp_path: Path) -> None:
                                        for ln in text.split("## Configurations over")[1].splitlines()
                                        if ln.startswith("| units")]
 
-    status = harness("status", str(job), "--store", str(store))
+    status = harness("status", str(job), "--store", str(store), "--check")
     assert "eval  units: 8 done, 0 failed, 0 pending" in status.stdout, status.stdout
+    assert status.returncode == 0, status.stdout
+    verified = harness("verify", str(job), "--store", str(store))  # a real run's store is clean
+    assert verified.returncode == 0 and ", 0 bad line(s); 0 duplicate(s)" in verified.stdout, verified.stdout
 
 
 def test_two_workers_export_what_one_process_exports(tmp_path: Path) -> None:
@@ -114,8 +121,11 @@ def test_failed_trainings_are_recorded_and_retried_not_fatal(tmp_path: Path, eng
                     seeds={"init": 3, "order": 1})
     store = tmp_path / "store"
     r = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
-    assert r.returncode == 0, r.stderr
-    assert "failed" in r.stderr and "non-finite" in r.stderr
+    assert r.returncode == 1, r.stderr  # some units failed: a script or a Slurm task can tell
+    assert "0/4 units done, 4 failed" in r.stderr and r.stderr.count("  failed unit ") == 4, r.stderr
+    assert "non-finite" in r.stderr
+    status = harness("status", str(job), "--store", str(store), "--check")
+    assert status.returncode == 1 and "3 failed" in status.stdout, status.stdout
     states = Store(store, load_job(str(job))).states()
     assert all(st.ok is None and len(st.failures) == 2 for st in states.values())
     units = plan(load_job(str(job)))

@@ -92,3 +92,47 @@ def test_yaml_on_off_and_lists(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(job))
     spec = load_job(str(path))
     assert spec.determinism.modes == ("on",) and spec.levels["init"] == (3, 9)
+
+
+def _space_job(tmp_path: Path, dims: dict, configs: list[dict], drop: str | None = None) -> Path:
+    job = deep_merge(TINY_JOB, {})
+    job["search"] = {**job["search"], "space": dims}
+    job["evaluate"] = {"configurations": configs}
+    if drop:
+        job["training"] = {k: v for k, v in job["training"].items() if k != drop}
+    path = tmp_path / "types.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def test_a_continuous_dimension_never_turns_an_integer_into_a_float(tmp_path: Path) -> None:
+    """The trial of issue 12: `units: {uniform: [-50, -10]}` made evaluate's `{units: 64}` 64.0 and
+    every evaluation failed in Keras. Now the dimension is refused with the reason, before any run."""
+    path = _space_job(tmp_path, {"units": {"uniform": [-50, -10]}}, [{"units": 64}])
+    with pytest.raises(UserError, match="units is an integer parameter and uniform yields fractions"):
+        load_job(str(path))
+
+
+def test_each_parameter_keeps_its_own_type(tmp_path: Path) -> None:
+    """Integer parameters stay int; a float parameter searched over whole numbers keeps a fixed
+    0.5 (it was rounded to the int 0); qloguniform with a whole q yields ints whatever its log bounds."""
+    path = _space_job(tmp_path, {"units": {"qloguniform": [2.1, 4.5, 8]},
+                                 "learning_rate": {"quniform": [1, 3, 1]}},
+                      [{"units": 64, "learning_rate": 0.5}, {"units": 16, "learning_rate": 2}],
+                      drop="learning_rate")
+    spec = load_job(str(path))
+    assert spec.configurations == ({"learning_rate": 0.5, "units": 64}, {"learning_rate": 2.0, "units": 16})
+    assert [type(c["units"]) for c in spec.configurations] == [int, int]
+    assert [type(c["learning_rate"]) for c in spec.configurations] == [float, float]
+    from harness.search.hyperopt import HyperoptSearch
+    chain = HyperoptSearch(spec.search, seed=3)
+    for _ in range(5):
+        proposal = chain.ask()
+        assert type(proposal["units"]) is int and proposal["units"] % 8 == 0, proposal
+        chain.tell(0.0)
+
+
+def test_bundled_jobs_keep_their_spec_hashes() -> None:
+    """The stricter loader changes no existing job's identity (stores resume as before)."""
+    assert load_job("digits_dense").digest() == "73a668cfb3e465b5"
+    assert load_job("mnist_dense").digest() == "7607acb5fe2de05b"

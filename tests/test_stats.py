@@ -264,5 +264,5 @@ def test_markdown_and_json_shape() -> None:
     assert set(obj["components"]) == {"plate", "sample", "residual"}
     assert set(obj["components"]["plate"]) >= {"variance", "std", "share", "ci", "truncated", "df", "ms"}
     md = d.to_markdown()
-    assert "| source | variance | std | share | 95% CI | df | mean square |" in md
+    assert "| source | variance | std | share | 95% CI (bootstrap) | df | mean square |" in md
     assert "| plate | 0.7169 |" in md

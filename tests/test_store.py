@@ -93,3 +93,38 @@ def test_the_format_version_is_not_part_of_the_store_path(tmp_path: Path, monkey
     before = Store(tmp_path, spec).dir
     monkeypatch.setattr(store_module, "RECORD_FORMAT", RECORD_FORMAT + 1)
     assert Store(tmp_path, spec).dir == before and "format" not in spec.canonical()
+
+
+def test_a_store_or_report_path_that_leaves_its_root_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names are one path component (test_bad_jobs); a link planted under the root is resolved and
+    refused too, before anything is written through it."""
+    from harness.cli.main import main
+    monkeypatch.chdir(tmp_path)
+    job = write_job(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tiny").symlink_to(elsewhere)
+    with pytest.raises(UserError, match="store directory .* resolves to .*elsewhere.*, outside"):
+        Store(tmp_path / "runs", load_job(str(job)))
+    assert main(["run", str(job), "--store", "runs", "--executor", "debug", "--no-progress"]) == 2
+    assert "outside" in capsys.readouterr().err and list(elsewhere.iterdir()) == []
+
+    store = Store(tmp_path / "store", load_job(str(job)))
+    store.init()
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "tiny.md").symlink_to(elsewhere / "owned.md")
+    assert main(["report", str(job), "--store", "store"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "the report reports/tiny.md resolves to" in err[0], err
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_export_into_a_missing_directory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli.main import main
+    job = write_job(tmp_path)
+    Store(tmp_path / "store", load_job(str(job))).init()
+    assert main(["export", str(job), "--store", str(tmp_path / "store"), "--csv", str(tmp_path / "no/x.csv")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "expected a CSV file path in an existing directory" in err[0]

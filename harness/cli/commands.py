@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.cli.args import job_arguments, non_negative_int, positive_int
+from harness.errors import UserError
 
 
 class Command:
@@ -53,8 +54,11 @@ class Plan(Command):
         return 0
 
 
+SHOWN_FAILURES = 20  # failed units listed after a run; `harness status` counts them all
+
+
 class Run(Command):
-    name, help = "run", "run (or resume) every unit of a job"
+    name, help = "run", "run (or resume) every unit of a job; exit 0: all done, 1: some failed"
 
     @classmethod
     def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
@@ -97,9 +101,11 @@ class Run(Command):
         summary = run_units(spec, store, runner, units, progress_factory(spec, progress))
         print(f"{spec.name}: {summary.done}/{summary.units} units done, {len(summary.failed)} failed; "
               f"{summary.trainings} trainings in {summary.seconds:.1f} s; store {store.dir}", file=sys.stderr)
-        for u, error in summary.failed[:5]:
+        for u, error in summary.failed[:SHOWN_FAILURES]:
             print(f"  failed unit {u.id} ({u.kind}): {error}", file=sys.stderr)
-        return 0
+        if len(summary.failed) > SHOWN_FAILURES:
+            print(f"  ... and {len(summary.failed) - SHOWN_FAILURES} more failed units", file=sys.stderr)
+        return summary.exit_code
 
 
 class Status(Command):
@@ -107,14 +113,16 @@ class Status(Command):
 
     @classmethod
     def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
-        return job_arguments(super().setup_arguments(sub))
+        p = job_arguments(super().setup_arguments(sub))
+        p.add_argument("--check", action="store_true", help="exit 1 while any unit is pending or failed")
+        return p
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> int:
-        return cls.run(args.job, args.store)
+        return cls.run(args.job, args.store, args.check)
 
     @staticmethod
-    def run(job: str, store_root: str) -> int:
+    def run(job: str, store_root: str, check: bool = False) -> int:
         from harness.job import load_job, plan
         from harness.store import Store
         spec = load_job(job)
@@ -130,7 +138,8 @@ class Status(Command):
         dis = sum(st.disagreements for st in states.values())
         if dis:
             print(f"  {dis} duplicate record(s) disagree with the first: the training is not deterministic here")
-        return 0
+        unfinished = sum(c["failed"] + c["pending"] for c in by_kind.values())
+        return 1 if check and unfinished else 0
 
 
 class Report(Command):
@@ -172,11 +181,46 @@ class Export(Command):
         from harness.api import open_store
         from harness.files import atomic_open
         from harness.store.export import write_csv
+        target = Path(csv_path)
+        if target.is_dir() or not target.parent.is_dir():
+            raise UserError("expected a CSV file path in an existing directory", file=csv_path)
         spec, store = open_store(job, store_root)
-        with atomic_open(Path(csv_path), "w", newline="") as f:
+        with atomic_open(target, "w", newline="") as f:
             n = write_csv(spec, store, f)
         print(f"{n} rows -> {csv_path}", file=sys.stderr)
         return 0
+
+
+class Verify(Command):
+    name, help = "verify", "check a store's integrity line by line (exit 1 on any bad line); --repair quarantines"
+
+    @classmethod
+    def setup_arguments(cls, sub: Any) -> argparse.ArgumentParser:
+        p = job_arguments(super().setup_arguments(sub))
+        p.add_argument("--repair", action="store_true",
+                       help="move corrupt lines to <shard>.quarantine (run while nothing writes the store)")
+        return p
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(args.job, args.store, args.repair)
+
+    @staticmethod
+    def run(job: str, store_root: str, repair: bool) -> int:
+        from harness.api import open_store
+        from harness.store.verify import repair as repair_store
+        from harness.store.verify import verify
+        _, store = open_store(job, store_root)
+        verdict = verify(store)
+        for problem in verdict.problems:
+            print(problem)
+        if repair and not verdict.clean:
+            for step in repair_store(store, verdict):
+                print(step)
+            verdict = verify(store)
+        print(f"{store.dir}: {verdict.shards} shard(s), {verdict.records} record(s), {len(verdict.problems)} bad "
+              f"line(s); {verdict.duplicates} duplicate(s), {verdict.disagreements} disagree with the first")
+        return 0 if verdict.clean else 1
 
 
 class Migrate(Command):
@@ -222,17 +266,24 @@ class Decompose(Command):
         p.add_argument("--nested", action="append", default=[], metavar="B:A",
                        help="factor B nested in factor A (repeatable)")
         p.add_argument("--group", default=None, help="decompose separately for each level of this column")
-        p.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
-                       help="bootstrap replicates for 95%% CIs (0: none)")
-        p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+        p.add_argument("--ci", choices=("gpq", "mls", "bootstrap", "none"), default=None,
+                       help="95%% interval method (default gpq: generalized pivotal quantities; mls: closed "
+                            "form, variances only; bootstrap: multi-way cluster bootstrap)")
+        p.add_argument("--draws", type=non_negative_int, default=0, metavar="N",
+                       help="GPQ draws or bootstrap replicates (0: 5000 for gpq, 1000 for the bootstrap)")
+        p.add_argument("--bootstrap", type=non_negative_int, default=None, metavar="N",
+                       help="shorthand for --ci bootstrap --draws N (0: no intervals)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the GPQ draws or the bootstrap")
         p.add_argument("--json", action="store_true", help="print JSON instead of markdown")
         return p
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> int:
         from harness.stats.decompose_csv import decompose_csv
+        ci = args.ci or ("gpq" if args.bootstrap is None else "bootstrap" if args.bootstrap else "none")
         print(decompose_csv(args.csv, value=args.value, factors=args.factors, nested=args.nested,
-                            group=args.group, bootstrap=args.bootstrap, seed=args.seed, as_json=args.json))
+                            group=args.group, ci=ci, draws=args.draws, bootstrap=args.bootstrap or 0,
+                            seed=args.seed, as_json=args.json))
         return 0
 
 
@@ -254,5 +305,5 @@ class SlurmSubmit(Command):
         return submit(load_job(args.job), args.store, args.partition, args.max_parallel, args.dry_run)
 
 
-JOB_VERBS: tuple[type[Command], ...] = (Plan, Run, Report, Export, Status, Migrate, Decompose)
+JOB_VERBS: tuple[type[Command], ...] = (Plan, Run, Report, Export, Status, Verify, Migrate, Decompose)
 SLURM_VERBS: tuple[type[Command], ...] = (SlurmSubmit,)

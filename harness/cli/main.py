@@ -1,4 +1,4 @@
-"""Command line: `harness plan|run|report|export|status|migrate|decompose|slurm submit`.
+"""Command line: `harness plan|run|report|export|status|verify|migrate|decompose|slurm submit`.
 
 The one dispatcher: parse, then hand the Namespace to the verb's Command class (commands.py).
 A UserError is one line on stderr and exit 2; Ctrl-C is exit 130.

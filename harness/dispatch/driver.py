@@ -27,6 +27,11 @@ class RunSummary:
     trainings: int = 0
     seconds: float = 0.0
 
+    @property
+    def exit_code(self) -> int:
+        """`harness run`'s: 0 when every unit is done, 1 when any is not (failed past its retries)."""
+        return 0 if self.done == self.units else 1
+
 
 def pending(units: list[Unit], states: dict[str, UnitState], max_tries: int) -> list[Unit]:
     """Units without an ok record that have attempts left."""

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.files import under
 from harness.job.matrix import plan
 from harness.job.spec import JobSpec
 from harness.resources import REPO, in_checkout, slurm_dir
@@ -66,7 +67,7 @@ def sbatch_commands(spec: JobSpec, store_root: str, partition: str | None, max_p
             raise UserError(f"{key} path {value!r} contains a comma, which sbatch --export cannot pass")
     d = spec.dispatch
     workers = d.workers_per_gpu if gpus is not False else d.cpu_workers or 1
-    logs = store / spec.name / "slurm-logs"
+    logs = under(store, spec.name, "slurm-logs", what="log directory")
     workdir = REPO if in_checkout() else Path.cwd()  # the tasks start where a checkout's .venv is
     common = [f"--chdir={workdir}", "--export=" + ",".join(["ALL"] + [f"{k}={v}" for k, v in env.items()])]
     if partition:

@@ -7,6 +7,8 @@ the YAML line. Only `yaml.safe_load`-level constructs are accepted.
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,12 +35,17 @@ from harness.job.spec import (
     SearchSpec,
     SeedingSpec,
     TrainingSpec,
-    cast_value,
 )
-from harness.job.yamldoc import Doc, Section
+from harness.job.yamldoc import MAX_BYTES, Doc, Section, decode, finite
 from harness.resources import jobs_dir
 from harness.training.models import BUILDERS
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a job name is a directory under the store and reports
+MAX_NAME = 100
+MAX_LEVELS = 1_000_000   # levels of one seed source (the matrix is bounded again by limits.max_trainings)
+MAX_LOG_BOUND = 700      # exp(710) overflows a float
+MAX_PROCESSES = 1024     # workers and threads: a bound that no machine reaches and no typo passes
+TRAINING_TYPES: dict[str, type] = {"optimizer": str, "learning_rate": float, "batch_size": int, "epochs": int}
 TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "seeding", "objective",
             "determinism", "dispatch", "limits")
 
@@ -67,12 +74,15 @@ def load_job(job: str) -> JobSpec:
                                             "chains", "reevaluate"), required=("space",)))
     space_names = {d.name for d in search.space}
     builder, model_args = _model(top, search)
+    types = {**TRAINING_TYPES, **BUILDERS[builder].params}
+    _check_space_types(top.doc, search, types)
+    configurations = _configurations(top.section("evaluate", ("configurations",)), search, types)
     training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names)
     root, levels = _seeds(top.section("seeds", ("root",) + SEED_SOURCES, required=("root",)))
     _check_chains(doc, search, levels)
-    spec = JobSpec(name=top.string("name", path.stem), path=str(path), data=data,
+    spec = JobSpec(name=_name(top, path), path=str(path), data=data,
                    model=ModelSpec(builder=builder, args=model_args), training=training,
-                   search=search, configurations=_configurations(top.section("evaluate", ("configurations",)), search),
+                   search=search, configurations=configurations,
                    root_seed=root, levels=levels,
                    objective_runs=top.section("objective", ("runs",)).integer("runs", 1, low=1),
                    determinism=_determinism(top.section("determinism", ("ops", "intra_op_threads",
@@ -106,10 +116,22 @@ def _seeding(top: Section, search: SearchSpec) -> SeedingSpec | None:
 
 
 def _read(path: Path) -> str:
+    """The file's text, read no further than the size bound."""
     try:
-        return path.read_text()
+        with open(path, "rb") as f:
+            return decode(str(path), f.read(MAX_BYTES + 1))
     except OSError as exc:
         raise UserError(f"cannot read job file: {exc.strerror}", file=str(path)) from None
+
+
+def _name(top: Section, path: Path) -> str:
+    """The job's name: a directory under the store root and reports/, so one path component."""
+    name = top.string("name", path.stem)
+    if len(name) > MAX_NAME or not NAME.fullmatch(name):
+        origin = "" if top.has("name") else " (from the file name; set name: in the file)"
+        raise top.err("name", f"expected a name of letters, digits, '.', '_' and '-' that starts with a "
+                              f"letter or digit (at most {MAX_NAME} characters), got {name!r}{origin}")
+    return name
 
 
 def _check_chains(doc: Doc, search: SearchSpec, levels: dict[str, tuple[int, ...]]) -> None:
@@ -127,13 +149,13 @@ def _determinism(det: Section) -> DeterminismSpec:
         raise det.err("ops", f"expected one of on, off, both, got {ops!r}")
     return DeterminismSpec(
         modes={"on": ("on",), "off": ("off",), "both": ("on", "off")}[ops],
-        intra_op_threads=det.integer("intra_op_threads", None, low=1, allow_none=True),
-        inter_op_threads=det.integer("inter_op_threads", None, low=1, allow_none=True))
+        intra_op_threads=det.integer("intra_op_threads", None, low=1, high=MAX_PROCESSES, allow_none=True),
+        inter_op_threads=det.integer("inter_op_threads", None, low=1, high=MAX_PROCESSES, allow_none=True))
 
 
 def _dispatch(disp: Section) -> DispatchSpec:
-    return DispatchSpec(workers_per_gpu=disp.integer("workers_per_gpu", 1, low=1),
-                        cpu_workers=disp.integer("cpu_workers", None, low=1, allow_none=True),
+    return DispatchSpec(workers_per_gpu=disp.integer("workers_per_gpu", 1, low=1, high=MAX_PROCESSES),
+                        cpu_workers=disp.integer("cpu_workers", None, low=1, high=MAX_PROCESSES, allow_none=True),
                         max_retries=disp.integer("max_retries", 2, low=0),
                         batch_units=disp.integer("batch_units", 16, low=1))
 
@@ -227,13 +249,16 @@ def _dimension(sec: Section, name: str) -> Dimension:
         return Dimension(name, kind, tuple(args))
     n = DISTRIBUTIONS[kind]
     if (not isinstance(args, list) or len(args) != n
-            or any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args)):
-        raise sec.err(name, f"{kind} expects a list of {n} numbers")
+            or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not finite(a) for a in args)):
+        raise sec.err(name, f"{kind} expects a list of {n} finite numbers")
     if kind == "normal":
         if args[1] <= 0:
             raise sec.err(name, f"normal expects sigma > 0, got {args[1]}")
     elif args[0] >= args[1]:
         raise sec.err(name, f"{kind} expects low < high, got low={args[0]}, high={args[1]}")
+    if kind in ("loguniform", "qloguniform") and args[1] > MAX_LOG_BOUND:
+        raise sec.err(name, f"{kind} takes log-bounds: expected high <= {MAX_LOG_BOUND} (exp(high) a finite "
+                            f"number), got {args[1]}")
     if kind in ("quniform", "qloguniform") and args[2] <= 0:
         raise sec.err(name, f"{kind} expects q > 0, got {args[2]}")
     if kind == "randint" and not all(isinstance(a, int) for a in args):
@@ -275,11 +300,13 @@ def _seeds(sec: Section) -> tuple[int, dict[str, tuple[int, ...]]]:
                 raise sec.err(src, "expected distinct level indices")
             levels[src] = tuple(v)
         else:
-            levels[src] = tuple(range(sec.integer(src, low=1)))
+            levels[src] = tuple(range(sec.integer(src, low=1, high=MAX_LEVELS)))
     return root, levels
 
 
-def _configurations(sec: Section, search: SearchSpec) -> tuple[dict[str, Any], ...]:
+def _configurations(sec: Section, search: SearchSpec, types: Mapping[str, type]) -> tuple[dict[str, Any], ...]:
+    """Each configuration's values, each of its parameter's own type (an integer stays an integer
+    whatever the search dimension yields)."""
     v = sec.raw("configurations", [])
     if not isinstance(v, list):
         raise sec.err("configurations", "expected a list of mappings of search dimension values")
@@ -289,15 +316,24 @@ def _configurations(sec: Section, search: SearchSpec) -> tuple[dict[str, Any], .
         item = Section(sec.doc, sec.keypath + ("configurations", str(i)), c, names, required=names)
         cfg = {}
         for d in search.space:
-            x = item.raw(d.name)
-            if d.kind == "choice":
-                if x not in d.args:
-                    raise item.err(d.name, f"expected one of {list(d.args)}, got {x!r}")
-            elif isinstance(x, bool) or not isinstance(x, (int, float)):
-                raise item.err(d.name, f"expected a number, got {x!r}")
-            cfg[d.name] = cast_value(d, x)
+            cfg[d.name] = _config_value(item, d, types[d.name])
         out.append(cfg)
     return tuple(out)
+
+
+def _config_value(item: Section, d: Dimension, typ: type) -> Any:
+    """One fixed value, of its parameter's type: an integer parameter's must be an integer >= 1
+    (8.0 is refused, even where a choice lists 8); a float parameter's becomes a float."""
+    x = item.integer(d.name, low=1) if typ is int else item.raw(d.name)
+    if d.kind == "choice":
+        if x not in d.args:
+            raise item.err(d.name, f"expected one of {list(d.args)}, got {x!r}")
+        return x
+    if typ is int:
+        return x
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not finite(x):
+        raise item.err(d.name, f"expected a number, got {x!r}")
+    return float(x)  # a string parameter is searched by choice only (_check_space_types)
 
 
 def _check_size(spec: JobSpec, doc: Doc) -> None:
@@ -306,3 +342,42 @@ def _check_size(spec: JobSpec, doc: Doc) -> None:
         raise doc.error(("limits", "max_trainings"),
                         f"the matrix needs {n} trainings, over the limit of {spec.max_trainings}; "
                         f"shrink the seed counts or raise limits.max_trainings")
+
+
+def _smallest(d: Dimension) -> float:
+    """The smallest value an integral dimension yields (hyperopt: q * round(x / q), randint from low)."""
+    if d.kind == "randint":
+        return d.args[0]
+    try:
+        low = math.exp(d.args[0]) if d.kind == "qloguniform" else d.args[0]
+        return d.args[2] * round(low / d.args[2])
+    except OverflowError:  # exp of a large log-bound: the smallest value is huge, not small
+        return math.inf
+
+
+def _check_space_types(doc: Doc, search: SearchSpec, types: Mapping[str, type]) -> None:
+    """Every dimension yields values of its parameter's type: whole numbers >= 1 for an integer
+    parameter, numbers for a float one, the allowed strings for a string one."""
+    for d in search.space:
+        key, typ = ("search", "space", d.name), types[d.name]
+        if d.kind == "choice":
+            _check_options(doc, key, d, typ)
+        elif typ is str:
+            raise doc.error(key, f"{d.name} takes a string: use choice, not {d.kind}")
+        elif typ is int and not d.integral:
+            raise doc.error(key, f"{d.name} is an integer parameter and {d.kind} yields fractions: use "
+                                 f"quniform or qloguniform with a whole-number q, randint, or choice")
+        elif typ is int and _smallest(d) < 1:
+            raise doc.error(key, f"{d.name} is an integer >= 1, but {d.kind} {list(d.args)} can yield "
+                                 f"{_smallest(d):g}")
+
+
+def _check_options(doc: Doc, key: tuple[str, ...], d: Dimension, typ: type) -> None:
+    for x in d.args:
+        if typ is int and (isinstance(x, bool) or not isinstance(x, int) or x < 1):
+            raise doc.error(key, f"{d.name} is an integer parameter: expected choice options that are "
+                                 f"integers >= 1, got {x!r}")
+        if typ is float and (isinstance(x, bool) or not isinstance(x, (int, float)) or not finite(x)):
+            raise doc.error(key, f"{d.name} is a number: expected numeric choice options, got {x!r}")
+        if typ is str and not isinstance(x, str):
+            raise doc.error(key, f"{d.name} takes a string: expected string choice options, got {x!r}")

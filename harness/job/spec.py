@@ -40,11 +40,13 @@ class Dimension:
 
     @property
     def integral(self) -> bool:
-        """True when every value it yields is a whole number (cast to int for Keras)."""
+        """True when every value it yields is a whole number (cast to int for Keras): randint, and
+        quniform / qloguniform with a whole-number q (hyperopt rounds to a multiple of q, whatever
+        the bounds; qloguniform's bounds are logarithms)."""
         if self.kind == "randint":
             return True
         if self.kind in ("quniform", "qloguniform"):
-            return all(float(a).is_integer() for a in self.args)
+            return float(self.args[2]).is_integer()
         return False
 
 

@@ -16,7 +16,8 @@ from harness.job.spec import JobSpec
 from harness.stats import Decomposition, decompose
 
 Row = dict[str, Any]
-BOOTSTRAP = 1000
+BOOTSTRAP = 1000  # replicates of the paired-win bootstrap in the decisions section
+CI = "gpq"  # interval method of every decomposition table (bench/RESULTS-coverage.md measures it)
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha 0.05, power 0.8
 SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split": "the data split",
                 "noise": "dropout/noise", "residual": "the residual",
@@ -110,5 +111,5 @@ def tuned_fit(spec: JobSpec, rows: Sequence[Row]) -> Decomposition | str | None:
     names = factors(reeval, ("bo", "search_init", "search_order"))
     if not names or len(reeval) < 2:
         return None
-    return safe_fit(partial(decompose, columns(reeval, names), "accuracy", names, bootstrap=BOOTSTRAP,
+    return safe_fit(partial(decompose, columns(reeval, names), "accuracy", names, ci=CI,
                         seed=spec.root_seed % 2**31))

@@ -1,9 +1,9 @@
 """Variance components (numpy + numba; never TensorFlow, nothing of harness but its errors):
 the design and its expected mean squares (design), the numba kernels (kernels), the ANOVA and
-bootstrap driver (core), the REML fallback for unbalanced tables (reml), result objects
-(results), and CSV input (csvfile, decompose_csv)."""
+interval driver (core), the GPQ and MLS intervals (intervals), the REML fallback for unbalanced
+tables (reml), result objects (results), and CSV input (csvfile, decompose_csv)."""
 
-from harness.stats.core import decompose, decompose_groups
+from harness.stats.core import Codes, decompose, decompose_groups
 from harness.stats.results import Component, Decomposition, GroupedDecomposition
 
-__all__ = ["Component", "Decomposition", "GroupedDecomposition", "decompose", "decompose_groups"]
+__all__ = ["Codes", "Component", "Decomposition", "GroupedDecomposition", "decompose", "decompose_groups"]

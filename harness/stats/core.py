@@ -1,10 +1,11 @@
-"""Random-effects variance components of a long table: balanced ANOVA with cluster-bootstrap CIs.
+"""Random-effects variance components of a long table: balanced ANOVA with 95% intervals.
 
 Public API (pure numpy + numba; TensorFlow is never imported here)::
 
-    decompose(columns, value, factors, *, nested=(), bootstrap=0, seed=0) -> Decomposition
-    decompose_groups(columns, value, factors, group, *, nested=(), bootstrap=0, seed=0)
-        -> GroupedDecomposition          # one Decomposition per level of `group`, in one pass
+    decompose(columns, value, factors, *, nested=(), ci="none", draws=0, bootstrap=0, seed=0)
+        -> Decomposition
+    decompose_groups(columns, value, factors, group, *, nested=(), ci="none", draws=0, bootstrap=0,
+                     seed=0) -> GroupedDecomposition   # one Decomposition per level of `group`, in one pass
     Codes(codes, levels)                 # an already-encoded factor column (fast path)
 
 `columns` maps a column name to a 1-d array (or a `Codes`); `value` names the numeric column (NaN =
@@ -17,11 +18,11 @@ Records: `Decomposition.components` (residual last) of `Component(name, variance
 share_ci, truncated, df, ms)`, `icc` / `icc_ci` per factor (the correlation of two observations that
 share the factor's level and those it is nested in), `method`, `missing`; `to_json_obj()` gives
 {"components": {NAME: {"variance", "std", "share", "ci", "share_ci", "truncated", "df", "ms"}}, "icc",
-"method", ...} ("ci" only when bootstrapped), `to_markdown()` a table; GroupedDecomposition maps a
+"method", "ci_method", ...} ("ci" only with intervals), `to_markdown()` a table; GroupedDecomposition maps a
 group label to its Decomposition and wraps them as {"group", "groups": {LABEL: ...}}.
 
 Balanced input (every grid cell holds the same number n of observations): one pass of cell sums
-(numba; a bit-identical numpy version when numba is not loaded yet and no bootstrap is asked, which
+(numba; a bit-identical numpy version when numba is not loaded yet and no numba interval is asked, which
 spares a one-shot CLI process numba's second of start-up), then sums of squares by sweeping
 marginal means of the centred cell means, degrees of freedom, mean squares, expected-mean-square
 coefficients (`Layout.build`) and the method-of-moments solution of the expected mean squares of the all-random model.
@@ -30,10 +31,14 @@ included, keep their unbiased moment values (no re-fit, no pooling); shares are 
 reported (non-negative) components. With n == 1 the full interaction is the residual. For balanced
 data with positive estimates these are the REML estimates (lme4 and statsmodels agree; see tests).
 
-`bootstrap=B` adds percentile 95% intervals (variance, share, intraclass correlation) from B
-replicates that resample the levels of every random factor independently, with replacement (nested
-factors within each drawn parent level); the observations of a drawn cell move with it. Seeded and
-bit-identical for any number of numba threads.
+`ci` picks the 95% intervals (variance, share, intraclass correlation; see `intervals`): "gpq"
+(generalized pivotal quantities from `draws` chi-square draws per mean square, default 5000; the
+default of the CLI and the report: near-nominal coverage in bench/RESULTS-coverage.md), "mls"
+(closed form, variances only), "bootstrap" (`draws` replicates, default 1000, that resample the
+levels of every random factor independently, with replacement, nested factors within each drawn
+parent level, the observations of a drawn cell moving with it: 55-85% coverage at 4-12 levels) or
+"none". `bootstrap=B` > 0 is short for ci="bootstrap", draws=B. Seeded and bit-identical for any
+number of numba threads.
 
 Unbalanced input (cells missing or short) is never treated as balanced: the missing cells are listed
 and the table is fitted exactly by REML with statsmodels MixedLM (slow; a dev extra) without
@@ -52,6 +57,7 @@ from functools import partial
 import numpy as np
 
 from harness.errors import UserError
+from harness.stats import intervals
 from harness.stats.design import Design, Layout
 from harness.stats.results import Component, Decomposition, GroupedDecomposition
 
@@ -333,7 +339,8 @@ class _Batch:
     share: np.ndarray
     icc: np.ndarray
     ci: np.ndarray | None
-    bootstrap: int
+    ci_method: str
+    draws: int
     seed: int
 
     def decomposition(self, i: int) -> Decomposition:
@@ -341,19 +348,21 @@ class _Batch:
         lay, d = self.layout, self.layout.design
         s = len(lay.sources)
         lo, hi = (self.ci[0, i].tolist(), self.ci[1, i].tolist()) if self.ci is not None else (None, None)
+        ratios = lo is not None and len(lo) > s  # MLS bounds the variances only
         v, t, sh, m = (a[i].tolist() for a in (self.variance, self.truncated, self.share, self.ms))
         comps = tuple(Component(name, v[j], v[j] ** 0.5, sh[j],
-                                (lo[j], hi[j]) if lo else None, (lo[s + j], hi[s + j]) if lo else None,
+                                (lo[j], hi[j]) if lo else None, (lo[s + j], hi[s + j]) if ratios else None,
                                 t[j], int(lay.df[j]), m[j]) for j, name in enumerate(lay.sources))
-        icc_ci = {f: (lo[2 * s + j], hi[2 * s + j]) for j, f in enumerate(d.factors)} if lo else None
+        icc_ci = {f: (lo[2 * s + j], hi[2 * s + j]) for j, f in enumerate(d.factors)} if ratios else None
         return Decomposition(comps, dict(zip(d.factors, self.icc[i].tolist(), strict=True)), icc_ci, "anova",
                              d.cells * lay.n, lay.n, dict(zip(d.factors, d.sizes, strict=True)),
-                             bootstrap=self.bootstrap, seed=self.seed)
+                             ci_method=self.ci_method, draws=self.draws, seed=self.seed)
 
 
 def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray, m2: np.ndarray,
-              bootstrap: int, seed: int) -> _Batch:
-    """Moment estimates (and bootstrap intervals) of the balanced groups `gidx` sharing `layout`."""
+              method: tuple[str, int], seed: int) -> _Batch:
+    """Moment estimates (and intervals by `method`: name, draws) of the balanced groups `gidx`
+    sharing `layout`."""
     mc = means[gidx]
     mc = mc - mc.mean(axis=1, keepdims=True)
     within = m2[gidx]
@@ -361,16 +370,20 @@ def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray
     pos = np.maximum(var, 0.0)
     share = _shares(pos)
     weights = layout.icc_weights()
-    ci = None
-    if bootstrap:
+    ci, draws = None, method[1]
+    if method[0] == "gpq":
+        ci = intervals.gpq(layout, ms, weights, seed, draws)
+    elif method[0] == "mls":
+        ci = intervals.mls(layout, ms)
+    elif method[0] == "bootstrap":
         gkeys = np.array([_group_key(table.group_labels[g]) if table.group_codes.size else 0 for g in gidx],
                          np.uint64)
         from harness.stats import kernels as kern
 
-        reps = _replicates(layout, mc, within, gkeys, seed, bootstrap)
+        reps = _replicates(layout, mc, within, gkeys, seed, draws)
         rshare = _shares(reps)
         ci = kern.percentiles(np.concatenate([reps, rshare, rshare @ weights.T], axis=2), 0.025, 0.975)
-    return _Batch(layout, ms, pos, var < 0, share, share @ weights.T, ci, bootstrap, seed)
+    return _Batch(layout, ms, pos, var < 0, share, share @ weights.T, ci, method[0], draws, seed)
 
 
 def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
@@ -441,14 +454,13 @@ def _unset() -> Decomposition:
 
 
 def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nested: Sequence[str],
-         group: str | None, bootstrap: int, seed: int
+         group: str | None, method: tuple[str, int], seed: int
          ) -> tuple[_Table, list[Decomposition | Callable[[], Decomposition]]]:
-    if bootstrap < 0:
-        raise UserError(f"bootstrap replicates must be >= 0, got {bootstrap}")
     table = _prepare(columns, value, factors, nested, group)
     d = table.design
     ngroups = len(table.group_labels)
-    counts, means, m2 = _cell_stats(table, ngroups, numba=bootstrap > 0 or "numba" in sys.modules)
+    numba = method[0] in ("gpq", "bootstrap") or "numba" in sys.modules
+    counts, means, m2 = _cell_stats(table, ngroups, numba=numba)
     counts, means, m2 = (a.reshape(ngroups, d.cells) for a in (counts, means, m2))
     lo, hi = counts.min(axis=1), counts.max(axis=1)
     results: list[Decomposition | Callable[[], Decomposition]] = [_unset] * ngroups
@@ -459,7 +471,7 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
             raise UserError(f"one observation per level of {d.factors[0]!r}: the residual cannot be "
                             "separated from it; add repeats or another factor")
         gidx = np.flatnonzero(balanced & (hi == n))
-        batch = _balanced(table, layout, gidx, means, m2, bootstrap, seed)
+        batch = _balanced(table, layout, gidx, means, m2, method, seed)
         for i, g in enumerate(gidx.tolist()):
             results[g] = partial(batch.decomposition, i)
     for g in np.flatnonzero(~balanced).tolist():
@@ -468,18 +480,21 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
 
 
 def decompose(columns: Mapping[str, object], value: str, factors: Sequence[str], *,
-              nested: Sequence[str] = (), bootstrap: int = 0, seed: int = 0) -> Decomposition:
+              nested: Sequence[str] = (), ci: str = "none", draws: int = 0, bootstrap: int = 0,
+              seed: int = 0) -> Decomposition:
     """Variance components of `value` over the random `factors` of the whole table."""
-    fit = _run(columns, value, factors, nested, None, bootstrap, seed)[1][0]
+    fit = _run(columns, value, factors, nested, None, intervals.resolve(ci, draws, bootstrap), seed)[1][0]
     return fit if isinstance(fit, Decomposition) else fit()
 
 
 def decompose_groups(columns: Mapping[str, object], value: str, factors: Sequence[str], group: str, *,
-                     nested: Sequence[str] = (), bootstrap: int = 0, seed: int = 0) -> GroupedDecomposition:
+                     nested: Sequence[str] = (), ci: str = "none", draws: int = 0, bootstrap: int = 0,
+                     seed: int = 0) -> GroupedDecomposition:
     """Variance components for each level of `group` (e.g. each configuration), computed in one pass.
 
     Every group shares the grid of the whole table: a factor level absent from a group makes that
-    group unbalanced. Each group's bootstrap stream depends on the seed and its label only.
+    group unbalanced. Each group's bootstrap stream depends on the seed and its label only; its GPQ
+    interval on the seed and its mean squares only.
     """
-    table, results = _run(columns, value, factors, nested, group, bootstrap, seed)
+    table, results = _run(columns, value, factors, nested, group, intervals.resolve(ci, draws, bootstrap), seed)
     return GroupedDecomposition(group, dict(zip(table.group_labels, results, strict=True)))

@@ -11,19 +11,22 @@ from harness.stats.csvfile import read_columns
 
 
 def decompose_csv(path: str, *, value: str, factors: Sequence[str], nested: Sequence[str] = (),
-                  group: str | None = None, bootstrap: int = 0, seed: int = 0, as_json: bool = False) -> str:
-    """Read `path`, decompose `value` over `factors` (per level of `group`), and format the result.
+                  group: str | None = None, ci: str = "gpq", draws: int = 0, bootstrap: int = 0, seed: int = 0,
+                  as_json: bool = False) -> str:
+    """Read `path`, decompose `value` over `factors` (per level of `group`) with 95% intervals by `ci`
+    (`draws` of them; `bootstrap=B` > 0: the bootstrap with B replicates), and format the result.
 
     Every user mistake (file, column, value, design) is raised as a one-line UserError naming the file.
     """
     columns = read_columns(path, value, [*factors, *([group] if group else [])])
     try:
         if group is None:
-            fit = decompose(columns, value, factors, nested=nested, bootstrap=bootstrap, seed=seed)
+            fit = decompose(columns, value, factors, nested=nested, ci=ci, draws=draws, bootstrap=bootstrap,
+                            seed=seed)
             obj, text = (fit.to_json_obj(), None) if as_json else (None, fit.to_markdown())
         else:
-            grouped = decompose_groups(columns, value, factors, group, nested=nested, bootstrap=bootstrap,
-                                       seed=seed)
+            grouped = decompose_groups(columns, value, factors, group, nested=nested, ci=ci, draws=draws,
+                                       bootstrap=bootstrap, seed=seed)
             obj, text = (grouped.to_json_obj(), None) if as_json else (None, grouped.to_markdown())
     except UserError as exc:
         raise UserError(str(exc), file=path) from None

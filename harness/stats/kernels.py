@@ -300,3 +300,206 @@ def bootstrap(means, within, gkeys, seed, nrep, keys, slot_start, levels, stride
             q[nterms - 1] = qscale[nterms - 1] * sq
             _solve(q, sse, mobius, df, kinv, ms, out[g, rep])
     return out
+
+
+_UNIT = 2.0 ** -53
+_ATTEMPT = np.uint64(0x8CB92BA72F3D8DD7)
+
+
+@nb.njit(cache=True)
+def _uniform(h):
+    """A uniform in (0, 1) from the top 53 bits of a hash (never exactly 0 or 1)."""
+    return (np.float64(h >> np.uint64(11)) + 0.5) * _UNIT
+
+
+@nb.njit(cache=True)
+def _gamma(key, shape):
+    """A Gamma(shape, 1) variate from the counter-based stream `key` (Marsaglia and Tsang 2000).
+
+    Attempt j uses the hashes of key + j * _ATTEMPT (a Box-Muller normal and an acceptance uniform);
+    shape < 1 boosts a Gamma(shape + 1) by U^(1 / shape), U from key + _FACTOR.
+    """
+    a = shape + 1.0 if shape < 1.0 else shape
+    d = a - 1.0 / 3.0
+    c = 1.0 / np.sqrt(9.0 * d)
+    j = np.uint64(0)
+    while True:
+        u1 = _uniform(mix64(key + _ATTEMPT * (j + np.uint64(1))))
+        u2 = _uniform(mix64(key + _ATTEMPT * (j + np.uint64(2))))
+        u3 = _uniform(mix64(key + _ATTEMPT * (j + np.uint64(3))))
+        j += np.uint64(3)
+        x = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        if np.log(u3) < 0.5 * x * x + d - d * v + d * np.log(v):
+            break
+    g = d * v
+    if shape < 1.0:
+        g *= _uniform(mix64(key + _FACTOR)) ** (1.0 / shape)
+    return g
+
+
+@nb.njit(cache=True, parallel=True)
+def pivots(seed, df, ndraw):
+    """(ndraw, sources) draws of df / chi2(df) per source: the pivot of a mean square's expectation,
+    E[MS] = MS * df / chi2(df). Draw (d, k) depends on seed, k and d only."""
+    nsrc = df.shape[0]
+    out = np.empty((ndraw, nsrc))
+    seed64 = mix64(np.uint64(seed))
+    for d in nb.prange(ndraw):
+        for k in range(nsrc):
+            key = mix64(mix64(seed64 + _FACTOR * np.uint64(k + 1)) + _GOLDEN * np.uint64(d + 1))
+            out[d, k] = df[k] / (2.0 * _gamma(key, 0.5 * df[k]))
+    return out
+
+
+@nb.njit(cache=True, parallel=True)
+def gpq(ms, w, kinv, weights, plo, phi):
+    """Generalized pivotal quantity intervals: (2, G, 2 * sources + rows of weights), low then high.
+
+    ms: (G, sources) mean squares; w: (draws, sources) from `pivots`, shared by every group (each
+    group's interval is valid on its own). Draw d's components solve the expected mean squares
+    kinv @ (ms * w[d]), truncated at zero like the point estimates; its shares divide them by their
+    sum and its intraclass correlations sum the shares `weights` (rows, sources) selects. Columns:
+    variances, shares, intraclass correlations; percentiles plo, phi as numpy.quantile's linear ones.
+    """
+    ngroups, nsrc = ms.shape
+    ndraw = w.shape[0]
+    nfac = weights.shape[0]
+    ncol = 2 * nsrc + nfac
+    out = np.empty((2, ngroups, ncol))
+    for g in nb.prange(ngroups):
+        buf = np.empty((ncol, ndraw))
+        scratch = np.empty(ndraw)
+        e = np.empty(nsrc)
+        for d in range(ndraw):
+            for j in range(nsrc):
+                e[j] = ms[g, j] * w[d, j]
+            tot = 0.0
+            for i in range(nsrc):
+                v = 0.0
+                for j in range(nsrc):
+                    v += kinv[i, j] * e[j]
+                v = max(v, 0.0)
+                buf[i, d] = v
+                tot += v
+            for i in range(nsrc):
+                buf[nsrc + i, d] = buf[i, d] / tot if tot > 0.0 else np.nan
+            for f in range(nfac):
+                s = 0.0
+                for j in range(nsrc):
+                    s += weights[f, j] * buf[nsrc + j, d]
+                buf[2 * nsrc + f, d] = s
+        for c in range(ncol):
+            out[0, g, c], out[1, g, c] = _quantile_pair(buf[c], plo, phi, scratch)
+    return out
+
+
+@nb.njit(cache=True)
+def _quantile_pair(x, plo, phi, scratch):
+    """numpy.quantile's linear percentiles plo <= phi of x (reordered in place); NaN if x holds one.
+
+    `scratch` (as long as x) holds the few values near each percentile (see `_order_pair`).
+    """
+    n = x.shape[0]
+    for i in range(n):
+        if np.isnan(x[i]):
+            return np.nan, np.nan
+    hlo = plo * (n - 1)
+    hhi = phi * (n - 1)
+    klo = int(np.floor(hlo))
+    khi = int(np.floor(hhi))
+    a, b = _order_pair(x, klo, scratch)
+    lo = _lerp(a, b, hlo - klo)
+    a, b = _order_pair(x, khi, scratch)
+    return lo, _lerp(a, b, hhi - khi)
+
+
+@nb.njit(cache=True)
+def _order_pair(x, k, scratch):
+    """The k-th and (k+1)-th smallest of x (the k-th twice when k is the last), exactly.
+
+    Brackets them with order statistics of x's first eighth (draws are exchangeable), copies the
+    values inside the bracket into `scratch` in one pass and selects there; falls back to selecting
+    in all of x (reordering it) when the bracket misses.
+    """
+    n = x.shape[0]
+    k1 = min(k + 1, n - 1)
+    m = n // 8
+    if m >= 64:
+        r = k * m / n
+        margin = 4.0 * np.sqrt(m * (k / n) * (1.0 - k / n)) + 2.0
+        lo_r = max(int(r - margin), 0)
+        hi_r = min(int(r + margin) + 1, m - 1)
+        sample = scratch[:m]
+        sample[:] = x[:m]
+        lo_v = _select(sample, 0, lo_r) if lo_r > 0 else -np.inf
+        hi_v = _select(sample, lo_r + 1 if lo_r > 0 else 0, hi_r) if hi_r < m - 1 else np.inf
+        below = 0
+        inside = 0
+        for i in range(n):
+            v = x[i]
+            if v < lo_v:
+                below += 1
+            elif v <= hi_v:
+                scratch[inside] = v
+                inside += 1
+        if below <= k and k1 < below + inside:
+            if lo_v == hi_v:  # ties, e.g. draws truncated at zero
+                return lo_v, lo_v
+            part = scratch[:inside]
+            a = _select(part, 0, k - below)
+            return a, _next(part, k - below) if k1 > k else a
+    a = _select(x, 0, k)
+    return a, _next(x, k) if k1 > k else a
+@nb.njit(cache=True)
+def _next(x, k):
+    """The order statistic after x[k] once x[:k + 1] holds the k + 1 smallest (x[k] the largest)."""
+    if k + 1 >= x.shape[0]:
+        return x[k]
+    m = x[k + 1]
+    for i in range(k + 2, x.shape[0]):
+        m = min(m, x[i])
+    return m
+
+
+@nb.njit(cache=True)
+def _select(x, left, k):
+    """Put the k-th smallest of x[left:] at x[k], smaller ones before it and larger after
+    (Hoare partitioning with a median-of-three pivot: fast with many ties, e.g. zeros)."""
+    lo = left
+    hi = x.shape[0] - 1
+    while True:
+        if hi <= lo + 1:
+            if hi == lo + 1 and x[hi] < x[lo]:
+                x[lo], x[hi] = x[hi], x[lo]
+            return x[k]
+        mid = (lo + hi) >> 1
+        x[mid], x[lo + 1] = x[lo + 1], x[mid]
+        if x[lo] > x[hi]:
+            x[lo], x[hi] = x[hi], x[lo]
+        if x[lo + 1] > x[hi]:
+            x[lo + 1], x[hi] = x[hi], x[lo + 1]
+        if x[lo] > x[lo + 1]:
+            x[lo], x[lo + 1] = x[lo + 1], x[lo]
+        i = lo + 1
+        j = hi
+        a = x[lo + 1]
+        while True:
+            i += 1
+            while x[i] < a:
+                i += 1
+            j -= 1
+            while x[j] > a:
+                j -= 1
+            if j < i:
+                break
+            x[i], x[j] = x[j], x[i]
+        x[lo + 1] = x[j]
+        x[j] = a
+        if j >= k:
+            hi = j - 1
+        if j <= k:
+            lo = i

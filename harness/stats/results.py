@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.stats.intervals import CI_COVERAGE, CI_LABEL, CI_TEXT
+
 Interval = tuple[float, float]
+FEW_LEVELS = 3  # a factor with this many levels or fewer gets a warning
+ADVISED_LEVELS = 6  # GPQ's median std interval spans 4x there, 8x at 4 levels (bench/RESULTS-coverage.md)
 
 
 def _num(x: float | None) -> float | None:
@@ -29,7 +33,8 @@ def _pct(x: float) -> str:
 
 @dataclass(slots=True)
 class Component:
-    """One variance source: its estimate, share of the total and (bootstrapped) 95% interval.
+    """One variance source: its estimate, share of the total and 95% intervals of both (the std's
+    is the square root of the variance's; `share_ci` is None when the method bounds variances only).
 
     `truncated`: the moment estimate was negative and is reported as zero. `df` and `ms` (mean
     square) are None for a REML fit.
@@ -73,7 +78,8 @@ class Decomposition:
     levels: dict[str, int]
     missing: tuple[str, ...] = ()
     n_missing: int = 0
-    bootstrap: int = 0
+    ci_method: str = "none"
+    draws: int = 0
     seed: int = 0
 
     def __getitem__(self, name: str) -> Component:
@@ -97,10 +103,43 @@ class Decomposition:
                     for f, v in self.icc.items()},
             "method": self.method, "n_obs": self.n_obs, "per_cell": self.per_cell, "levels": self.levels,
         }
-        if self.bootstrap:
-            out.update(bootstrap=self.bootstrap, seed=self.seed)
+        out["ci_method"] = self.ci_method
+        if self.ci_method == "bootstrap":
+            out.update(bootstrap=self.draws, seed=self.seed)
+        elif self.ci_method == "gpq":
+            out.update(draws=self.draws, seed=self.seed)
         if self.n_missing:
             out.update(n_missing_cells=self.n_missing, missing_cells=list(self.missing))
+        return out
+
+    @property
+    def ci_header(self) -> str:
+        """The interval column's title, naming the method: "95% CI (GPQ)"."""
+        label = CI_LABEL.get(self.ci_method, "")
+        return f"95% CI ({label})" if label else "95% CI"
+
+    def warnings(self, units: Mapping[str, str] | None = None, scale: float = 1.0) -> list[str]:
+        """One line per factor with 2-3 levels: no interval method makes its component informative.
+
+        `units` names a factor's levels in the reader's words (the report: {"init": "seeds"});
+        `scale` multiplies the std bounds quoted (the report: 100, accuracy points).
+        """
+        out = []
+        for f, k in self.levels.items():
+            unit = (units or {}).get(f, "levels")
+            comp = min((c for c in self.components if c.name.split(":")[0] == f),
+                       key=lambda c: c.name.count(":"), default=None)
+            if k > FEW_LEVELS or comp is None:
+                continue
+            span = ""
+            if comp.ci is not None:
+                lo, hi = (scale * math.sqrt(max(x, 0.0)) for x in comp.ci)
+                span = f"the 95% interval of its std spans [{_fmt(lo)}, {_fmt(hi)}]"
+                span += f" ({hi / lo:.0f}x)" if lo > 0 else " (from zero)"
+                span += "; "
+            out.append(f"Warning: only {k} {f} {unit}: {span}no interval method makes a component "
+                       f"estimated from {k - 1} degree(s) of freedom informative; use at least {ADVISED_LEVELS} "
+                       "(a std's interval then spans about 4x; with 12, 2.4x).")
         return out
 
     def summary(self) -> str:
@@ -113,11 +152,15 @@ class Decomposition:
             more = f"; {extra} more" if extra > 0 else ""
             return (f"{head}. Unbalanced: {self.n_missing} cells short ({shown}{more}); "
                     "exact REML fit (statsmodels MixedLM), no df, mean squares or bootstrap.")
-        boot = f"; percentile bootstrap, B={self.bootstrap}, seed {self.seed}" if self.bootstrap else ""
-        return f"{head}. Balanced random-effects ANOVA (method of moments){boot}."
+        ci = {"bootstrap": f"; 95% intervals: {CI_TEXT['bootstrap']}, B={self.draws}, seed {self.seed}",
+              "gpq": f"; 95% intervals: {CI_TEXT['gpq']}, {self.draws} draws, seed {self.seed}",
+              "mls": f"; 95% intervals of the variances: {CI_TEXT['mls']}"}.get(self.ci_method, "")
+        if ci:
+            ci += f" ({CI_COVERAGE[self.ci_method]})"
+        return f"{head}. Balanced random-effects ANOVA (method of moments){ci}."
 
     def to_markdown(self) -> str:
-        rows = ["| source | variance | std | share | 95% CI | df | mean square |",
+        rows = [f"| source | variance | std | share | {self.ci_header} | df | mean square |",
                 "|---|---:|---:|---:|---|---:|---:|"]
         for c in self.components:
             ci = f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]" if c.ci else ""
@@ -127,7 +170,7 @@ class Decomposition:
                         f"| {_fmt(c.ms)} |")
         icc = ", ".join(f"{f} {_fmt(v)}" + (f" [{_fmt(self.icc_ci[f][0])}, {_fmt(self.icc_ci[f][1])}]"
                                            if self.icc_ci else "") for f, v in self.icc.items())
-        notes = [self.summary(), "", *rows, "", f"Intraclass correlation: {icc}."]
+        notes = [self.summary(), "", *rows, "", f"Intraclass correlation: {icc}.", *self.warnings()]
         if any(c.truncated for c in self.components):
             notes.append("Truncated: a negative moment estimate is reported as zero; "
                          "the other components keep their unbiased moment values.")

@@ -81,3 +81,30 @@ def training_rows(ok_records: list[Record]) -> list[Row]:
         elif rec["kind"] == "study":
             rows += _study_rows(rec)  # seeding-policy runs ("article") are read from their records
     return rows
+
+
+# the fields every record has, with their JSON types; an ok record adds `result`, a failed one `error`
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "format": int, "unit": str, "index": int, "kind": str, "mode": str, "levels": dict,
+    "config": (dict, type(None)), "attempt": int, "job": str, "spec": str, "worker": str, "status": str}
+OUTCOME_FIELDS: dict[str, tuple[str, type]] = {"ok": ("result", dict), "failed": ("error", str)}
+
+
+def record_problem(rec: object) -> str | None:
+    """What makes a parsed JSON line not a record (None: it is one): missing or mistyped fields,
+    an unknown kind or status."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not a record"
+    for name, typ in FIELD_TYPES.items():
+        if name not in rec:
+            return f"no '{name}' field"
+        if isinstance(rec[name], bool) or not isinstance(rec[name], typ):
+            return f"field '{name}' is {type(rec[name]).__name__}"
+    if rec["kind"] not in ("eval", "study"):
+        return f"unknown kind {rec['kind']!r}"
+    if rec["status"] not in OUTCOME_FIELDS:
+        return f"unknown status {rec['status']!r}"
+    name, typ = OUTCOME_FIELDS[rec["status"]]
+    if not isinstance(rec.get(name), typ):
+        return f"a{'n' if rec['status'] == 'ok' else ''} {rec['status']} record without '{name}'"
+    return None

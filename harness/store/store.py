@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from harness.errors import UserError
-from harness.files import atomic_write
+from harness.files import atomic_write, under
 from harness.job.spec import JobSpec
 from harness.store.records import Record
 
@@ -114,7 +114,7 @@ class Store:
     def __init__(self, root: str | Path, spec: JobSpec) -> None:
         self.spec = spec
         self.root = Path(root)
-        self.dir = self.root / spec.name / spec.digest()
+        self.dir = under(self.root, spec.name, spec.digest(), what="store directory")
         self.shards = self.dir / "shards"
 
     def init(self) -> None:
