@@ -91,14 +91,14 @@ def load_job(job: str) -> JobSpec:
                                                                "batch_units"))),
                    max_trainings=top.section("limits", ("max_trainings",)).integer(
                        "max_trainings", DEFAULT_MAX_TRAININGS, low=1),
-                   seeding=_seeding(top, search),
+                   seeding=_seeding(top, search, types),
                    raw=dict(doc.data))
     _check_size(spec, doc)
     _warn_random_search(spec)
     return spec
 
 
-def _seeding(top: Section, search: SearchSpec) -> SeedingSpec | None:
+def _seeding(top: Section, search: SearchSpec, types: Mapping[str, type]) -> SeedingSpec | None:
     """The seeding-policy factor (the article's examples), if the job has one."""
     if not top.has("seeding"):
         return None
@@ -111,7 +111,7 @@ def _seeding(top: Section, search: SearchSpec) -> SeedingSpec | None:
         raise sec.err("policies", "the seeding policies drive hyperopt's fmin: search.algorithm must be tpe, "
                                   "rand or anneal")
     fixed = _configurations(Section(sec.doc, sec.keypath, {"configurations": [sec.raw("fixed")]},
-                                    ("configurations",)), search)[0]
+                                    ("configurations",)), search, types)[0]
     return SeedingSpec(policies=tuple(policies), runs=sec.integer("runs", 6, low=2), fixed=fixed)
 
 
