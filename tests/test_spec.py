@@ -23,7 +23,7 @@ MISTAKES = [
     ({"search": {"space": {"epochs": {"gaussian": [0, 1]}}}}, "search.space.epochs", "unknown distribution"),
     ({"search": {"space": {"width": {"uniform": [0, 1]}}}}, "search.space.width",
      "not a training field"),
-    ({"search": {"algorithm": "bayes"}}, "search.algorithm", "expected one of tpe, rand, anneal"),
+    ({"search": {"algorithm": "bayes"}}, "search.algorithm", "expected one of tpe, rand, anneal, hyperopt.tpe"),
     ({"seeds": {"init": 0}}, "seeds.init", "expected an integer >= 1"),
     ({"seeds": {"order": [1, 1]}}, "seeds.order", "distinct"),
     ({"model": {"builder": "resnet"}}, "model.builder", "expected one of dense"),
@@ -124,8 +124,8 @@ def test_each_parameter_keeps_its_own_type(tmp_path: Path) -> None:
     assert spec.configurations == ({"learning_rate": 0.5, "units": 64}, {"learning_rate": 2.0, "units": 16})
     assert [type(c["units"]) for c in spec.configurations] == [int, int]
     assert [type(c["learning_rate"]) for c in spec.configurations] == [float, float]
-    from harness.search.hyperopt import HyperoptSearch
-    chain = HyperoptSearch(spec.search, seed=3)
+    from harness.search import make_search
+    chain = make_search(spec.search, 3)
     for _ in range(5):
         proposal = chain.ask()
         assert type(proposal["units"]) is int and proposal["units"] % 8 == 0, proposal

@@ -15,7 +15,7 @@ class Progress:
 
     def __init__(self, spec: JobSpec, units: list[Unit], show: bool) -> None:
         from tqdm import tqdm
-        self.size = {u.id: spec.unit_trainings(u.kind) for u in units}
+        self.size = {u.id: spec.unit_trainings(u.kind, u.runs) for u in units}
         self.left, self.done, self.failed, self.trainings = len(units), 0, 0, 0
         self.start = time.monotonic()
         self.bar = tqdm(total=sum(self.size.values()), unit="training", disable=not show, file=sys.stderr,

@@ -12,10 +12,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from harness.dispatch.fresh import run_fresh
+from harness.job.algorithms import algorithm as find_algorithm
 from harness.job.matrix import Unit, training_seeds
 from harness.job.seeds import FRESH, derive_seed
 from harness.job.spec import JobSpec
-from harness.search import make_search
+from harness.search import Search, make_search
+from harness.search.base import library_version
 from harness.store.records import Record, failed, new_record
 from harness.store.store import Store
 from harness.training import determinism
@@ -76,7 +78,7 @@ class Worker:
                 trainings = 1
             elif unit.kind == "study":
                 record["seeds"]["bo"] = unit.seeds(self.spec.root_seed)["bo"]
-                record["result"] = self._study(unit)
+                record["result"] = self._study(unit, record)
                 trainings = sum(len(t["runs"]) for t in record["result"]["trials"]) + len(record["result"]["reeval"])
             else:
                 trainings = self._article(unit, record)
@@ -107,7 +109,7 @@ class Worker:
     def _write(self, record: Record, wall: float, trainings: int) -> tuple[str, str, int]:
         record["wall_s"] = round(wall, 4)
         record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        record["env"] = self.env
+        record["env"] = {**self.env, **record.get("env", {})}  # a study's adds its optimiser library
         self.writer.append(record)
         return record["unit"], record["status"], trainings
 
@@ -137,32 +139,54 @@ class Worker:
             out.append(self._write(record, wall, int(record["status"] == "ok")))
         return out
 
-    def _study(self, unit: Unit) -> dict[str, Any]:
-        """One optimiser chain, then its chosen configuration on fresh seeds."""
-        search = make_search(self.spec.search, unit.seeds(self.spec.root_seed)["bo"])
-        trials = [self._trial(search, unit) for _ in range(self.spec.search.max_evals)]
+    def _study(self, unit: Unit, record: Record) -> dict[str, Any]:
+        """One optimiser chain, then its chosen configuration on fresh seeds. Seconds inside the
+        optimiser (construction, ask, tell) and inside training are measured apart: the record's
+        `result.optimiser_s` and `train_s`."""
+        clock = {"optimiser": 0.0, "train": 0.0}
+        start = time.perf_counter()
+        search = make_search(self.spec.search, unit.seeds(self.spec.root_seed)["bo"], unit.algorithm)
+        clock["optimiser"] += time.perf_counter() - start
+        trials = []
+        for _ in range(self.spec.search.max_evals):
+            trial = self._trial(search, unit, clock)
+            if trial is None:  # the library stopped the search (no new configuration left)
+                break
+            trials.append(trial)
         scored = [t for t in trials if t["score"] is not None]
         if not scored:
             raise TrainingFailed("every trial of the chain failed")
         best = max(scored, key=lambda t: t["score"])  # first of equals, as hyperopt's argmin
-        return {"trials": trials, "chosen": best["config"], "best_score": best["score"],
-                "reeval": self._reevaluate(unit, best["config"]), "library_seed": search.library_seed}
+        train_start = time.perf_counter()
+        reeval = self._reevaluate(unit, best["config"])
+        record["train_s"] = round(clock["train"] + time.perf_counter() - train_start, 4)
+        record["env"] = {"search_library": library_version(
+            find_algorithm(unit.algorithm or self.spec.search.algorithm).library)}
+        return {"trials": trials, "chosen": best["config"], "best_score": best["score"], "reeval": reeval,
+                "library_seed": search.library_seed, "optimiser_s": round(clock["optimiser"], 4)}
 
-    def _trial(self, search: Any, unit: Unit) -> dict[str, Any]:
-        """One trial: the optimiser's proposal trained `objective_runs` times, the mean accuracy told."""
+    def _trial(self, search: Search, unit: Unit, clock: dict[str, float]) -> dict[str, Any] | None:
+        """One trial: the optimiser's proposal trained `unit.runs` times, the mean accuracy told
+        (None when the optimiser has nothing left to propose). `clock` accumulates seconds."""
+        start = time.perf_counter()
         config = search.ask()
-        runs = []
+        clock["optimiser"] += time.perf_counter() - start
+        if config is None:
+            return None
+        runs, error, start = [], None, time.perf_counter()
         try:
-            for j in range(self.spec.objective_runs):
+            for j in range(unit.runs or self.spec.objective_runs):
                 seeds = training_seeds(self.spec, unit.levels, run=j)
                 m = self.trainer.train(config, seeds)
                 runs.append({"accuracy": m.accuracy, "loss": m.loss, "seeds": seeds})
         except TrainingFailed as exc:
-            search.tell(None)
-            return {"config": config, "score": None, "runs": runs, "error": str(exc)}
-        score = sum(r["accuracy"] for r in runs) / len(runs)
-        search.tell(-score)
-        return {"config": config, "score": score, "runs": runs}
+            error = str(exc)
+        clock["train"] += time.perf_counter() - start
+        score = None if error else sum(r["accuracy"] for r in runs) / len(runs)
+        start = time.perf_counter()
+        search.tell(None if score is None else -score)
+        clock["optimiser"] += time.perf_counter() - start
+        return {"config": config, "score": score, "runs": runs, **({"error": error} if error else {})}
 
     def _reevaluate(self, unit: Unit, config: dict[str, Any]) -> list[dict[str, Any]]:
         """The chosen configuration on fresh init x order seeds."""

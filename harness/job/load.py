@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.job import algorithms as algs
 from harness.job.seeds import SEED_SOURCES
 from harness.job.spec import (
-    ALGORITHMS,
     DEFAULT_MAX_TRAININGS,
     DISTRIBUTIONS,
     ENGINES,
@@ -70,8 +70,8 @@ def load_job(job: str) -> JobSpec:
     doc = Doc(str(path), _read(path))
     top = Section(doc, (), doc.data, TOP_KEYS, required=("data", "model", "search", "seeds"))
     data = _data(top.section("data", ("source", "path", "splits"), required=("source",)))
-    search = _search(top.section("search", ("algorithm", "max_evals", "startup_trials", "space",
-                                            "chains", "reevaluate"), required=("space",)))
+    search = _search(top.section("search", ("algorithm", "algorithms", "options", "max_evals", "startup_trials",
+                                            "space", "chains", "reevaluate"), required=("space",)))
     space_names = {d.name for d in search.space}
     builder, model_args = _model(top, search)
     types = {**TRAINING_TYPES, **BUILDERS[builder].params}
@@ -80,11 +80,12 @@ def load_job(job: str) -> JobSpec:
     training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names)
     root, levels = _seeds(top.section("seeds", ("root",) + SEED_SOURCES, required=("root",)))
     _check_chains(doc, search, levels)
+    runs = _objective_runs(top.section("objective", ("runs",)))
     spec = JobSpec(name=_name(top, path), path=str(path), data=data,
                    model=ModelSpec(builder=builder, args=model_args), training=training,
                    search=search, configurations=configurations,
                    root_seed=root, levels=levels,
-                   objective_runs=top.section("objective", ("runs",)).integer("runs", 1, low=1),
+                   objective_runs=runs[0], runs_levels=runs if len(runs) > 1 else (),
                    determinism=_determinism(top.section("determinism", ("ops", "intra_op_threads",
                                                                         "inter_op_threads"))),
                    dispatch=_dispatch(top.section("dispatch", ("workers_per_gpu", "cpu_workers", "max_retries",
@@ -107,9 +108,9 @@ def _seeding(top: Section, search: SearchSpec, types: Mapping[str, type]) -> See
     if (not isinstance(policies, list) or not policies or any(p not in POLICIES for p in policies)
             or len(set(policies)) != len(policies)):
         raise sec.err("policies", f"expected a list of distinct policies from {', '.join(POLICIES)}, got {policies!r}")
-    if search.algorithm not in ("tpe", "rand", "anneal"):
-        raise sec.err("policies", "the seeding policies drive hyperopt's fmin: search.algorithm must be tpe, "
-                                  "rand or anneal")
+    if search.algorithms or algs.algorithm(search.algorithm).library != "hyperopt":
+        raise sec.err("policies", "the seeding policies drive hyperopt's fmin, as the article does: search.algorithm "
+                                  "must be one hyperopt algorithm (tpe, rand or anneal)")
     fixed = _configurations(Section(sec.doc, sec.keypath, {"configurations": [sec.raw("fixed")]},
                                     ("configurations",)), search, types)[0]
     return SeedingSpec(policies=tuple(policies), runs=sec.integer("runs", 6, low=2), fixed=fixed)
@@ -161,11 +162,87 @@ def _dispatch(disp: Section) -> DispatchSpec:
 
 
 def _warn_random_search(spec: JobSpec) -> None:
+    """A model-based optimiser whose random startup covers the whole budget is a random search."""
     s = spec.search
-    if s.algorithm == "tpe" and s.max_evals <= s.startup_trials:
-        warnings.warn(f"{spec.path}: search.max_evals = {s.max_evals} does not exceed the "
-                      f"{s.startup_trials} random startup trials of TPE: every chain is a random "
-                      f"search", stacklevel=3)
+    for name in algs.arm_algorithms(s):
+        alg = algs.algorithm(name)
+        startup = algs.effective_options(s, name).get(alg.startup or "", 0)
+        if alg.startup and s.max_evals <= startup:
+            warnings.warn(f"{spec.path}: search.max_evals = {s.max_evals} does not exceed the {startup} random "
+                          f"startup trials of {name} ({alg.startup}): every chain is a random search", stacklevel=3)
+
+
+def _objective_runs(sec: Section) -> tuple[int, ...]:
+    """objective.runs: a count, or a list of counts that the chains run under in turn (a factor)."""
+    v = sec.raw("runs", 1)
+    if isinstance(v, list):
+        if not v or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v) or len(set(v)) < len(v):
+            raise sec.err("runs", f"expected a count >= 1 or a list of distinct counts >= 1, got {v!r}")
+        return tuple(v)
+    return (sec.integer("runs", 1, low=1),)
+
+
+def _optimisers(sec: Section, space: tuple[Dimension, ...]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """search.algorithm (one, kept as written) or search.algorithms (a factor, full names), each
+    installed and able to express every space term exactly, and search.options per algorithm."""
+    if sec.has("algorithm") and sec.has("algorithms"):
+        raise sec.err("algorithms", "give search.algorithm (one) or search.algorithms (a list), not both")
+    if sec.has("algorithms"):
+        names = sec.raw("algorithms")
+        if not isinstance(names, list) or not names or len(set(map(str, names))) < len(names):
+            raise sec.err("algorithms", f"expected a list of distinct names from {', '.join(algs.NAMES)}")
+        for n in names:
+            if n not in algs.NAMES:
+                raise sec.err("algorithms", f"expected names from {', '.join(algs.NAMES)}, got {n!r}")
+        full = tuple(dict.fromkeys(algs.algorithm(n).name for n in names))
+        if len(full) < len(names):
+            raise sec.err("algorithms", "names the same algorithm twice (an alias and its full name)")
+        first, factor = full[0], full if len(full) > 1 else ()
+        key = "algorithms"
+    else:
+        first, factor, key = sec.choice("algorithm", algs.NAMES, "tpe"), (), "algorithm"
+    for name in factor or (first,):
+        why = algs.missing_library(name)
+        if why:
+            raise sec.err(key, why)
+        for d in space:
+            refusal = algs.space_refusal(name, d)
+            if refusal:
+                raise sec.doc.error(sec.keypath + ("space", d.name), f"{refusal} (search.{key}: {name})")
+    return first, factor, _options(sec, factor or (algs.algorithm(first).name,))
+
+
+def _options(sec: Section, names: tuple[str, ...]) -> dict[str, Any]:
+    """search.options: a mapping of the one algorithm's options, or one mapping per algorithm name."""
+    raw = sec.raw("options")
+    if raw is None:
+        return {}
+    per = raw if len(names) > 1 else {names[0]: raw}
+    if len(names) > 1:
+        sec.section("options", names)  # refuses keys that are not one of the algorithms
+    out: dict[str, Any] = {}
+    for name, given in per.items():
+        alg = algs.algorithm(name)
+        path = ("options",) if len(names) == 1 else ("options", name)
+        opts = Section(sec.doc, sec.keypath + path, given, tuple(alg.options) or ("(none)",))
+        if alg.startup in opts.value and sec.has("startup_trials"):
+            raise opts.err(alg.startup, "also set as search.startup_trials; keep it in one place")
+        out[alg.name] = {k: _option(opts, k, alg.options[k]) for k in opts.value}
+    return {k: v for k, v in out.items() if v}
+
+
+def _option(opts: Section, key: str, opt: algs.Option) -> Any:
+    if isinstance(opt.kind, tuple):
+        return opts.choice(key, opt.kind)
+    if opt.kind == "bool":
+        v = opts.raw(key)
+        if not isinstance(v, bool):
+            raise opts.err(key, f"expected true or false, got {v!r}")
+        return v
+    if opt.kind == "int":
+        return opts.integer(key, low=int(opt.low or 0))
+    low = opt.low or 0.0
+    return opts.number(key, check=lambda x: x > low, expect=f"a number > {low:g}")
 
 
 def _data(sec: Section) -> DataSpec:
@@ -274,10 +351,11 @@ def _search(sec: Section) -> SearchSpec:
     # its keys are checked against the training fields and model arguments by load_job
     space_sec = Section(sec.doc, sec.keypath + ("space",), space_map, tuple(str(k) for k in space_map))
     space = tuple(_dimension(space_sec, str(k)) for k in sorted(space_map))
-    algorithm = sec.choice("algorithm", ALGORITHMS, "tpe")
+    algorithm, factor, options = _optimisers(sec, space)
     chains = sec.section("chains", ("init", "order"))
     reeval = sec.section("reevaluate", ("init", "order"))
-    return SearchSpec(algorithm=algorithm, max_evals=sec.integer("max_evals", 30, low=1),
+    return SearchSpec(algorithm=algorithm, algorithms=factor, options=options,
+                      max_evals=sec.integer("max_evals", 30, low=1),
                       startup_trials=sec.integer("startup_trials", 20, low=1), space=space,
                       chains_init=chains.integer("init", 1, low=1),
                       chains_order=chains.integer("order", 1, low=1),

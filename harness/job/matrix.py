@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from harness.job.algorithms import arm_algorithms
 from harness.job.seeds import EVAL_SOURCES, MATRIX, OBJECTIVE_RUN, OPTIONAL_SOURCES, TRAINING_SOURCES, derive_seed
 from harness.job.spec import JobSpec, UnitKind, stable_hash
 
@@ -17,8 +18,9 @@ from harness.job.spec import JobSpec, UnitKind, stable_hash
 @dataclass(frozen=True)
 class Unit:
     """One piece of work. kind 'eval': one training of `config` under `levels`;
-    kind 'study': one optimiser chain under levels (bo, init, order), then the chosen
-    configuration re-trained on fresh seeds."""
+    kind 'study': one chain of optimiser `algorithm` (full name) whose trials average `runs`
+    trainings, under levels (bo, init, order), then the chosen configuration re-trained on fresh
+    seeds."""
 
     id: str
     index: int
@@ -26,6 +28,8 @@ class Unit:
     mode: str
     levels: dict[str, int]
     config: dict[str, Any] | None = None
+    algorithm: str | None = None   # study units only
+    runs: int | None = None        # study units only
 
     def seeds(self, root: int, purpose: int = MATRIX) -> dict[str, int]:
         """Seed values of this unit's levels (repeat is a label, not a seed)."""
@@ -55,15 +59,29 @@ def plan(spec: JobSpec) -> list[Unit]:
                 uid = stable_hash({**base, "kind": "eval", "mode": mode, "config": config,
                                    "levels": levels})
                 units.append(Unit(uid, len(units), "eval", mode, levels, dict(config)))
-    s = spec.search
+    units += _study_units(spec, base, len(units))
+    return units + _article_units(spec, len(units))
+
+
+def study_arms(spec: JobSpec) -> list[tuple[str, int]]:
+    """(optimiser, averaging count) pairs the chains run under, optimisers outermost."""
+    return list(itertools.product(arm_algorithms(spec.search), spec.runs_factor()))
+
+
+def _study_units(spec: JobSpec, base: dict[str, Any], start: int) -> list[Unit]:
+    """The same chain cells (bo x init x order) under each arm. With a single arm the id hashes
+    what it did before the optimiser became a factor, so existing jobs keep their unit ids."""
+    s, units = spec.search, []
     study = {"search": spec.canonical()["search"], "objective_runs": spec.objective_runs}
     mode = spec.determinism.modes[0]
-    for bo, init, order in itertools.product(spec.levels["bo"], spec.levels["init"][:s.chains_init],
-                                             spec.levels["order"][:s.chains_order]):
+    arms = study_arms(spec)
+    for (algorithm, runs), bo, init, order in itertools.product(
+            arms, spec.levels["bo"], spec.levels["init"][:s.chains_init], spec.levels["order"][:s.chains_order]):
         levels = {"bo": bo, "init": init, "order": order, **_fixed_levels(spec)}
-        uid = stable_hash({**base, **study, "kind": "study", "mode": mode, "levels": levels})
-        units.append(Unit(uid, len(units), "study", mode, levels))
-    return units + _article_units(spec, len(units))
+        arm = {"algorithm": algorithm, "runs": runs} if len(arms) > 1 else {}
+        uid = stable_hash({**base, **study, **arm, "kind": "study", "mode": mode, "levels": levels})
+        units.append(Unit(uid, start + len(units), "study", mode, levels, algorithm=algorithm, runs=runs))
+    return units
 
 
 def _article_units(spec: JobSpec, start: int) -> list[Unit]:

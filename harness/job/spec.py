@@ -19,7 +19,6 @@ DISTRIBUTIONS: dict[str, int] = {  # hyperopt name -> number of arguments
     "choice": 1, "uniform": 2, "quniform": 3, "loguniform": 2, "qloguniform": 3,
     "randint": 2, "normal": 2,
 }
-ALGORITHMS = ("tpe", "rand", "anneal")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOSSES = ("sparse_categorical_crossentropy",)
 ENGINES = ("fit", "exact", "vectorized")  # see harness/training/engines/
@@ -85,6 +84,8 @@ class SearchSpec:
     chains_order: int         # ... and the first N order levels
     reevaluate_init: int      # fresh init levels each chosen configuration is re-trained on
     reevaluate_order: int
+    algorithms: tuple[str, ...] = ()   # full names when the optimiser is a factor (search.algorithms)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per algorithm's full name
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class JobSpec:
     determinism: DeterminismSpec
     dispatch: DispatchSpec
     max_trainings: int = DEFAULT_MAX_TRAININGS
+    runs_levels: tuple[int, ...] = ()  # objective.runs as a factor: each averaging count (else objective_runs)
     seeding: SeedingSpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -145,31 +147,38 @@ class JobSpec:
             d.pop(k)
         if d["seeding"] is None:  # jobs without the policy factor keep the hash they had
             d.pop("seeding")
+        _drop_defaults(d)
         return d
 
     def digest(self) -> str:
         """Stable short hash of `canonical()`: names the store directory."""
         return stable_hash(self.canonical())
 
-    def unit_trainings(self, kind: UnitKind) -> int:
+    def unit_trainings(self, kind: UnitKind, runs: int | None = None) -> int:
         """Trainings one unit of `kind` needs: one for an evaluation; a chain's trials (each the
-        mean of `objective_runs`) plus its re-evaluations for a study."""
+        mean of `runs`, by default `objective_runs`) plus its re-evaluations for a study."""
         if kind == "eval":
             return 1
         if kind == "article":  # the largest policy's run (a progress bar's unit size)
             assert self.seeding is not None
             return max(self.seeding.trainings(p, self.search.max_evals) for p in self.seeding.policies)
         s = self.search
-        return s.max_evals * self.objective_runs + s.reevaluate_init * s.reevaluate_order
+        return s.max_evals * (runs or self.objective_runs) + s.reevaluate_init * s.reevaluate_order
 
     def eval_units(self) -> int:
         """Evaluation units: configurations x crossed seed levels x determinism modes."""
         per_config = prod(len(self.levels[s]) for s in EVAL_SOURCES if s in self.levels)
         return len(self.configurations) * per_config * len(self.determinism.modes)
 
+    def runs_factor(self) -> tuple[int, ...]:
+        """The averaging counts the chains run under (one unless objective.runs is a list)."""
+        return self.runs_levels or (self.objective_runs,)
+
     def study_units(self) -> int:
-        """Study units: one chain per bo level x the chains' init and order levels."""
-        return len(self.levels["bo"]) * self.search.chains_init * self.search.chains_order
+        """Study units: one chain per optimiser x averaging count x bo level x the chains' init
+        and order levels."""
+        arms = max(len(self.search.algorithms), 1) * len(self.runs_factor())
+        return arms * len(self.levels["bo"]) * self.search.chains_init * self.search.chains_order
 
     def article_trainings(self) -> int:
         """Trainings of every seeding-policy run."""
@@ -179,8 +188,20 @@ class JobSpec:
 
     def trainings(self) -> int:
         """Trainings the whole job needs (without building the plan)."""
-        return (self.eval_units() * self.unit_trainings("eval") + self.study_units() * self.unit_trainings("study")
+        per_runs = self.study_units() // len(self.runs_factor())
+        return (self.eval_units() * self.unit_trainings("eval")
+                + sum(per_runs * self.unit_trainings("study", r) for r in self.runs_factor())
                 + self.article_trainings())
+
+
+def _drop_defaults(canonical: dict[str, Any]) -> None:
+    """Fields added with the optimiser factor (issue 11) leave the canonical form when unused, so
+    jobs written before keep their digest and unit ids."""
+    for key, empty in (("algorithms", ()), ("options", {})):
+        if canonical["search"].get(key) in (empty, list(empty)):
+            canonical["search"].pop(key)
+    if not canonical["runs_levels"]:
+        canonical.pop("runs_levels")
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from harness.job.algorithms import algorithm, effective_options
 from harness.job.spec import JobSpec
 from harness.reporting.common import config_label, pts
 
@@ -83,9 +84,11 @@ def _cause_rstate(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def _cause_startup(spec: JobSpec) -> list[str]:
     s = spec.search
-    if s.algorithm != "tpe" or s.max_evals > s.startup_trials:
+    alg = algorithm(s.algorithm)
+    startup = effective_options(s, s.algorithm).get(alg.startup or "", 0)
+    if not alg.startup or s.max_evals > startup:
         return []
-    return [f"3. **{s.max_evals} trials are below TPE's {s.startup_trials} random start-up trials**, so every "
+    return [f"3. **{s.max_evals} trials are below TPE's {startup} random start-up trials**, so every "
             f"search above was a random search: TPE never modelled anything."]
 
 

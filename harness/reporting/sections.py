@@ -22,7 +22,7 @@ from tabulate import tabulate
 from harness.files import atomic_write, under
 from harness.job.matrix import plan
 from harness.job.spec import JobSpec
-from harness.reporting import plots
+from harness.reporting import optimisers, plots
 from harness.reporting.article import article_section
 from harness.reporting.common import (
     BOOTSTRAP,
@@ -327,12 +327,13 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
     fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
     body = decomposition_section(spec, rows, fits)
     body += optimiser_section(spec, rows, states)
+    body += optimisers.section(spec, states, out_dir)
     body += determinism_section(rows, fits)
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows)
     articles = [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"]
     body += article_section(spec, articles)
-    answer = summary(spec, rows, _studies(states), fits, articles)
+    answer = summary(spec, rows, _studies(states), fits, articles, optimisers.answer(spec, states))
     figures: list[str] = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

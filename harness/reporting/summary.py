@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from harness.job.algorithms import algorithm, arm_algorithms, effective_options
 from harness.job.spec import JobSpec
 from harness.reporting.article import article_answer
 from harness.reporting.common import (
@@ -112,8 +113,8 @@ def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str,
     return out
 
 
-def what_to_do(spec: JobSpec, rows: Sequence[Row], fits: Fits) -> list[str]:
-    out = _averaging(rows, fits) + _determinism(rows, fits) + _optimiser_seed(spec, rows)
+def what_to_do(spec: JobSpec, rows: Sequence[Row], fits: Fits, arms: Sequence[str] = ()) -> list[str]:
+    out = _averaging(rows, fits) + _determinism(rows, fits) + _optimiser_seed(spec, rows) + list(arms)
     return (["- **What to do:**"] + [f"  {line}" for line in out]) if out else []
 
 
@@ -173,9 +174,12 @@ def _optimiser_seed(spec: JobSpec, rows: Sequence[Row]) -> list[str]:
 def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits) -> list[str]:
     """Only what the data (or the job's own settings) shows."""
     s, out = spec.search, []
-    if studies and s.algorithm == "tpe" and s.max_evals <= s.startup_trials:
-        out.append(f"- Every search was random search in disguise: max_evals {s.max_evals} does not exceed TPE's "
-                   f"{s.startup_trials} random start-up trials.")
+    for name in arm_algorithms(s) if studies else ():
+        alg = algorithm(name)
+        startup = effective_options(s, name).get(alg.startup or "", 0)
+        if alg.startup and s.max_evals <= startup:
+            out.append(f"- Every {name} search was random search in disguise: max_evals {s.max_evals} does not "
+                       f"exceed its {startup} random start-up trials.")
     chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
     if len(chosen) > 1:
         top, n = chosen.most_common(1)[0]
@@ -209,8 +213,9 @@ def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fit
 
 
 def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
-            articles: Sequence[dict[str, Any]] = ()) -> list[str]:
-    """The report's opening section (empty when nothing is recorded yet)."""
+            articles: Sequence[dict[str, Any]] = (), arms: Sequence[str] = ()) -> list[str]:
+    """The report's opening section (empty when nothing is recorded yet); `arms`: the optimisers'
+    line (reporting.optimisers.answer), when the optimiser or averaging count is a factor."""
     body = (fixed_spread(rows, fits) + tuned_spread(spec, rows, studies) + article_answer(spec, articles)
-            + what_to_do(spec, rows, fits) + warnings(spec, rows, studies, fits))
+            + what_to_do(spec, rows, fits, arms) + warnings(spec, rows, studies, fits))
     return ["## The answer", "", *body, ""] if body else []

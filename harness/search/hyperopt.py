@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.job.algorithms import algorithm, effective_options
 from harness.job.spec import Dimension, SearchSpec, cast_value
 
 
@@ -27,26 +28,28 @@ def hyperopt_space(space: tuple[Dimension, ...]) -> dict[str, Any]:
     return out
 
 
-def hyperopt_algo(spec: SearchSpec) -> Any:
-    """The suggest function fmin would be given for this search."""
+def hyperopt_algo(spec: SearchSpec, name: str | None = None) -> Any:
+    """The suggest function fmin would be given for algorithm `name` (default: the job's) of this search."""
     from hyperopt import anneal, rand, tpe
-    if spec.algorithm == "tpe":
-        return functools.partial(tpe.suggest, n_startup_jobs=spec.startup_trials)
-    return {"rand": rand.suggest, "anneal": anneal.suggest}[spec.algorithm]
+    name = algorithm(name or spec.algorithm).name
+    suggest = {"hyperopt.tpe": tpe.suggest, "hyperopt.rand": rand.suggest, "hyperopt.anneal": anneal.suggest}[name]
+    options = effective_options(spec, name)
+    return functools.partial(suggest, **options) if options else suggest
 
 
 class HyperoptSearch:
     """One hyperopt chain driven from outside, seeded by the bo stream."""
 
-    def __init__(self, spec: SearchSpec, seed: int) -> None:
+    def __init__(self, spec: SearchSpec, name: str, seed: int) -> None:
         from hyperopt import Trials
         from hyperopt.base import Domain
         self.spec = spec
         self.space = hyperopt_space(spec.space)
         self.domain = Domain(lambda _: 0.0, self.space)
         self.trials = Trials()
-        self.algo = hyperopt_algo(spec)
-        self.library_seed = seed  # fmin(rstate=np.random.default_rng(library_seed)) replays the chain
+        self.algo = hyperopt_algo(spec, name)
+        # the bo seed itself (as before other libraries): fmin(rstate=np.random.default_rng(library_seed))
+        self.library_seed = seed
         self.rstate = np.random.default_rng(seed)
         self._pending: dict[str, Any] | None = None
 

@@ -7,7 +7,9 @@ spec, worker, status; then either `error` (+ `traceback` for bugs) or the result
 has seeds (the unit's training seeds; a study's adds `bo`), test_size (held-out examples),
 wall_s / train_s, time and env. A study's result holds its trials (config, score, runs: each run's
 metrics and seeds), the chosen configuration, best_score, its re-evaluations, and `library_seed`:
-the exact seed its optimiser library was given.
+the exact seed its optimiser library was given, and `optimiser_s` (seconds inside ask/tell). A
+study record also names its arm (`algorithm`, full name, and `runs`, the trainings averaged per
+trial), has `train_s` (seconds training) and its env adds `search_library` ('name version').
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ METRIC_COLUMNS = ("accuracy", "loss")
 
 def new_record(spec: JobSpec, unit: Unit, attempt: int, engine: str, worker: str) -> Record:
     """A unit's record before its outcome (status and result or error are set by whoever ran it)."""
+    arm = {"algorithm": unit.algorithm, "runs": unit.runs} if unit.kind == "study" else {}
     return {"unit": unit.id, "index": unit.index, "kind": unit.kind, "mode": unit.mode, "levels": unit.levels,
             "config": unit.config, "attempt": attempt, "engine": engine, "job": spec.name,
-            "spec": spec.digest(), "worker": worker}
+            "spec": spec.digest(), "worker": worker, **arm}
 
 
 def failed(record: Record, error: str, traceback: str | None = None) -> Record:
@@ -46,7 +49,9 @@ def columns(spec: JobSpec) -> list[str]:
     """CSV columns: identity, configuration values, seed levels and values, metrics."""
     dims = [d.name for d in spec.search.space]
     seeds = [c for s in SEED_SOURCES for c in (f"{s}_level", f"{s}_seed")]
-    return ["kind", "unit", "mode", "engine", "trial", "run"] + dims + seeds + list(METRIC_COLUMNS)
+    factor = len(spec.search.algorithms) > 1 or len(spec.runs_factor()) > 1
+    arms = ["algorithm", "objective_runs"] if factor else []  # the optimiser or averaging count is a factor
+    return ["kind", "unit", "mode", "engine", *arms, "trial", "run"] + dims + seeds + list(METRIC_COLUMNS)
 
 
 def _row(kind: RowKind, rec: Record, config: dict[str, Any], levels: dict[str, int],
@@ -64,10 +69,11 @@ def _row(kind: RowKind, rec: Record, config: dict[str, Any], levels: dict[str, i
 def _study_rows(rec: Record) -> list[Row]:
     """A chain's trials (every averaged run) and its chosen configuration's re-evaluations."""
     res, chain, bo = rec["result"], rec["levels"], rec["seeds"]["bo"]
-    rows = [_row("trial", rec, trial["config"], chain, {**run["seeds"], "bo": bo}, run, trial=t, run=j)
+    arm = {"algorithm": rec.get("algorithm"), "objective_runs": rec.get("runs")}
+    rows = [_row("trial", rec, trial["config"], chain, {**run["seeds"], "bo": bo}, run, trial=t, run=j, **arm)
             for t, trial in enumerate(res["trials"]) for j, run in enumerate(trial["runs"])]
-    rows += [_row("reeval", rec, res["chosen"], {**chain, **r["levels"]}, {**r["seeds"], "bo": bo}, r["metrics"])
-             for r in res["reeval"]]
+    rows += [_row("reeval", rec, res["chosen"], {**chain, **r["levels"]}, {**r["seeds"], "bo": bo}, r["metrics"],
+                  **arm) for r in res["reeval"]]
     return rows
 
 
