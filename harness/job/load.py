@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.job import algorithms as algs
-from harness.job.seeds import SEED_SOURCES
+from harness.job.seeds import REQUIRED_SOURCES, SEED_SOURCES
 from harness.job.spec import (
     DEFAULT_MAX_TRAININGS,
     DISTRIBUTIONS,
@@ -367,7 +367,7 @@ def _seeds(sec: Section) -> tuple[int, dict[str, tuple[int, ...]]]:
     root = sec.integer("root", low=0)
     levels: dict[str, tuple[int, ...]] = {}
     for src in SEED_SOURCES:
-        required = src in ("init", "order", "bo", "repeat")
+        required = src in REQUIRED_SOURCES
         v = sec.raw(src, 1 if required else None)
         if v is None:
             continue

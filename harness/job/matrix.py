@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.job.algorithms import arm_algorithms
-from harness.job.seeds import EVAL_SOURCES, MATRIX, OBJECTIVE_RUN, OPTIONAL_SOURCES, TRAINING_SOURCES, derive_seed
+from harness.job.seeds import (
+    EVAL_SOURCES,
+    FRESH_SOURCES,
+    MATRIX,
+    OBJECTIVE_RUN,
+    OPTIONAL_SOURCES,
+    TRAINING_SOURCES,
+    derive_seed,
+)
 from harness.job.spec import JobSpec, UnitKind, stable_hash
 
 
@@ -125,8 +133,8 @@ def training_seeds(spec: JobSpec, levels: dict[str, int], purpose: int = MATRIX,
     out = {}
     for s in TRAINING_SOURCES:
         level = levels.get(s, spec.levels.get(s, (0,))[0])
-        p = purpose if s in ("init", "order") else MATRIX
-        if run and s in ("init", "order"):
+        p = purpose if s in FRESH_SOURCES else MATRIX
+        if run and s in FRESH_SOURCES:
             p = OBJECTIVE_RUN + run - 1
         out[s] = derive_seed(spec.root_seed, s, level, p)
     return out

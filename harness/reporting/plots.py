@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.job.seeds import EVAL_SOURCES
 from harness.stats.results import Decomposition
 
 COLOURS = {"init": "#4c72b0", "order": "#dd8452", "init:order": "#8172b3", "residual": "#937860",
@@ -58,7 +59,7 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
     evals = [r for r in rows if r["kind"] == "eval"]
     reeval = [r for r in rows if r["kind"] == "reeval"]
     panels: dict[str, list[float]] = {}
-    for source in ("init", "order", "split", "noise", "repeat"):
+    for source in EVAL_SOURCES:
         groups: dict[tuple[str, Any], list[float]] = defaultdict(list)
         for r in evals:
             if r.get(source) is not None:

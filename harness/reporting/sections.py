@@ -21,6 +21,7 @@ from tabulate import tabulate
 
 from harness.files import atomic_write, under
 from harness.job.matrix import plan
+from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
 from harness.job.spec import JobSpec
 from harness.reporting import optimisers, plots
 from harness.reporting.article import article_section
@@ -46,7 +47,7 @@ from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import training_rows
 from harness.store.store import Store, UnitState
 
-SEED_FACTORS = ("init", "order", "split", "noise", "bo", "search_init", "search_order")
+SEED_FACTORS = (*TRAINING_SOURCES, "bo", "search_init", "search_order")
 
 
 def component_table(fit: Decomposition) -> str:
@@ -79,7 +80,7 @@ def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
         text += (" Repeats with every seed equal gave identical scores: with these determinism settings "
                  "the implementation adds no noise, so all of the spread is seed luck.")
     top = parts[0]
-    if top.name in ("init", "order", "split", "noise", "bo") and top.share > 0.4:
+    if top.name in (*TRAINING_SOURCES, "bo") and top.share > 0.4:
         text += (f" The largest source is {SOURCES_TEXT[top.name]}: averaging over more of its seeds narrows "
                  f"the spread most.")
     elif ":" in top.name and top.share > 0.4:
@@ -96,7 +97,7 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
     env = ok[0]["env"] if ok else {}
     lv = spec.levels
     matrix = (f"{len(spec.configurations)} configurations x "
-              + " x ".join(f"{len(lv[s])} {s}" for s in ("init", "order", "split", "noise", "repeat") if s in lv)
+              + " x ".join(f"{len(lv[s])} {s}" for s in EVAL_SOURCES if s in lv)
               + f" x {len(spec.determinism.modes)} determinism mode(s); "
               f"{len(lv['bo'])} bo x {spec.search.chains_init} init x {spec.search.chains_order} order chains "
               f"of {spec.search.max_evals} {spec.search.algorithm} trials "
@@ -139,7 +140,7 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
     out += [f"Op determinism off gave bit-identical scores to op determinism on (engine `{e}`): its tables are "
             f"shown once, under 'on'.\n" for e in identical_modes(all_blocks(rows))]
     for (engine, mode), block in blocks.items():
-        factors = _factors(block, ("init", "order", "split", "noise"))
+        factors = _factors(block, TRAINING_SOURCES)
         if not factors:
             continue
         per = fits.setdefault((engine, mode), {})
@@ -311,7 +312,7 @@ def report_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[Row]:
     rows = []
     for r in training_rows([st.ok for st in states.values() if st.ok is not None]):
         r = {**r, "configuration": config_label(spec, r)}
-        for s in ("init", "order", "split", "noise", "repeat", "bo"):
+        for s in (*EVAL_SOURCES, "bo"):
             r[s] = r.get(f"{s}_level")
         if r["kind"] == "reeval":
             r["chain_init"], r["chain_order"] = chains[r["unit"]]["init"], chains[r["unit"]]["order"]
