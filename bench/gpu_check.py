@@ -50,6 +50,7 @@ def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
     from harness.dispatch.local import LocalExecutor
     from harness.job.matrix import batches, plan
     from harness.store import Store
+    from harness.store.claims import BatchClaims
     from harness.training.determinism import backend_name
     from harness.training.engines import resolve
     units = [u for u in plan(spec) if u.kind == "eval"][:n_units]
@@ -59,7 +60,7 @@ def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
         start = time.perf_counter()
         engine = resolve(spec.training.engine, backend_name(), spec.model.builder, spec.training.xla)
         LocalExecutor(spec, store, engine).execute([(b, {}) for b in batches(units, spec.dispatch.batch_units)],
-                                                   lambda *_: None)
+                                                   lambda *_: None, BatchClaims(store, spec.dispatch.lease))
         wall = time.perf_counter() - start
         records = list(store.records())
     return wall, records

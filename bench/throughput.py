@@ -89,6 +89,7 @@ def executor(engine: str, workers: int, n_units: int) -> tuple[float, float]:
     from harness.dispatch.local import LocalExecutor
     from harness.job.matrix import batches, plan
     from harness.store import Store
+    from harness.store.claims import BatchClaims
     spec = job(engine)
     units = [u for u in plan(spec) if u.kind == "eval"][:n_units]
     with tempfile.TemporaryDirectory() as root:
@@ -96,7 +97,8 @@ def executor(engine: str, workers: int, n_units: int) -> tuple[float, float]:
         store.init()
         start = time.perf_counter()
         LocalExecutor(spec, store, engine, workers).execute(
-            [(b, {}) for b in batches(units, spec.dispatch.batch_units)], lambda *_: None)
+            [(b, {}) for b in batches(units, spec.dispatch.batch_units)], lambda *_: None,
+            BatchClaims(store, spec.dispatch.lease))
         wall = time.perf_counter() - start
         records = [r for r in store.records() if r.get("status") == "ok"]
     assert len(records) == len(units) and {r["engine"] for r in records} == {engine}

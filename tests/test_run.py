@@ -167,6 +167,7 @@ def test_fit_workers_are_recycled_and_nothing_is_lost(tmp_path: Path) -> None:
     """Engine fit grows a process per training: its workers are replaced after N trainings."""
     from harness.dispatch.local import LocalExecutor
     from harness.job.matrix import batches
+    from harness.store.claims import BatchClaims
 
     spec = load_job(str(write_job(tmp_path, training={"engine": "fit"}, dispatch={"batch_units": 2})))
     store = Store(tmp_path / "store", spec)
@@ -175,7 +176,8 @@ def test_fit_workers_are_recycled_and_nothing_is_lost(tmp_path: Path) -> None:
     executor.recycle_after = 3
     units = [u for u in plan(spec) if u.kind == "eval"]
     seen: list[str] = []
-    executor.execute([(b, {u.id: 1 for u in b}) for b in batches(units, 2)], lambda uid, st, n: seen.append(st))
+    executor.execute([(b, {u.id: 1 for u in b}) for b in batches(units, 2)], lambda uid, st, n: seen.append(st),
+                     BatchClaims(store, spec.dispatch.lease))
     assert seen == ["ok"] * len(units)
     assert len(list(store.shards.glob("*-w*.jsonl"))) >= 2  # a replacement worker wrote its own shard
     states = store.states()

@@ -141,6 +141,28 @@ def test_array_with_a_requeued_task_adds_up_to_the_local_run(array_run: ArrayRun
 
 
 @pytest.mark.slurm
+def test_two_arrays_of_different_sizes_train_each_unit_once(cluster: None, job: Path, local_csv: Path,
+                                                            tmp_path: Path) -> None:
+    """A 1-task and a 2-task array on one store at once (the node's 2 CPUs run task 0 of each
+    together; both read an empty store) shard the plan differently: task 0 of 1 takes every unit,
+    task 0 of 2 the even ones. Claims make each unit trained by one task, and the export adds up."""
+    env = {**os.environ, "STORE": str(tmp_path / "runs"), "VENV": sys.prefix, "PYTHONHASHSEED": "0"}
+    ids = [_run("sbatch", "--parsable", f"--array=0-{n - 1}", "--gres=none", "--cpus-per-task=1", "--mem=1G",
+                f"--chdir={REPO}", f"--output={tmp_path}/%A_%a.out", str(REPO / "slurm" / "array.sh"), str(job),
+                env=env).strip().split(";")[0] for n in (1, 2)]
+    for job_id in ids:
+        assert _wait(job_id) == 0, [p.read_text() for p in tmp_path.glob("*.out")]
+    spec = load_job(str(job))
+    store = Store(tmp_path / "runs", spec)
+    oks = [r["unit"] for r in store.records() if r["status"] == "ok"]
+    assert sorted(oks) == sorted(u.id for u in plan(spec)), "a unit was trained twice, or not at all"
+    assert not list((store.dir / "claims").glob("*.json"))
+    p = harness("export", str(job), "--store", str(tmp_path / "runs"), "--csv", str(tmp_path / "two.csv"))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "two.csv").read_text() == local_csv.read_text()
+
+
+@pytest.mark.slurm
 def test_submit_queues_the_array_and_a_report_after_it(array_run: ArrayRun, tmp_path: Path) -> None:
     """A real submit into the finished store: every task finds its units done, then the report runs."""
     before = sorted(p.name for p in Store(array_run.store, array_run.spec).shards.iterdir())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from harness.dispatch.base import Batch, Done
-from harness.dispatch.process import make_worker
+from harness.dispatch.base import Batch, Done, take
+from harness.dispatch.process import limit_memory, make_worker
 from harness.dispatch.slots import Slot, shard_prefix
 from harness.errors import UserError
 from harness.job.spec import JobSpec
+from harness.store.claims import BatchClaims
 from harness.store.store import Store
 from harness.training import determinism
 
@@ -21,12 +22,17 @@ class DebugExecutor:
         self.spec, self.store, self.engine = spec, store, engine
         self.slot = Slot(None, spec.determinism.intra_op_threads, spec.determinism.inter_op_threads)
 
-    def execute(self, batches: list[Batch], done: Done) -> None:
+    def execute(self, batches: list[Batch], done: Done, claims: BatchClaims) -> None:
         determinism.prepare_process(self.spec.determinism.modes[0])
         worker = make_worker(self.spec, str(self.store.root), shard_prefix("debug"), self.slot, self.engine)
+        limit_memory()
         try:
-            for units, attempts in batches:
-                for uid, status, n in worker.run_batch(units, attempts):
+            for batch in batches:
+                mine = take(claims, batch)
+                if mine is None:
+                    continue
+                for uid, status, n in worker.run_batch(*mine):
                     done(uid, status, n)
+                claims.release(mine[0])
         finally:
             worker.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from harness.dispatch.base import Done, Executor
 from harness.job.matrix import Unit, batches
 from harness.job.spec import JobSpec
+from harness.store.claims import BatchClaims
 from harness.store.store import Store, UnitState
 
 # the units about to run -> the per-unit callback, and a function that closes it and returns the
@@ -40,21 +41,31 @@ def pending(units: list[Unit], states: dict[str, UnitState], max_tries: int) -> 
 
 
 def run_units(spec: JobSpec, store: Store, executor: Executor, units: list[Unit], progress: Progress) -> RunSummary:
-    """Run every pending unit, then retry failures, until all are done or out of attempts."""
+    """Run every pending unit, then retry failures, until all are done or out of attempts. Units
+    that another run sharing the store is training are waited for (a pass that skipped some is
+    not a retry), so the run ends with its units recorded, by whichever run trained them."""
     max_tries = spec.dispatch.max_retries + 1
-    started, trained = time.monotonic(), 0
-    for _ in range(max_tries):
-        states = store.states()
-        todo = pending(units, states, max_tries)
-        if not todo:
-            break
-        attempts = {u.id: len(states[u.id].failures) + 1 if u.id in states else 1 for u in todo}
-        done, close = progress(todo)
-        work = [(b, {u.id: attempts[u.id] for u in b}) for b in batches(todo, spec.dispatch.batch_units)]
-        try:
-            executor.execute(work, done)
-        finally:
-            trained += close()
+    started, trained, tries = time.monotonic(), 0, 0
+    claims = BatchClaims(store, spec.dispatch.lease)
+    try:
+        while tries < max_tries:
+            states = store.states()
+            todo = pending(units, states, max_tries)
+            if not todo:
+                break
+            attempts = {u.id: len(states[u.id].failures) + 1 if u.id in states else 1 for u in todo}
+            done, close = progress(todo)
+            work = [(b, {u.id: attempts[u.id] for u in b}) for b in batches(todo, spec.dispatch.batch_units)]
+            try:
+                executor.execute(work, done, claims)
+            finally:
+                trained += close()
+            if claims.elsewhere:
+                claims.wait_elsewhere()
+            else:
+                tries += 1
+    finally:
+        claims.release_all()
     return summarise(units, store.states(), trained, time.monotonic() - started)
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from harness.dispatch.base import Batch, Done
+from harness.dispatch.base import Batch, Done, take
 from harness.dispatch.process import worker_main
 from harness.dispatch.slots import Slot, plan_slots, shard_prefix
 from harness.errors import UserError
 from harness.job.spec import JobSpec
+from harness.store.claims import BatchClaims
 from harness.store.records import failed, new_record
 from harness.store.store import ShardWriter, Store
 from harness.training import determinism
@@ -31,6 +33,7 @@ class _Live:
     slot: Slot
     mode: str                    # its op-determinism mode at start (binding where fixed at start)
     batch: Batch | None = None   # the batch it is training
+    deadline: float | None = None  # when that batch has run out of time (dispatch.unit_timeout)
     trained: int = 0             # trainings since it started
     ready: bool = False          # it has said it is ready (started up)
 
@@ -78,8 +81,8 @@ class LocalExecutor:
         child.close()
         return _Live(name, proc, parent, slot, mode)
 
-    def execute(self, batches: list[Batch], done: Done) -> None:
-        run = _Run(self, batches, done)
+    def execute(self, batches: list[Batch], done: Done, claims: BatchClaims) -> None:
+        run = _Run(self, batches, done, claims)
         try:
             run.start()
             run.loop()
@@ -90,8 +93,8 @@ class LocalExecutor:
 class _Run:
     """One `execute`: the queue of batches, the live workers, and a handler per event."""
 
-    def __init__(self, pool: LocalExecutor, batches: list[Batch], done: Done) -> None:
-        self.pool, self.done = pool, done
+    def __init__(self, pool: LocalExecutor, batches: list[Batch], done: Done, claims: BatchClaims) -> None:
+        self.pool, self.done, self.claims = pool, done, claims
         self.queue = list(reversed(batches))
         self.live: dict[Connection, _Live] = {}
         self.driver: ShardWriter | None = None  # the driver's own shard, for dead workers' units
@@ -108,7 +111,7 @@ class _Run:
 
     def loop(self) -> None:
         while self.live:
-            for conn in wait(list(self.live)):
+            for conn in wait(list(self.live), timeout=self._time_left()):
                 w = self.live[conn]
                 try:
                     kind, payload = conn.recv()
@@ -116,16 +119,23 @@ class _Run:
                     self.on_death(w)
                     continue
                 self.on_message(w, kind, payload)
+            self.expire()
 
     def close(self) -> None:
         for w in self.live.values():
             w.proc.terminate()
+        for w in self.live.values():
+            w.proc.join(timeout=5)  # before the driver lets their claims go
         if self.driver is not None:
             self.driver.close()
 
     def on_message(self, w: _Live, kind: str, payload: Any) -> None:
         """A worker is ready or finished a batch: report its units, recycle it if due, feed it."""
-        w.ready, w.batch = True, None
+        if kind == "full":  # the store's disk is full: the run stops with the worker's one line
+            raise UserError(payload)
+        if w.batch is not None:
+            self.claims.release(w.batch[0])
+        w.ready, w.batch, w.deadline = True, None, None
         self.failed_starts = 0
         if kind == "done":
             for uid, status, n in payload:
@@ -144,6 +154,27 @@ class _Run:
             return
         w.conn.send(nxt)
         w.batch = nxt
+        limit = self.pool.spec.dispatch.unit_timeout
+        w.deadline = None if limit is None else time.monotonic() + limit * len(nxt[0])
+
+    def _time_left(self) -> float | None:
+        """Seconds until the first in-flight batch runs out of time; None: no deadline."""
+        deadlines = [w.deadline for w in self.live.values() if w.deadline is not None]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def expire(self) -> None:
+        """Kill each worker whose batch has run past its time (k units: k x unit_timeout); its
+        unrecorded units are failed with the reason and a fresh worker takes its slot."""
+        now = time.monotonic()
+        for w in [w for w in self.live.values() if w.deadline is not None and w.deadline <= now]:
+            w.proc.kill()
+            w.proc.join(timeout=5)
+            del self.live[w.conn]
+            w.conn.close()
+            assert w.batch is not None
+            self._record_death(w.batch, f"timed out after {self.pool.spec.dispatch.unit_timeout:g} s "
+                                        f"(dispatch.unit_timeout)")
+            self._start(w.slot, self._successor(w))
 
     def on_death(self, w: _Live) -> None:
         """A worker's pipe closed: stopped from outside ends the run; else its batch is charged
@@ -153,7 +184,7 @@ class _Run:
         if w.proc.exitcode in STOP_EXITCODES:  # scancel, Ctrl-C: not the unit's fault; a rerun redoes it
             raise KeyboardInterrupt from None
         if w.batch is not None:
-            self._record_death(w.batch, w.proc.exitcode)
+            self._record_death(w.batch, f"worker process died (exit code {w.proc.exitcode})")
         if not w.ready:
             self.failed_starts += 1
             if self.failed_starts >= self.pool.MAX_FAILED_STARTS:
@@ -181,8 +212,16 @@ class _Run:
                               [x.mode for x in self.live.values() if x is not w], self.pool.mode_per_process)
 
     def _next(self, mode: str) -> Batch | None:
-        """The next batch for a worker in `mode`: the queue's next one, or (one mode per process)
-        the next one of its mode; None when there is none for it."""
+        """The next batch for a worker in `mode` that still has units to train here (claimed,
+        not recorded elsewhere); None when there is none for it."""
+        while (batch := self._pop(mode)) is not None:
+            mine = take(self.claims, batch)
+            if mine is not None:
+                return mine
+        return None
+
+    def _pop(self, mode: str) -> Batch | None:
+        """The queue's next batch, or (one mode per process) the next one of `mode`."""
         if not self.pool.mode_per_process:
             return self.queue.pop() if self.queue else None
         for i in range(len(self.queue) - 1, -1, -1):
@@ -190,9 +229,10 @@ class _Run:
                 return self.queue.pop(i)
         return None
 
-    def _record_death(self, batch: Batch, exitcode: int | None) -> None:
-        """A dead worker's batch: units it recorded are reported as recorded; the others count
-        as one failed attempt each (so a unit that kills its worker is not retried forever)."""
+    def _record_death(self, batch: Batch, reason: str) -> None:
+        """A dead (or killed) worker's batch: units it recorded are reported as recorded; the
+        others count as one failed attempt each, with `reason` (so a unit that kills its worker
+        is not retried forever). Then the batch's claims are let go."""
         states = self.pool.store.states()
         units, attempts = batch
         for u in units:
@@ -204,5 +244,6 @@ class _Run:
                 self.driver = self.driver or self.pool.store.writer(f"{self.pool.prefix}-driver")
                 self.driver.append(failed(new_record(self.pool.spec, u, attempts.get(u.id, 1), self.pool.engine,
                                                      f"{self.pool.prefix}-driver"),
-                                          f"worker process died (exit code {exitcode})"))
+                                          reason))
             self.done(u.id, "failed", 0)
+        self.claims.release(units)

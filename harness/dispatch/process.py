@@ -4,8 +4,14 @@ then a loop of batches from the driver over a pipe until it is told to stop."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import multiprocessing as mp
 import os
+import resource
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -13,8 +19,44 @@ from pathlib import Path
 from harness.dispatch.slots import Slot, enable_memory_growth, start_worker_env
 from harness.dispatch.worker import Worker
 from harness.job.spec import JobSpec
-from harness.store.store import Store
+from harness.store.store import Store, StoreFull
 from harness.training import determinism
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+MEMORY_HEADROOM_ENV = "HARNESS_WORKER_MEMORY_HEADROOM_MB"
+
+
+def die_with_parent() -> None:
+    """End this worker when its driver dies, so that no orphan trains on (and a resume does not
+    retrain its units): Linux kills it at once (prctl PR_SET_PDEATHSIG, SIGKILL); everywhere, a
+    watch thread sees the parent change within a second and exits. Neither leaves a traceback."""
+    parent = mp.parent_process()
+    expected = parent.pid if parent is not None else os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != expected:  # the driver died before the prctl above
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def limit_memory() -> None:
+    """With $HARNESS_WORKER_MEMORY_HEADROOM_MB set, cap this worker's address space (the debug
+    executor's: its whole process) at its size after start-up plus that headroom (RLIMIT_AS): a
+    guard on shared machines, and how the tests make a training run out of memory for real.
+    Unset (the default): no limit."""
+    headroom = os.environ.get(MEMORY_HEADROOM_ENV)
+    if not headroom:
+        return
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = size + int(float(headroom) * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 def make_worker(spec: JobSpec, store_root: str, shard: str, slot: Slot, engine: str) -> Worker:
@@ -45,7 +87,8 @@ def native_stderr_to(path: Path) -> Iterator[None]:
 def worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, slot: Slot, mode: str,
                 engine: str) -> None:
     """Entry point of a worker process: set up once (in op-determinism `mode` where the backend
-    fixes it at start), then loop over batches."""
+    fixes it at start), then loop over batches until told to stop or the driver is gone."""
+    die_with_parent()
     start_worker_env(slot, mode)
     log = Store(store_root, spec).dir / "logs" / f"{shard}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -54,11 +97,22 @@ def worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, sl
                 f"threads intra={slot.intra} inter={slot.inter} pid={os.getpid()}\n")
     with native_stderr_to(log):
         worker = make_worker(spec, store_root, shard, slot, engine)
+    limit_memory()
+    try:
+        serve(conn, worker)
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the driver is gone: nothing to report to
+        pass
+    finally:
+        worker.close()
+
+
+def serve(conn: Connection, worker: Worker) -> None:
+    """Answer the driver: ready, then each batch's results, until it says stop (None). A full
+    disk is reported as one line and ends the worker."""
     conn.send(("ready", None))
-    while True:
-        msg = conn.recv()
-        if msg is None:
-            break
-        units, attempts = msg
-        conn.send(("done", worker.run_batch(units, attempts)))
-    worker.close()
+    while (msg := conn.recv()) is not None:
+        try:
+            conn.send(("done", worker.run_batch(*msg)))
+        except StoreFull as exc:
+            conn.send(("full", str(exc)))
+            return

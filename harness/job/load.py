@@ -18,6 +18,7 @@ from harness.errors import UserError
 from harness.job import algorithms as algs
 from harness.job.seeds import REQUIRED_SOURCES, SEED_SOURCES
 from harness.job.spec import (
+    DEFAULT_LEASE,
     DEFAULT_MAX_TRAININGS,
     DISTRIBUTIONS,
     ENGINES,
@@ -89,7 +90,7 @@ def load_job(job: str) -> JobSpec:
                    determinism=_determinism(top.section("determinism", ("ops", "intra_op_threads",
                                                                         "inter_op_threads"))),
                    dispatch=_dispatch(top.section("dispatch", ("workers_per_gpu", "cpu_workers", "max_retries",
-                                                               "batch_units"))),
+                                                               "batch_units", "unit_timeout", "lease"))),
                    max_trainings=top.section("limits", ("max_trainings",)).integer(
                        "max_trainings", DEFAULT_MAX_TRAININGS, low=1),
                    seeding=_seeding(top, search, types),
@@ -158,7 +159,10 @@ def _dispatch(disp: Section) -> DispatchSpec:
     return DispatchSpec(workers_per_gpu=disp.integer("workers_per_gpu", 1, low=1, high=MAX_PROCESSES),
                         cpu_workers=disp.integer("cpu_workers", None, low=1, high=MAX_PROCESSES, allow_none=True),
                         max_retries=disp.integer("max_retries", 2, low=0),
-                        batch_units=disp.integer("batch_units", 16, low=1))
+                        batch_units=disp.integer("batch_units", 16, low=1),
+                        unit_timeout=None if disp.raw("unit_timeout") is None else
+                        disp.number("unit_timeout", check=lambda v: v > 0, expect="seconds > 0 (or null: off)"),
+                        lease=disp.number("lease", DEFAULT_LEASE, check=lambda v: v > 0, expect="seconds > 0"))
 
 
 def _warn_random_search(spec: JobSpec) -> None:

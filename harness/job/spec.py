@@ -95,12 +95,17 @@ class DeterminismSpec:
     inter_op_threads: int | None
 
 
+DEFAULT_LEASE = 4 * 3600.0  # a claim from another host older than this is reclaimed
+
+
 @dataclass(frozen=True)
 class DispatchSpec:
     workers_per_gpu: int
     cpu_workers: int | None
     max_retries: int
     batch_units: int
+    unit_timeout: float | None = None  # seconds a unit may train before its worker is killed (off: None)
+    lease: float = DEFAULT_LEASE       # seconds after which another host's claim counts as abandoned
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ one written by a newer harness is refused until the harness is upgraded.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -26,13 +27,22 @@ from harness.store.records import Record
 RECORD_FORMAT = 2  # 2: test_size, each trial run's seeds, a study's library_seed (migrate.py: from 1)
 
 
+class StoreFull(UserError):
+    """The store's disk (or quota) is full: the run stops with one line; every complete record
+    stays readable and a rerun after freeing space resumes."""
+
+    def __init__(self, where: str, exc: OSError) -> None:
+        super().__init__(f"{exc.strerror or exc} while writing the store: free space and run again "
+                         f"(every complete record is kept; the run resumes)", file=where)
+
+
 class ShardWriter:
     """Appends records to one shard file; the only writer of that file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[bytes] = open(path, "ab+")
+        self._f: IO[bytes] = open(path, "ab+", buffering=0)
         self._cut_torn_tail()
 
     def _cut_torn_tail(self) -> None:
@@ -48,10 +58,21 @@ class ShardWriter:
         self._f.seek(keep)
 
     def append(self, record: Record) -> None:
-        line = json.dumps({"format": RECORD_FORMAT, **record}, sort_keys=True, allow_nan=True)
-        self._f.write(line.encode() + b"\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        """One record as one fsynced line, written unbuffered. A write that fails (a full disk)
+        cuts the file back to where it was, so the shard still ends on a whole record."""
+        data = memoryview((json.dumps({"format": RECORD_FORMAT, **record}, sort_keys=True,
+                                      allow_nan=True) + "\n").encode())
+        fd = self._f.fileno()
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError as exc:
+            os.ftruncate(fd, end)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFull(str(self.path), exc) from None
+            raise
 
     def close(self) -> None:
         self._f.close()
@@ -175,3 +196,31 @@ class Store:
     def ok_records(self) -> list[Record]:
         """The accepted ok record of every finished unit."""
         return [st.ok for st in self.states().values() if st.ok is not None]
+
+
+class Tail:
+    """Follows a store's shards as they grow: the units recorded ok so far, reading only the
+    complete lines added since the last look (claims re-check the store before every batch).
+    Corrupt lines are the full readers' to report; here they are passed over."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.offsets: dict[Path, int] = {}
+        self.ok: set[str] = set()
+
+    def refresh(self) -> set[str]:
+        for path in self.store.shard_paths():
+            start = self.offsets.get(path, 0)
+            with open(path, "rb") as f:
+                f.seek(start)
+                blob = f.read()
+            end = blob.rfind(b"\n") + 1
+            for raw in blob[:end].splitlines():
+                try:
+                    rec = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue
+                if isinstance(rec, dict) and rec.get("status") == "ok":
+                    self.ok.add(str(rec.get("unit")))
+            self.offsets[path] = start + end
+        return self.ok
