@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -139,3 +140,34 @@ def test_the_article_section_names_a_cause_only_when_its_data_shows_it(tmp_path:
     assert "Example 2's seeds do not reach" not in hidden  # every global run started from the same weights
     assert "A fully seeded search is repeatable" not in hidden  # the seeded runs did not repeat
     assert "below TPE's 20 random start-up trials" in hidden
+
+
+@pytest.mark.slow
+def test_seeding_policies_run_in_fresh_processes_and_record_what_they_drew(tmp_path: Path) -> None:
+    """The article's `none` next to `harness`, two fresh-process runs each, through the CLI: the seeded
+    runs repeat exactly, and an unseeded run's proposals replay from the entropy it recorded."""
+    from hyperopt import Trials, fmin
+
+    from harness.search.hyperopt import hyperopt_algo, hyperopt_space
+    job = write_job(tmp_path, search={"max_evals": 3, "startup_trials": 20,
+                                      "space": {"units": {"quniform": [8, 24, 8]}, "epochs": {"quniform": [1, 2, 1]}}},
+                    evaluate={"configurations": []}, seeding={"policies": ["none", "harness"], "runs": 2,
+                                                              "fixed": {"units": 8, "epochs": 1}},
+                    replace={"training": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32}})
+    root = tmp_path / "store"
+    r = cli("run", str(job), "--store", str(root), "--executor", "debug", "--no-progress", timeout=600)
+    assert r.returncode == 0, r.stderr
+    spec = load_job(str(job))
+    runs = [st.ok for st in Store(root, spec).states().values() if st.ok and st.ok["kind"] == "article"]
+    by = {p: [x["result"] for x in runs if x["result"]["policy"] == p] for p in ("none", "harness")}
+    assert len(by["none"]) == len(by["harness"]) == 2
+    assert by["harness"][0]["trials"] == by["harness"][1]["trials"]
+    assert by["harness"][0]["fixed_score"] == by["harness"][1]["fixed_score"]
+    assert len({x["drawn"]["rstate_entropy"] for x in by["none"]}) == 2  # fresh entropy in each process
+    run = by["none"][0]
+    proposals: list[dict] = []
+    fmin(lambda p: proposals.append({k: int(v) for k, v in p.items()}) or 0.0, hyperopt_space(spec.search.space),
+         algo=hyperopt_algo(spec.search), max_evals=3, trials=Trials(),
+         rstate=np.random.default_rng(run["drawn"]["rstate_entropy"]), show_progressbar=False)
+    assert proposals == [t["config"] for t in run["trials"]]  # random start-up: proposals replay from the entropy
+    assert "## The article" in harness.report(str(job), root)
