@@ -31,18 +31,6 @@ class Command:
         raise NotImplementedError
 
 
-def _store(job_path: str, store_root: str) -> Any:
-    """The job's spec and its store, which must hold results."""
-    from harness.job import load_job
-    from harness.store import Store
-    spec = load_job(job_path)
-    store = Store(store_root, spec)
-    if not store.shards.is_dir():
-        raise UserError(f"no results for this job spec in {store.dir}; run `harness run {job_path}` first",
-                        file=spec.path)
-    return spec, store
-
-
 class Plan(Command):
     name, help = "plan", "validate a job file and print its matrix"
 
@@ -61,7 +49,8 @@ class Plan(Command):
         lv = ", ".join(f"{s} {len(v)}" for s, v in spec.levels.items())
         print(f"job {spec.name} ({spec.path}), spec {spec.digest()}")
         print(f"seed levels: {lv}; determinism: {', '.join(spec.determinism.modes)}; engine {spec.training.engine}")
-        print(f"units: {spec.eval_units()} evaluation, {spec.study_units()} study; trainings: {spec.trainings()}")
+        runs = f", {len(spec.seeding.policies) * spec.seeding.runs} seeding-policy runs" if spec.seeding else ""
+        print(f"units: {spec.eval_units()} evaluation, {spec.study_units()} study{runs}; trainings: {spec.trainings()}")
         return 0
 
 
@@ -168,9 +157,9 @@ class Report(Command):
 
     @staticmethod
     def run(job: str, store_root: str, out: str) -> int:
-        from harness.report.sections import write_report
-        spec, store = _store(job, store_root)
-        print(write_report(spec, store, Path(out)))
+        from harness.api import open_store
+        from harness.reporting.sections import write_report
+        print(write_report(*open_store(job, store_root), Path(out)))
         return 0
 
 
@@ -189,20 +178,16 @@ class Export(Command):
 
     @staticmethod
     def run(job: str, store_root: str, csv_path: str) -> int:
-        import csv
-
+        from harness.api import open_store
         from harness.files import atomic_open
-        from harness.store.records import columns, training_rows
+        from harness.store.export import write_csv
         target = Path(csv_path)
         if target.is_dir() or not target.parent.is_dir():
             raise UserError("expected a CSV file path in an existing directory", file=csv_path)
-        spec, store = _store(job, store_root)
-        rows = training_rows(store.ok_records())
+        spec, store = open_store(job, store_root)
         with atomic_open(target, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns(spec), extrasaction="ignore", lineterminator="\n")
-            w.writeheader()
-            w.writerows(rows)
-        print(f"{len(rows)} rows -> {csv_path}", file=sys.stderr)
+            n = write_csv(spec, store, f)
+        print(f"{n} rows -> {csv_path}", file=sys.stderr)
         return 0
 
 
@@ -222,9 +207,10 @@ class Verify(Command):
 
     @staticmethod
     def run(job: str, store_root: str, repair: bool) -> int:
+        from harness.api import open_store
         from harness.store.verify import repair as repair_store
         from harness.store.verify import verify
-        _, store = _store(job, store_root)
+        _, store = open_store(job, store_root)
         verdict = verify(store)
         for problem in verdict.problems:
             print(problem)

@@ -11,9 +11,10 @@ import traceback
 from datetime import datetime, timezone
 from typing import Any
 
+from harness.dispatch.fresh import run_fresh
 from harness.job.algorithms import algorithm as find_algorithm
 from harness.job.matrix import Unit, training_seeds
-from harness.job.seeds import FRESH
+from harness.job.seeds import FRESH, derive_seed
 from harness.job.spec import JobSpec
 from harness.search import Search, make_search
 from harness.search.base import library_version
@@ -63,7 +64,7 @@ class Worker:
         self._mode = mode
 
     def _run_one(self, unit: Unit, attempts: dict[str, int]) -> tuple[str, str, int]:
-        """One unit: an evaluation's training or a study's chain; its record, ok or failed."""
+        """One unit: an evaluation's training, a study's chain or a seeding-policy run; its record."""
         start = time.perf_counter()
         record = self._record(unit, attempts)
         trainings = 0
@@ -75,15 +76,26 @@ class Worker:
                 record["result"] = {"metrics": self.trainer.train(unit.config or {}, record["seeds"]).as_dict()}
                 record["train_s"] = round(time.perf_counter() - train_start, 4)
                 trainings = 1
-            else:
+            elif unit.kind == "study":
                 record["seeds"]["bo"] = unit.seeds(self.spec.root_seed)["bo"]
                 record["result"] = self._study(unit, record)
                 trainings = sum(len(t["runs"]) for t in record["result"]["trials"]) + len(record["result"]["reeval"])
+            else:
+                trainings = self._article(unit, record)
             record["status"] = "ok"
         except Exception as exc:  # recorded, retried by the executor, never fatal
             self._fail(record, exc)
             trainings = 0
         return self._write(record, time.perf_counter() - start, trainings)
+
+    def _article(self, unit: Unit, record: Record) -> int:
+        """One run of the article under a seeding policy, in a fresh process; its trainings."""
+        assert self.spec.seeding is not None
+        policy = self.spec.seeding.policies[unit.levels["policy"]]
+        record["seeds"]["bo"] = derive_seed(self.spec.root_seed, "bo", self.spec.levels["bo"][0])
+        log = self.writer.path.parent.parent / "logs" / f"{unit.id}.log"
+        record["result"] = run_fresh(self.spec, policy, record["seeds"]["bo"], log)
+        return self.spec.seeding.trainings(policy, self.spec.search.max_evals)
 
     def _record(self, unit: Unit, attempts: dict[str, int]) -> Record:
         """A unit's record before its result; `engine` is the engine that trains it."""

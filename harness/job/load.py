@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.job import algorithms as algs
-from harness.job.seeds import SEED_SOURCES
+from harness.job.seeds import REQUIRED_SOURCES, SEED_SOURCES
 from harness.job.spec import (
     DEFAULT_LEASE,
     DEFAULT_MAX_TRAININGS,
@@ -24,6 +24,7 @@ from harness.job.spec import (
     ENGINES,
     LOSSES,
     OPTIMIZERS,
+    POLICIES,
     SOURCES,
     TRAINING_FIELDS,
     DataSpec,
@@ -33,6 +34,7 @@ from harness.job.spec import (
     JobSpec,
     ModelSpec,
     SearchSpec,
+    SeedingSpec,
     TrainingSpec,
 )
 from harness.job.yamldoc import MAX_BYTES, Doc, Section, decode, finite
@@ -45,7 +47,7 @@ MAX_LEVELS = 1_000_000   # levels of one seed source (the matrix is bounded agai
 MAX_LOG_BOUND = 700      # exp(710) overflows a float
 MAX_PROCESSES = 1024     # workers and threads: a bound that no machine reaches and no typo passes
 TRAINING_TYPES: dict[str, type] = {"optimizer": str, "learning_rate": float, "batch_size": int, "epochs": int}
-TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "objective",
+TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "seeding", "objective",
             "determinism", "dispatch", "limits")
 
 
@@ -91,10 +93,28 @@ def load_job(job: str) -> JobSpec:
                                                                "batch_units", "unit_timeout", "lease"))),
                    max_trainings=top.section("limits", ("max_trainings",)).integer(
                        "max_trainings", DEFAULT_MAX_TRAININGS, low=1),
+                   seeding=_seeding(top, search, types),
                    raw=dict(doc.data))
     _check_size(spec, doc)
     _warn_random_search(spec)
     return spec
+
+
+def _seeding(top: Section, search: SearchSpec, types: Mapping[str, type]) -> SeedingSpec | None:
+    """The seeding-policy factor (the article's examples), if the job has one."""
+    if not top.has("seeding"):
+        return None
+    sec = top.section("seeding", ("policies", "runs", "fixed"), required=("policies", "fixed"))
+    policies = sec.raw("policies")
+    if (not isinstance(policies, list) or not policies or any(p not in POLICIES for p in policies)
+            or len(set(policies)) != len(policies)):
+        raise sec.err("policies", f"expected a list of distinct policies from {', '.join(POLICIES)}, got {policies!r}")
+    if search.algorithms or algs.algorithm(search.algorithm).library != "hyperopt":
+        raise sec.err("policies", "the seeding policies drive hyperopt's fmin, as the article does: search.algorithm "
+                                  "must be one hyperopt algorithm (tpe, rand or anneal)")
+    fixed = _configurations(Section(sec.doc, sec.keypath, {"configurations": [sec.raw("fixed")]},
+                                    ("configurations",)), search, types)[0]
+    return SeedingSpec(policies=tuple(policies), runs=sec.integer("runs", 6, low=2), fixed=fixed)
 
 
 def _read(path: Path) -> str:
@@ -351,7 +371,7 @@ def _seeds(sec: Section) -> tuple[int, dict[str, tuple[int, ...]]]:
     root = sec.integer("root", low=0)
     levels: dict[str, tuple[int, ...]] = {}
     for src in SEED_SOURCES:
-        required = src in ("init", "order", "bo", "repeat")
+        required = src in REQUIRED_SOURCES
         v = sec.raw(src, 1 if required else None)
         if v is None:
             continue

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.job.algorithms import arm_algorithms
-from harness.job.seeds import EVAL_SOURCES, MATRIX, OBJECTIVE_RUN, OPTIONAL_SOURCES, TRAINING_SOURCES, derive_seed
+from harness.job.seeds import (
+    EVAL_SOURCES,
+    FRESH_SOURCES,
+    MATRIX,
+    OBJECTIVE_RUN,
+    OPTIONAL_SOURCES,
+    TRAINING_SOURCES,
+    derive_seed,
+)
 from harness.job.spec import JobSpec, UnitKind, stable_hash
 
 
@@ -59,7 +67,8 @@ def plan(spec: JobSpec) -> list[Unit]:
                 uid = stable_hash({**base, "kind": "eval", "mode": mode, "config": config,
                                    "levels": levels})
                 units.append(Unit(uid, len(units), "eval", mode, levels, dict(config)))
-    return units + _study_units(spec, base, len(units))
+    units += _study_units(spec, base, len(units))
+    return units + _article_units(spec, len(units))
 
 
 def study_arms(spec: JobSpec) -> list[tuple[str, int]]:
@@ -83,13 +92,28 @@ def _study_units(spec: JobSpec, base: dict[str, Any], start: int) -> list[Unit]:
     return units
 
 
+def _article_units(spec: JobSpec, start: int) -> list[Unit]:
+    """One unit per seeding policy and run (each run trains in a fresh process)."""
+    if spec.seeding is None:
+        return []
+    c = spec.canonical()
+    base = {**result_fields(spec), "search": c["search"], "seeding": c["seeding"], "kind": "article"}
+    units = []
+    for p, policy in enumerate(spec.seeding.policies):
+        for r in range(spec.seeding.runs):
+            levels = {"policy": p, "run": r}
+            units.append(Unit(stable_hash({**base, "policy": policy, "levels": levels}), start + len(units),
+                              "article", spec.determinism.modes[0], levels))
+    return units
+
+
 def batches(units: list[Unit], size: int) -> list[list[Unit]]:
     """Group units so a batch shares one configuration and mode (a trainer can reuse one
-    built model); studies go alone."""
+    built model); studies and seeding-policy runs go alone."""
     groups: dict[str, list[Unit]] = {}
     out: list[list[Unit]] = []
     for u in units:
-        if u.kind == "study":
+        if u.kind != "eval":
             out.append([u])
         else:
             groups.setdefault(stable_hash([u.mode, u.config]), []).append(u)
@@ -109,8 +133,8 @@ def training_seeds(spec: JobSpec, levels: dict[str, int], purpose: int = MATRIX,
     out = {}
     for s in TRAINING_SOURCES:
         level = levels.get(s, spec.levels.get(s, (0,))[0])
-        p = purpose if s in ("init", "order") else MATRIX
-        if run and s in ("init", "order"):
+        p = purpose if s in FRESH_SOURCES else MATRIX
+        if run and s in FRESH_SOURCES:
             p = OBJECTIVE_RUN + run - 1
         out[s] = derive_seed(spec.root_seed, s, level, p)
     return out

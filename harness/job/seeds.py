@@ -15,6 +15,8 @@ SEED_SOURCES = ("init", "order", "bo", "repeat", "split", "noise")  # as the job
 EVAL_SOURCES = ("init", "order", "split", "noise", "repeat")        # crossed by evaluation units
 TRAINING_SOURCES = ("init", "order", "split", "noise")               # what one training is given
 OPTIONAL_SOURCES = ("split", "noise")                                # held at their first level unless crossed
+REQUIRED_SOURCES = ("init", "order", "bo", "repeat")                 # a job file may leave them out: 1 level
+FRESH_SOURCES = ("init", "order")                                    # re-drawn for re-evaluations and extra runs
 
 # purposes of a seed: the matrix itself, fresh seeds for re-evaluating chosen configurations,
 # and the extra runs averaged into one objective value (run j > 0 uses OBJECTIVE_RUN + j - 1)

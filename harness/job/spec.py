@@ -25,7 +25,8 @@ ENGINES = ("fit", "exact", "vectorized")  # see harness/training/engines/
 SOURCES = ("digits", "mnist")
 TRAINING_FIELDS = ("optimizer", "learning_rate", "batch_size", "epochs")
 DEFAULT_MAX_TRAININGS = 100_000
-UnitKind = Literal["eval", "study"]
+UnitKind = Literal["eval", "study", "article"]
+POLICIES = ("none", "global", "average3", "harness")  # the article's Examples 1-3, and every source seeded
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,20 @@ class DispatchSpec:
 
 
 @dataclass(frozen=True)
+class SeedingSpec:
+    """The seeding-policy factor: each policy's search run `runs` times, each run in a fresh process,
+    then the fixed configuration trained once under the same policy."""
+
+    policies: tuple[str, ...]
+    runs: int
+    fixed: dict[str, Any]
+
+    def trainings(self, policy: str, max_evals: int) -> int:
+        """Trainings of one run: the trials and the fixed configuration, each 3 times under average3."""
+        return (max_evals + 1) * (3 if policy == "average3" else 1)
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A validated job file. `levels` maps each seed source to its level indices."""
 
@@ -125,6 +140,7 @@ class JobSpec:
     dispatch: DispatchSpec
     max_trainings: int = DEFAULT_MAX_TRAININGS
     runs_levels: tuple[int, ...] = ()  # objective.runs as a factor: each averaging count (else objective_runs)
+    seeding: SeedingSpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def canonical(self) -> dict[str, Any]:
@@ -134,6 +150,8 @@ class JobSpec:
         d = dataclasses.asdict(self)
         for k in ("name", "path", "dispatch", "max_trainings", "raw"):
             d.pop(k)
+        if d["seeding"] is None:  # jobs without the policy factor keep the hash they had
+            d.pop("seeding")
         _drop_defaults(d)
         return d
 
@@ -146,6 +164,9 @@ class JobSpec:
         mean of `runs`, by default `objective_runs`) plus its re-evaluations for a study."""
         if kind == "eval":
             return 1
+        if kind == "article":  # the largest policy's run (a progress bar's unit size)
+            assert self.seeding is not None
+            return max(self.seeding.trainings(p, self.search.max_evals) for p in self.seeding.policies)
         s = self.search
         return s.max_evals * (runs or self.objective_runs) + s.reevaluate_init * s.reevaluate_order
 
@@ -164,11 +185,18 @@ class JobSpec:
         arms = max(len(self.search.algorithms), 1) * len(self.runs_factor())
         return arms * len(self.levels["bo"]) * self.search.chains_init * self.search.chains_order
 
+    def article_trainings(self) -> int:
+        """Trainings of every seeding-policy run."""
+        if self.seeding is None:
+            return 0
+        return self.seeding.runs * sum(self.seeding.trainings(p, self.search.max_evals) for p in self.seeding.policies)
+
     def trainings(self) -> int:
         """Trainings the whole job needs (without building the plan)."""
         per_runs = self.study_units() // len(self.runs_factor())
         return (self.eval_units() * self.unit_trainings("eval")
-                + sum(per_runs * self.unit_trainings("study", r) for r in self.runs_factor()))
+                + sum(per_runs * self.unit_trainings("study", r) for r in self.runs_factor())
+                + self.article_trainings())
 
 
 def _drop_defaults(canonical: dict[str, Any]) -> None:

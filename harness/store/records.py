@@ -21,7 +21,7 @@ from harness.job.seeds import SEED_SOURCES
 from harness.job.spec import JobSpec
 
 Status = Literal["ok", "failed"]
-Kind = Literal["eval", "study"]
+Kind = Literal["eval", "study", "article"]
 RowKind = Literal["eval", "trial", "reeval"]  # one row per training: a unit's, a chain trial's, a re-evaluation's
 Record = dict[str, Any]
 Row = dict[str, Any]
@@ -84,8 +84,8 @@ def training_rows(ok_records: list[Record]) -> list[Row]:
         if rec["kind"] == "eval":  # wall_s: for the report, not an export column
             rows.append(_row("eval", rec, rec["config"], rec["levels"], rec["seeds"], rec["result"]["metrics"],
                              wall_s=rec.get("wall_s")))
-        else:
-            rows += _study_rows(rec)
+        elif rec["kind"] == "study":
+            rows += _study_rows(rec)  # seeding-policy runs ("article") are read from their records
     return rows
 
 

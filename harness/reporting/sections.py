@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,44 +19,35 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from harness.errors import UserError
 from harness.files import atomic_write, under
 from harness.job.matrix import plan
+from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
 from harness.job.spec import JobSpec
-from harness.report import optimisers, plots
+from harness.reporting import optimisers, plots
+from harness.reporting.article import article_section
+from harness.reporting.common import (
+    BOOTSTRAP,
+    CI,
+    SOURCES_TEXT,
+    Row,
+    all_blocks,
+    binomial_se,
+    config_label,
+    identical_modes,
+    trainings_needed,
+    tuned_fit,
+)
+from harness.reporting.common import blocks as _blocks
+from harness.reporting.common import columns as _columns
+from harness.reporting.common import factors as _factors
+from harness.reporting.common import pts as _pts
+from harness.reporting.common import safe_fit as _fit
+from harness.reporting.summary import summary
 from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import training_rows
 from harness.store.store import Store, UnitState
 
-Row = dict[str, Any]
-BOOTSTRAP = 1000
-CI = "gpq"  # interval method of every decomposition table (bench/RESULTS-coverage.md measures it)
-SEED_FACTORS = ("init", "order", "split", "noise", "bo", "search_init", "search_order")
-Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha 0.05, power 0.8
-SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split": "the data split",
-                "noise": "dropout/noise", "residual": "the residual",
-                "bo": "the optimiser's seed", "search_init": "the init seed during the search",
-                "search_order": "the order seed during the search", "configuration": "the configuration"}
-
-
-def _pts(x: float | None, digits: int = 2) -> str:
-    """An accuracy (fraction) in percentage points."""
-    return "" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
-
-
-def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
-    return ", ".join(f"{d.name}={config[d.name]}" for d in spec.search.space)
-
-
-def _factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
-    """The candidate factors with more than one level in these rows."""
-    return [f for f in candidates if len({r[f] for r in rows}) > 1]
-
-
-def _columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
-    cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
-    cols["accuracy"] = np.array([r["accuracy"] for r in rows], dtype=np.float64)
-    return cols
+SEED_FACTORS = (*TRAINING_SOURCES, "bo", "search_init", "search_order")
 
 
 def component_table(fit: Decomposition) -> str:
@@ -89,7 +80,7 @@ def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
         text += (" Repeats with every seed equal gave identical scores: with these determinism settings "
                  "the implementation adds no noise, so all of the spread is seed luck.")
     top = parts[0]
-    if top.name in ("init", "order", "split", "noise", "bo") and top.share > 0.4:
+    if top.name in (*TRAINING_SOURCES, "bo") and top.share > 0.4:
         text += (f" The largest source is {SOURCES_TEXT[top.name]}: averaging over more of its seeds narrows "
                  f"the spread most.")
     elif ":" in top.name and top.share > 0.4:
@@ -106,7 +97,7 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
     env = ok[0]["env"] if ok else {}
     lv = spec.levels
     matrix = (f"{len(spec.configurations)} configurations x "
-              + " x ".join(f"{len(lv[s])} {s}" for s in ("init", "order", "split", "noise", "repeat") if s in lv)
+              + " x ".join(f"{len(lv[s])} {s}" for s in EVAL_SOURCES if s in lv)
               + f" x {len(spec.determinism.modes)} determinism mode(s); "
               f"{len(lv['bo'])} bo x {spec.search.chains_init} init x {spec.search.chains_order} order chains "
               f"of {spec.search.max_evals} {spec.search.algorithm} trials "
@@ -134,15 +125,6 @@ def _test_sizes(rows: Sequence[Row]) -> str:
     return f"{' / '.join(map(str, sizes))} examples" if sizes else "unknown"
 
 
-def _blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
-    """Evaluation rows by (engine, determinism mode): never decomposed together."""
-    out: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for r in rows:
-        if r["kind"] == "eval":
-            out[(str(r["engine"]), str(r["mode"]))].append(r)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] != "on")))
-
-
 def decomposition_section(spec: JobSpec, rows: Sequence[Row],
                           fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
     blocks = _blocks(rows)
@@ -155,8 +137,10 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
            "cluster bootstrap covers 55-84% for the larger components). Std and variance in accuracy points.", ""]
     if len(blocks) > 1:
         out += [f"Each engine and determinism mode is decomposed separately ({len(blocks)} blocks).", ""]
+    out += [f"Op determinism off gave bit-identical scores to op determinism on (engine `{e}`): its tables are "
+            f"shown once, under 'on'.\n" for e in identical_modes(all_blocks(rows))]
     for (engine, mode), block in blocks.items():
-        factors = _factors(block, ("init", "order", "split", "noise"))
+        factors = _factors(block, TRAINING_SOURCES)
         if not factors:
             continue
         per = fits.setdefault((engine, mode), {})
@@ -182,15 +166,6 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
     return out
 
 
-def _fit(make: Callable[[], Decomposition]) -> Decomposition | str:
-    """A decomposition, or the reason it could not be made (e.g. an unbalanced table without
-    statsmodels): a report shows the reason instead of failing."""
-    try:
-        return make()
-    except UserError as exc:
-        return str(exc)
-
-
 def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None) -> list[str]:
     if isinstance(fit, str):
         return [f"> Not decomposed: {fit}", ""]
@@ -209,12 +184,8 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     if not studies:
         return []
     out = ["## The optimiser", ""]
-    reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
-              for r in rows if r["kind"] == "reeval"]
-    factors = _factors(reeval, ("bo", "search_init", "search_order"))
-    if factors and len(reeval) > 1:
-        fit = _fit(partial(decompose, _columns(reeval, factors), "accuracy", factors, ci=CI,
-                           seed=spec.root_seed % 2**31))
+    fit = tuned_fit(spec, rows)
+    if fit is not None:
         out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
                 "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
                 "ran under (`search_init`, `search_order`). The residual is the re-training's own seed spread "
@@ -250,7 +221,8 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
 
 
 def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
-    blocks = _blocks(rows)
+    blocks = all_blocks(rows)
+    same = identical_modes(blocks)
     modes = {mode for _, mode in blocks}
     if modes != {"on", "off"}:
         return []
@@ -261,6 +233,8 @@ def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[st
                  if (engine, m) in blocks}
         res = {m: statistics.fmean(f["residual"].variance for k, f in fits.get((engine, m), {}).items()
                                    if k != "pooled") for m in walls if fits.get((engine, m))}
+        if engine in same and "on" in res:  # shown once: the off block's scores are the on block's
+            res["off"] = res["on"]
         table.append((engine, f"{1e4 * res.get('on', float('nan')):.4f}", f"{1e4 * res.get('off', float('nan')):.4f}",
                       f"{walls.get('on', float('nan')):.3f}", f"{walls.get('off', float('nan')):.3f}",
                       f"{walls['on'] / walls['off']:.2f}x" if len(walls) == 2 else ""))
@@ -298,7 +272,7 @@ def decisions_section(spec: JobSpec, rows: Sequence[Row],
            f"Seeded trainings needed per configuration to detect a true accuracy difference between two "
            f"configurations (two-sided alpha 0.05, power 0.8), from the mean within-configuration variance "
            f"({_pts(math.sqrt(var))} points std; engine `{engine}`, op determinism {mode}):", ""]
-    need = [(f"{d:g}", math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * var / (d / 100) ** 2)) for d in (0.25, 0.5, 1, 2)]
+    need = [(f"{d:g}", trainings_needed(var, d / 100)) for d in (0.25, 0.5, 1, 2)]
     out += [tabulate(need, headers=("difference (pts)", "trainings each"), tablefmt="github"), ""]
     means = {cfg: statistics.fmean(r["accuracy"] for r in block if r["configuration"] == cfg) for cfg in per}
     ranked = sorted(means, key=lambda c: -means[c])
@@ -313,15 +287,15 @@ def decisions_section(spec: JobSpec, rows: Sequence[Row],
     n = min(int(r["test_size"]) for r in block)
     p = statistics.fmean(means.values())
     out += [f"**Binomial floor.** With {n} test examples at accuracy {_pts(p)}%, the test split alone "
-            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(math.sqrt(p * (1 - p) / n))} points: "
+            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(binomial_se(p, n))} points: "
             f"differences below it are not resolved by this test set, however many seeds.", ""]
     return out
 
 
 def configuration_table(rows: Sequence[Row]) -> list[str]:
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for r in rows:
-        if r["kind"] == "eval":
+    for block in _blocks(rows).values():
+        for r in block:
             groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r["accuracy"])
     if not groups:
         return []
@@ -338,7 +312,7 @@ def report_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[Row]:
     rows = []
     for r in training_rows([st.ok for st in states.values() if st.ok is not None]):
         r = {**r, "configuration": config_label(spec, r)}
-        for s in ("init", "order", "split", "noise", "repeat", "bo"):
+        for s in (*EVAL_SOURCES, "bo"):
             r[s] = r.get(f"{s}_level")
         if r["kind"] == "reeval":
             r["chain_init"], r["chain_order"] = chains[r["unit"]]["init"], chains[r["unit"]]["order"]
@@ -346,9 +320,9 @@ def report_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[Row]:
     return rows
 
 
-def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
-    """The report's markdown, built from the store alone (no training); its plots are written into
-    `out_dir`, which the markdown links to."""
+def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
+    """The report's markdown, built from the store alone (no training), the answer first; its plots
+    are written into `out_dir`, which the markdown links to (None: no plots)."""
     states = store.states()
     rows = report_rows(spec, states)
     fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
@@ -358,10 +332,17 @@ def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
     body += determinism_section(rows, fits)
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
-    figures = ["## Plots", ""] + [f"![{title}]({path.name})" for title, path in images] + [""] if images else []
-    return "\n".join(header(spec, store, states, rows) + body + figures)
+    articles = [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"]
+    body += article_section(spec, articles)
+    answer = summary(spec, rows, _studies(states), fits, articles, optimisers.answer(spec, states))
+    figures: list[str] = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
+        figures = ["## Plots", ""] + [line for title, caption, path in images
+                                       for line in (f"![{title}]({path.name})", "", f"*{caption}*", "")]
+    head = header(spec, store, states, rows)
+    return "\n".join(head[:2] + answer + head[2:] + body + (figures if len(figures) > 2 else []))
 
 
 def write_report(spec: JobSpec, store: Store, out_dir: Path) -> Path:

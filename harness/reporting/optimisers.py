@@ -203,10 +203,11 @@ def plot(name: str, studies: dict[Arm, list[dict[str, Any]]], show_runs: bool, o
     values = [[100 * statistics.fmean(x["metrics"]["accuracy"] for x in r["result"]["reeval"]) for r in recs]
               for recs in studies.values()]
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.boxplot(values, vert=True, showmeans=True)
+    ax.boxplot(values, showmeans=True)
     for i, vals in enumerate(values, 1):
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, s=12, alpha=0.7, color="k")
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=15)
+    ax.set_xlabel("optimiser")
     ax.set_ylabel("chosen configuration, fresh-seed mean (%)")
     ax.set_title("Tuned model per chain, by optimiser")
     fig.tight_layout()
@@ -216,8 +217,9 @@ def plot(name: str, studies: dict[Arm, list[dict[str, Any]]], show_runs: bool, o
     return path
 
 
-def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path) -> list[str]:
-    """The side-by-side section (and its plot) when the optimiser or the averaging count is a factor."""
+def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path | None) -> list[str]:
+    """The side-by-side section (and its plot, unless `out_dir` is None) when the optimiser or the
+    averaging count is a factor."""
     studies = arm_studies(spec, states)
     if len(studies) < 2:
         return []
@@ -235,6 +237,28 @@ def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path) -> list[
            *comparison_table(arms, show_runs), _verdict(arms, show_runs), ""]
     if show_runs:
         out += averaging_table(arms)
+    if out_dir is None:
+        return out
     out_dir.mkdir(parents=True, exist_ok=True)
     path = plot(spec.name, studies, show_runs, out_dir)
-    return out + [f"![Tuned model per chain, by optimiser]({path.name})", ""]
+    return out + [f"![Tuned model per chain, by optimiser]({path.name})", "",
+                  "*Each chain's chosen configuration, its mean held-out accuracy (%) on fresh seeds, per "
+                  "optimiser: the tighter the box, the more repeatable the tuned model.*", ""]
+
+
+def answer(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
+    """The report's one line on which optimiser (and averaging count) gave the most repeatable tuned
+    model, with the intervals that say whether this many chains separate them."""
+    studies = arm_studies(spec, states)
+    if len(studies) < 2 or any(not recs for recs in studies.values()):
+        return []
+    show_runs = len({r for _, r in studies}) > 1
+    arms = {arm: summarise(recs, spec.root_seed % 2**31) for arm, recs in studies.items()}
+    ranked = sorted(arms, key=lambda a: arms[a].between)
+    b, w = arms[ranked[0]], arms[ranked[-1]]
+    apart = "the intervals do not overlap" if b.between_ci[1] < w.between_ci[0] else (
+        "the intervals overlap: this many chains does not separate them")
+    return [f"- The most repeatable tuned model came from {_label(ranked[0], show_runs)} (chains' fresh-seed means "
+            f"spread by {_pts(b.between)} points, 95% CI {_ci(b.between_ci)}), the least from "
+            f"{_label(ranked[-1], show_runs)} ({_pts(w.between)}, {_ci(w.between_ci)}); {apart} "
+            f"([table](#optimisers-side-by-side))."]

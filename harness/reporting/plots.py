@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.job.seeds import EVAL_SOURCES
 from harness.stats.results import Decomposition
 
 COLOURS = {"init": "#4c72b0", "order": "#dd8452", "init:order": "#8172b3", "residual": "#937860",
@@ -46,6 +47,7 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
     ax.set_yticks(range(len(bars)), [label for label, _ in bars])
     ax.invert_yaxis()
     ax.set_xlabel("share of the variance of held-out accuracy (%)")
+    ax.set_ylabel("configuration")
     ax.set_xlim(0, 100)
     ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -1.1 / (0.5 * len(bars) + 1.6)),
               frameon=False)
@@ -57,7 +59,7 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
     evals = [r for r in rows if r["kind"] == "eval"]
     reeval = [r for r in rows if r["kind"] == "reeval"]
     panels: dict[str, list[float]] = {}
-    for source in ("init", "order", "split", "noise", "repeat"):
+    for source in EVAL_SOURCES:
         groups: dict[tuple[str, Any], list[float]] = defaultdict(list)
         for r in evals:
             if r.get(source) is not None:
@@ -76,11 +78,12 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.boxplot(list(panels.values()), vert=True, showmeans=True)
+    ax.boxplot(list(panels.values()), showmeans=True)
     for i, vals in enumerate(panels.values(), 1):
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, s=10, alpha=0.6, color="k")
     ax.set_xticks(range(1, len(panels) + 1), list(panels))
     ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("seed source")
     ax.set_ylabel("level mean - configuration mean (pts)")
     ax.set_title("How far one seed level moves the score, per source")
     return _save(fig, out / f"{name}_sources.png")
@@ -105,10 +108,43 @@ def chains(name: str, studies: Sequence[dict[str, Any]], out: Path) -> Path | No
     return _save(fig, out / f"{name}_chains.png")
 
 
+def expect(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+    """What to expect from one run: the tuned model's fresh-seed scores (per optimiser and averaging
+    count, where a job has several) beside one training of the best fixed configuration."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    evals = [r for r in rows if r["kind"] == "eval" and r["mode"] == "on"]
+    if evals:
+        best = max({r["configuration"] for r in evals},
+                   key=lambda c: np.mean([r["accuracy"] for r in evals if r["configuration"] == c]))
+        groups[f"one training of\n{best}"] = [100 * r["accuracy"] for r in evals if r["configuration"] == best]
+    for r in rows:
+        if r["kind"] == "reeval":
+            label = " ".join(str(r[k]) for k in ("algorithm", "objective_runs") if r.get(k) is not None)
+            groups[f"tuned model{(' ' + label) if label else ''}:\none fresh-seed training"].append(100 * r["accuracy"])
+    if len(groups) < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 1.1 * len(groups) + 1.4))
+    ax.violinplot(list(groups.values()), orientation="horizontal", showmedians=True)
+    for i, vals in enumerate(groups.values(), 1):
+        ax.scatter(vals, np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), s=8, alpha=0.5, color="k")
+    ax.set_yticks(range(1, len(groups) + 1), list(groups), fontsize=8)
+    ax.set_xlabel("held-out accuracy (%)")
+    ax.set_title("What to expect from one run")
+    return _save(fig, out / f"{name}_expect.png")
+
+
 def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],
-         studies: Sequence[dict[str, Any]], out: Path) -> list[tuple[str, Path]]:
-    """Every figure that has data; (title, path) pairs for the markdown."""
-    figures = [("Variance shares per configuration", shares(name, fits, out)),
-               ("Score spread per seed source", distributions(name, rows, out)),
-               ("Optimiser chains, best so far", chains(name, studies, out))]
-    return [(t, p) for t, p in figures if p is not None]
+         studies: Sequence[dict[str, Any]], out: Path) -> list[tuple[str, str, Path]]:
+    """Every figure that has data; (title, one-line caption, path) for the markdown."""
+    figures = [
+        ("What to expect from one run", "Held-out accuracy (%) of the tuned model re-trained on fresh seeds, beside "
+         "single trainings of the best fixed configuration: the spread a user sees from one run.",
+         expect(name, rows, out)),
+        ("Variance shares per configuration", "Share (%) of the variance of one training's held-out accuracy that "
+         "each seed source explains, per configuration.", shares(name, fits, out)),
+        ("Score spread per seed source", "How far each level of a seed source moves the mean held-out accuracy "
+         "(points, relative to its configuration's mean).", distributions(name, rows, out)),
+        ("Optimiser chains, best so far", "Best held-out accuracy (%) each chain had seen after each trial.",
+         chains(name, studies, out))]
+    return [(t, c, p) for t, c, p in figures if p is not None]

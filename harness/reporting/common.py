@@ -1,0 +1,115 @@
+"""What the report's sections and its summary share: units, plain-language names of the sources,
+the blocks evaluation rows are decomposed in, and the arithmetic of decisions."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from harness.errors import UserError
+from harness.job.spec import JobSpec
+from harness.stats import Decomposition, decompose
+
+Row = dict[str, Any]
+BOOTSTRAP = 1000  # replicates of the paired-win bootstrap in the decisions section
+CI = "gpq"  # interval method of every decomposition table (bench/RESULTS-coverage.md measures it)
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha 0.05, power 0.8
+SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split": "the data split",
+                "noise": "dropout/noise", "residual": "the residual",
+                "bo": "the optimiser's seed", "search_init": "the init seed during the search",
+                "search_order": "the order seed during the search", "configuration": "the configuration"}
+
+
+def pts(x: float | None, digits: int = 2) -> str:
+    """An accuracy (fraction) in percentage points."""
+    return "" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
+
+
+def source_text(name: str, residual: str = "implementation noise (repeats with every seed equal)") -> str:
+    """A variance source in plain words (interactions as 'a x b')."""
+    if name == "residual":
+        return residual
+    return " x ".join(SOURCES_TEXT.get(p, p) for p in name.split(":"))
+
+
+def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
+    return ", ".join(f"{d.name}={config[d.name]}" for d in spec.search.space)
+
+
+def factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
+    """The candidate factors with more than one level in these rows."""
+    return [f for f in candidates if len({r[f] for r in rows}) > 1]
+
+
+def columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
+    cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
+    cols["accuracy"] = np.array([r["accuracy"] for r in rows], dtype=np.float64)
+    return cols
+
+
+def blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+    """Evaluation rows by (engine, determinism mode): never decomposed together. An op-determinism
+    'off' block whose scores are bit-identical to its engine's 'on' block is left out (shown once;
+    `identical_modes` names them)."""
+    out = all_blocks(rows)
+    same = identical_modes(out)
+    return dict(sorted(((k, v) for k, v in out.items() if not (k[1] == "off" and k[0] in same)),
+                       key=lambda kv: (kv[0][0], kv[0][1] != "on")))
+
+
+def _scores(block: Sequence[Row]) -> list[tuple[str, str, float]]:
+    return sorted((r["configuration"], str(sorted((k, v) for k, v in r.items() if k.endswith("_level"))),
+                   r["accuracy"]) for r in block)
+
+
+def identical_modes(by_block: dict[tuple[str, str], list[Row]]) -> list[str]:
+    """Engines whose op-determinism 'off' rows gave exactly the scores of their 'on' rows."""
+    return sorted(e for e, m in by_block if m == "off" and (e, "on") in by_block
+                  and _scores(by_block[(e, "on")]) == _scores(by_block[(e, "off")]))
+
+
+def all_blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+    """Every (engine, mode) block, identical ones included (for timings)."""
+    out: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "eval":
+            out[(str(r["engine"]), str(r["mode"]))].append(r)
+    return dict(out)
+
+
+def trainings_needed(variance: float, difference: float) -> int:
+    """Seeded trainings per configuration to detect a true accuracy `difference` (a fraction)
+    between two configurations with this within-configuration variance (alpha 0.05, power 0.8)."""
+    return math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * variance / difference ** 2)
+
+
+def binomial_se(p: float, n: int) -> float:
+    """The test split's own standard error of an accuracy p on n examples."""
+    p = min(max(p, 0.0), 1.0)
+    return math.sqrt(p * (1 - p) / n)
+
+
+def safe_fit(make: Callable[[], Decomposition]) -> Decomposition | str:
+    """A decomposition, or the reason it could not be made (e.g. an unbalanced table without
+    statsmodels): a report shows the reason instead of failing."""
+    try:
+        return make()
+    except UserError as exc:
+        return str(exc)
+
+
+def tuned_fit(spec: JobSpec, rows: Sequence[Row]) -> Decomposition | str | None:
+    """The chosen configurations' fresh-seed scores decomposed over the chain cells (bo x search init
+    x search order; the fresh seeds are the replication); None without chains."""
+    reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
+              for r in rows if r["kind"] == "reeval"]
+    names = factors(reeval, ("bo", "search_init", "search_order"))
+    if not names or len(reeval) < 2:
+        return None
+    return safe_fit(partial(decompose, columns(reeval, names), "accuracy", names, ci=CI,
+                        seed=spec.root_seed % 2**31))

@@ -1,0 +1,221 @@
+"""The answer at the top of a report: how much the score moves, where it comes from, what to do,
+and the warnings the data supports. Every sentence is computed from the same numbers as a table
+further down, links to it, and is only said when those numbers say it."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from harness.job.algorithms import algorithm, arm_algorithms, effective_options
+from harness.job.spec import JobSpec
+from harness.reporting.article import article_answer
+from harness.reporting.common import (
+    Row,
+    all_blocks,
+    binomial_se,
+    blocks,
+    config_label,
+    identical_modes,
+    pts,
+    source_text,
+    trainings_needed,
+    tuned_fit,
+)
+from harness.stats import Component, Decomposition
+
+Fits = dict[tuple[str, str], dict[str, Decomposition]]
+SPREAD, OPTIMISER, DETERMINISM, DECISIONS = ("#where-the-spread-comes-from", "#the-optimiser", "#determinism",
+                                             "#decisions")
+SMALL_SHARE = 0.10  # below this share of the tuned model's variance, a source "matters little"
+
+
+def _link(text: str, anchor: str) -> str:
+    return f"{text} ([table]({anchor}))"
+
+
+def _share(c: Component, fit: Decomposition) -> str:
+    """A source's share with its interval; the residual named for what it is in this design."""
+    ci = f" [{100 * c.share_ci[0]:.0f}-{100 * c.share_ci[1]:.0f}%]" if c.share_ci else ""
+    name = source_text(c.name) if fit.per_cell > 1 else source_text(
+        c.name, "the seeds' highest interaction (one training per seed cell)")
+    return f"{name} {100 * c.share:.0f}%{ci}"
+
+
+def _main(rows: Sequence[Row], fits: Fits) -> tuple[tuple[str, str], list[Row], dict[str, Decomposition]]:
+    """The first evaluation block (engine, op determinism on first): its key, rows and
+    per-configuration fits."""
+    for key, block in blocks(rows).items():
+        per = {k: f for k, f in fits.get(key, {}).items() if k != "pooled"}
+        if per:
+            return key, block, per
+    return ("", ""), [], {}
+
+
+def fixed_spread(rows: Sequence[Row], fits: Fits) -> list[str]:
+    """How much one training's score moves for a fixed configuration, and from which sources."""
+    key, block, per = _main(rows, fits)
+    if not per:
+        return []
+    stds = {cfg: math.sqrt(f.total) for cfg, f in per.items()}
+    worst = max(stds, key=stds.__getitem__)
+    accs = [r["accuracy"] for r in block]
+    moves = (f"{pts(stds[worst])} points" if len(stds) == 1 else
+             f"{pts(min(stds.values()))} to {pts(max(stds.values()))} points over the {len(stds)} configurations "
+             f"(most for {worst})")
+    out = [_link(f"- **For a fixed configuration, one seeded training's held-out accuracy has a std of {moves}**; "
+                 f"single trainings scored {pts(min(accs))}% to {pts(max(accs))}%.", SPREAD)]
+    fit = per[worst]
+    seeds = sorted(fit.components, key=lambda c: -c.share)
+    ranked = "; ".join(_share(c, fit) for c in seeds if c.share >= 0.05) or "nothing measurable"
+    out.append(_link(f"- **Where it comes from** (the noisiest configuration, {worst}; share of the variance, "
+                     f"95% CI): {ranked}.{_others(per, worst)}", SPREAD))
+    return out
+
+
+def _others(per: dict[str, Decomposition], worst: str) -> str:
+    """The largest source in each of the other configurations, counted."""
+    tops = Counter(source_text(max(f.components, key=lambda c: c.share).name) for cfg, f in per.items()
+                   if cfg != worst)
+    if not tops:
+        return ""
+    return " In the other configurations the largest source is " + ", ".join(
+        f"{name} ({n} of {len(per) - 1})" for name, n in tops.most_common()) + "."
+
+
+def _chain_means(rows: Sequence[Row]) -> dict[str, float]:
+    by_unit: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "reeval":
+            by_unit[r["unit"]].append(r["accuracy"])
+    return {u: statistics.fmean(v) for u, v in by_unit.items()}
+
+
+def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]]) -> list[str]:
+    """How much the tuned model's score moves between searches, and what moves it."""
+    means = _chain_means(rows)
+    if len(means) < 2:
+        return []
+    out = [_link(f"- **The tuned model's score moves by a std of {pts(statistics.stdev(means.values()))} points "
+                 f"between searches**: {len(means)} chains, each chosen configuration re-trained on "
+                 f"{spec.search.reevaluate_init} x {spec.search.reevaluate_order} fresh seeds, averaged "
+                 f"{pts(min(means.values()))}% to {pts(max(means.values()))}%.", OPTIMISER)]
+    fit = tuned_fit(spec, rows)
+    if isinstance(fit, Decomposition):
+        parts = sorted(fit.components, key=lambda c: -c.share)[:3]
+        ranked = "; ".join(f"{source_text(c.name, 're-training on fresh seeds')} {100 * c.share:.0f}%"
+                           + (f" [{100 * c.share_ci[0]:.0f}-{100 * c.share_ci[1]:.0f}%]" if c.share_ci else "")
+                           for c in parts if c.share >= 0.05)
+        out.append(_link(f"- **What moves the tuned model**: {ranked}.", OPTIMISER))
+    return out
+
+
+def what_to_do(spec: JobSpec, rows: Sequence[Row], fits: Fits, arms: Sequence[str] = ()) -> list[str]:
+    out = _averaging(rows, fits) + _determinism(rows, fits) + _optimiser_seed(spec, rows) + list(arms)
+    return (["- **What to do:**"] + [f"  {line}" for line in out]) if out else []
+
+
+def _averaging(rows: Sequence[Row], fits: Fits) -> list[str]:
+    _, block, per = _main(rows, fits)
+    if not per:
+        return []
+    var = statistics.fmean(f.total for f in per.values())
+    n1, n05 = trainings_needed(var, 0.01), trainings_needed(var, 0.005)
+    p = statistics.fmean(r["accuracy"] for r in block)
+    n_test = min(int(r["test_size"]) for r in block)
+    return [_link(f"- Compare configurations on the mean of {n1} seeded trainings each to tell a 1-point "
+                  f"difference ({n05} for 0.5 points); one training each cannot.", DECISIONS),
+            _link(f"- The test split ({n_test} examples) has a binomial floor of {pts(binomial_se(p, n_test))} "
+                  f"points: no number of seeds resolves differences below it.", DECISIONS)]
+
+
+def _determinism(rows: Sequence[Row], fits: Fits) -> list[str]:
+    everything = all_blocks(rows)
+    out = []
+    for engine in sorted({e for e, _ in everything}):
+        modes = {m for e, m in everything if e == engine}
+        res = [f["residual"].variance for f in fits.get((engine, "on"), {}).values() if "residual" in f.names]
+        walls = {m: statistics.median(r["wall_s"] for r in everything[(engine, m)]) for m in modes}
+        cost = f" (time {walls['on'] / walls['off']:.2f}x)" if len(walls) == 2 and walls["off"] else ""
+        if engine in identical_modes(everything):
+            out.append(_link(f"- Op determinism removes no noise here (engine `{engine}`): with it off the scores "
+                             f"were bit-identical{cost}.", DETERMINISM))
+        elif modes == {"on", "off"}:
+            off = [f["residual"].variance for f in fits.get((engine, "off"), {}).values() if "residual" in f.names]
+            if off and res:
+                out.append(_link(f"- Op determinism changes the implementation noise from "
+                                 f"{pts(math.sqrt(statistics.fmean(off)))} to {pts(math.sqrt(statistics.fmean(res)))}"
+                                 f" points (std of repeats){cost}.", DETERMINISM))
+        elif res and max(res) == 0:
+            out.append(_link(f"- Repeats with every seed equal gave identical scores (engine `{engine}`, op "
+                             f"determinism {sorted(modes)[0]}): all of the spread is seed luck.", SPREAD))
+    return out
+
+
+def _optimiser_seed(spec: JobSpec, rows: Sequence[Row]) -> list[str]:
+    fit = tuned_fit(spec, rows)
+    if not isinstance(fit, Decomposition) or "bo" not in fit.names:
+        return []
+    bo = fit["bo"].share
+    seeds = sum(fit[n].share for n in ("search_init", "search_order") if n in fit.names)
+    if bo < SMALL_SHARE:
+        text = (f"- The optimiser's own seed matters little ({100 * bo:.0f}% of the tuned model's variance); the "
+                f"seeds the search trained under matter {'more' if seeds > bo else 'about as much'} "
+                f"({100 * seeds:.0f}%).")
+    else:
+        text = (f"- The optimiser's seed matters: {100 * bo:.0f}% of the tuned model's variance; run several "
+                f"searches with different seeds before trusting a configuration.")
+    return [_link(text, OPTIMISER)]
+
+
+def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits) -> list[str]:
+    """Only what the data (or the job's own settings) shows."""
+    s, out = spec.search, []
+    for name in arm_algorithms(s) if studies else ():
+        alg = algorithm(name)
+        startup = effective_options(s, name).get(alg.startup or "", 0)
+        if alg.startup and s.max_evals <= startup:
+            out.append(f"- Every {name} search was random search in disguise: max_evals {s.max_evals} does not "
+                       f"exceed its {startup} random start-up trials.")
+    chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
+    if len(chosen) > 1:
+        top, n = chosen.most_common(1)[0]
+        out.append(_link(f"- The chains disagree: {len(studies)} searches chose {len(chosen)} configurations "
+                         f"(the most frequent, {top}, {n} times).", OPTIMISER))
+    out += _curse_and_floor(rows, studies, fits)
+    return (["- **Warnings:**"] + [f"  {line}" for line in out]) if out else []
+
+
+def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits) -> list[str]:
+    """Winner's curse and test-set floor, each against the gap between the two best configurations."""
+    _, block, per = _main(rows, fits)
+    means = sorted((statistics.fmean(r["accuracy"] for r in block if r["configuration"] == c) for c in per),
+                   reverse=True)
+    if len(means) < 2:
+        return []
+    gap, out = means[0] - means[1], []
+    means_by = _chain_means(rows)
+    curse = [r["result"]["best_score"] - means_by[r["unit"]] for r in studies if r["unit"] in means_by]
+    if curse and statistics.fmean(curse) > gap:
+        out.append(_link(f"- The winner's curse ({pts(statistics.fmean(curse))} points: best score seen minus "
+                         f"fresh-seed score) is larger than the gap between the two best configurations "
+                         f"({pts(gap)} points): a search's best score cannot rank them.", OPTIMISER))
+    n_test = min(int(r["test_size"]) for r in block)
+    floor = math.sqrt(2) * binomial_se(statistics.fmean(means), n_test)
+    if 1.96 * floor > gap:
+        out.append(_link(f"- The test split ({n_test} examples) is too small to resolve the two best "
+                         f"configurations: their gap, {pts(gap)} points, is below 1.96 x the binomial standard "
+                         f"error of a difference ({pts(1.96 * floor)} points).", DECISIONS))
+    return out
+
+
+def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
+            articles: Sequence[dict[str, Any]] = (), arms: Sequence[str] = ()) -> list[str]:
+    """The report's opening section (empty when nothing is recorded yet); `arms`: the optimisers'
+    line (reporting.optimisers.answer), when the optimiser or averaging count is a factor."""
+    body = (fixed_spread(rows, fits) + tuned_spread(spec, rows, studies) + article_answer(spec, articles)
+            + what_to_do(spec, rows, fits, arms) + warnings(spec, rows, studies, fits))
+    return ["## The answer", "", *body, ""] if body else []

@@ -1,0 +1,123 @@
+"""The article's three examples as they are written, and the harness's own seeding, as one run each.
+
+A run is what a reader of the article does once: a `max_evals`-trial hyperopt `fmin` over
+Dense(units, relu) x epochs, then the fixed configuration trained once, under one policy:
+- `none` (Example 1): no seeds; Keras's default initializers, `fit`'s own shuffling, `fmin`
+  without `rstate`;
+- `global` (Example 2): `tf.random.set_seed(42)` and `np.random.seed(42)` before each training;
+- `average3` (Example 3): each trial the mean of 3 trainings with tf/np seeds 0, 1, 2;
+- `harness`: every source seeded from its stream (hyperopt's rstate from bo, per-layer initializer
+  seeds, the harness's own batch order, op determinism), through engine `fit`.
+The article's inconsistency is across processes, so each run trains in a fresh process
+(`harness.dispatch.worker` starts it). What the unseeded policies draw is recorded: the harness seeds
+Python's `random` (where Keras's default initializers take their seeds) and hyperopt's `rstate`
+from fresh OS entropy, as a fresh process would, and records both numbers, so a surprising run can be
+replayed; TensorFlow's own unseeded shuffle under `none` is not recorded (TensorFlow draws it).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from harness.job.matrix import training_seeds
+from harness.job.spec import JobSpec
+from harness.training.data import Dataset, load
+from harness.training.engines.fit import FitEngine
+from harness.training.metrics import held_out_metrics
+from harness.training.models import BUILDERS, dense_initial_weights
+
+GLOBAL_SEED = 42            # Example 2's tf.random.set_seed(42), np.random.seed(42)
+AVERAGE_SEEDS = (0, 1, 2)   # Example 3's seeds, as written
+
+
+def _weights_hash(arrays: list[np.ndarray]) -> str:
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a, np.float32).tobytes() for a in arrays)).hexdigest()[:16]
+
+
+def _article_training(ds: Dataset, config: dict[str, Any]) -> tuple[float, str]:
+    """Example 1's objective: a fresh Keras model with default initializers, `fit` with Keras's own
+    shuffling (batch 32), `evaluate`; (test accuracy, hash of the initial weights)."""
+    import keras
+    model = keras.Sequential([keras.Input(shape=ds.x_train.shape[1:]), keras.layers.Flatten(),
+                              keras.layers.Dense(int(config["units"]), activation="relu"),
+                              keras.layers.Dense(ds.n_classes, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = _weights_hash(model.get_weights())
+    model.fit(ds.x_train, ds.y_train, epochs=int(config["epochs"]), verbose=0)
+    _, accuracy = model.evaluate(ds.x_test, ds.y_test, verbose=0)
+    return float(accuracy), start
+
+
+def _seeded(seed: int, ds: Dataset, config: dict[str, Any]) -> tuple[float, str]:
+    import tensorflow as tf
+    tf.random.set_seed(seed)
+    np.random.seed(seed)
+    return _article_training(ds, config)
+
+
+def _policy_objective(policy: str, spec: JobSpec, ds: Dataset) -> Callable[[dict[str, Any]], tuple[float, str]]:
+    """The policy's training of one configuration: (accuracy, hash of its (first) initial weights)."""
+    if policy == "none":
+        return functools.partial(_article_training, ds)
+    if policy == "global":
+        return functools.partial(_seeded, GLOBAL_SEED, ds)
+    if policy == "average3":
+        def average(config: dict[str, Any]) -> tuple[float, str]:
+            runs = [_seeded(s, ds, config) for s in AVERAGE_SEEDS]
+            return float(np.mean([a for a, _ in runs])), runs[0][1]
+        return average
+    engine = FitEngine(BUILDERS[spec.model.builder], spec.training.loss, "tensorflow")
+    seeds = training_seeds(spec, {"init": spec.levels["init"][0], "order": spec.levels["order"][0]})
+    training = {**spec.training.fixed}
+
+    def harness(config: dict[str, Any]) -> tuple[float, str]:
+        settings = {**training, **{k: v for k, v in config.items() if k in ("epochs", "batch_size")}}
+        args = {**BUILDERS[spec.model.builder].defaults, **spec.model.args, "units": int(config["units"])}
+        probs = engine.train(ds, settings, args, seeds)
+        start = dense_initial_weights(int(np.prod(ds.x_train.shape[1:])), ds.n_classes, seeds["init"], **args)
+        return held_out_metrics(probs, ds.y_test, ds.n_classes).accuracy, _weights_hash(start)
+    return harness
+
+
+def _draws(policy: str, spec: JobSpec, bo_seed: int) -> tuple[np.random.Generator, dict[str, int]]:
+    """hyperopt's rstate and what was drawn for it (and for Python's random) under this policy."""
+    if policy == "harness":
+        return np.random.default_rng(bo_seed), {"bo_seed": bo_seed}
+    drawn = {"rstate_entropy": secrets.randbits(63), "python_random_seed": secrets.randbits(63)}
+    random.seed(drawn["python_random_seed"])  # where Keras's unseeded initializers take their seeds
+    return np.random.default_rng(drawn["rstate_entropy"]), drawn
+
+
+def run_policy(spec: JobSpec, policy: str, bo_seed: int) -> dict[str, Any]:
+    """One run of the article under `policy`: the search's trials, its best, the fixed configuration."""
+    from hyperopt import STATUS_OK, Trials, fmin
+
+    from harness.search.hyperopt import hyperopt_algo, hyperopt_space
+    assert spec.seeding is not None
+    start = time.perf_counter()
+    ds = load(spec.data, training_seeds(spec, {})["split"], spec.path)
+    rstate, drawn = _draws(policy, spec, bo_seed)
+    train = _policy_objective(policy, spec, ds)
+    trials: list[dict[str, Any]] = []
+
+    def objective(point: dict[str, Any]) -> dict[str, Any]:
+        config = {k: int(round(v)) if float(v).is_integer() else v for k, v in point.items()}
+        accuracy, _ = train(config)
+        trials.append({"config": config, "score": accuracy})
+        return {"loss": -accuracy, "status": STATUS_OK}
+
+    fmin(objective, hyperopt_space(spec.search.space), algo=hyperopt_algo(spec.search),
+         max_evals=spec.search.max_evals, trials=Trials(), rstate=rstate, show_progressbar=False)
+    best = max(trials, key=lambda t: t["score"])  # first of equals, as fmin's argmin
+    fixed_score, fixed_init = train(spec.seeding.fixed)
+    return {"policy": policy, "trials": trials, "best": best["config"], "best_score": best["score"],
+            "fixed_score": fixed_score, "fixed_init_hash": fixed_init, "drawn": drawn,
+            "train_s": round(time.perf_counter() - start, 3)}
