@@ -32,3 +32,11 @@ def test_a_wheel_install_runs_harness_plan_from_another_directory(tmp_path: Path
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "job digits_dense" in r.stdout and "trainings: 1120" in r.stdout
+
+
+def test_pyproject_lists_every_package() -> None:
+    """A subpackage missing from pyproject's list would be left out of a regular install."""
+    import tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "harness").rglob("__init__.py")}
+    assert found <= listed, f"not in pyproject.toml's packages: {sorted(found - listed)}"
