@@ -87,12 +87,18 @@ class Worker:
         """A unit's record before its result; `engine` is the engine that trains it."""
         return new_record(self.spec, unit, attempts.get(unit.id, 1), self.trainer.engine.label, self.name)
 
+    def _note_seeding(self, record: Record) -> None:
+        """What the noise stream reached in the model (models the harness did not write)."""
+        if self.trainer.seeding is not None:
+            record["seeding"] = self.trainer.seeding
+
     @staticmethod
     def _fail(record: Record, exc: BaseException) -> None:
         failed(record, f"{type(exc).__name__}: {exc}",
                None if isinstance(exc, TrainingFailed) else "".join(traceback.format_exception(exc, limit=8)))
 
     def _write(self, record: Record, wall: float, trainings: int) -> tuple[str, str, int]:
+        self._note_seeding(record)
         record["wall_s"] = round(wall, 4)
         record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         record["env"] = self.env
@@ -132,24 +138,27 @@ class Worker:
         scored = [t for t in trials if t["score"] is not None]
         if not scored:
             raise TrainingFailed("every trial of the chain failed")
-        best = max(scored, key=lambda t: t["score"])  # first of equals, as hyperopt's argmin
+        pick = max if self.spec.objective_direction == "max" else min
+        best = pick(scored, key=lambda t: t["score"])  # first of equals, as hyperopt's argmin
         return {"trials": trials, "chosen": best["config"], "best_score": best["score"],
                 "reeval": self._reevaluate(unit, best["config"]), "library_seed": search.library_seed}
 
     def _trial(self, search: Any, unit: Unit) -> dict[str, Any]:
-        """One trial: the optimiser's proposal trained `objective_runs` times, the mean accuracy told."""
+        """One trial: the optimiser's proposal trained `objective_runs` times, the mean objective
+        (on validation where there is one) told."""
         config = search.ask()
         runs = []
         try:
             for j in range(self.spec.objective_runs):
                 seeds = training_seeds(self.spec, unit.levels, run=j)
                 m = self.trainer.train(config, seeds)
-                runs.append({"accuracy": m.accuracy, "loss": m.loss, "seeds": seeds})
+                runs.append({**{k: v for k, v in m.as_dict().items() if k != "per_class_accuracy"}, "seeds": seeds})
         except TrainingFailed as exc:
             search.tell(None)
             return {"config": config, "score": None, "runs": runs, "error": str(exc)}
-        score = sum(r["accuracy"] for r in runs) / len(runs)
-        search.tell(-score)
+        metric = self.spec.objective_metric
+        score = sum((r.get("validation") or r)[metric] for r in runs) / len(runs)
+        search.tell(-score if self.spec.objective_direction == "max" else score)
         return {"config": config, "score": score, "runs": runs}
 
     def _reevaluate(self, unit: Unit, config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ the YAML line. Only `yaml.safe_load`-level constructs are accepted.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,11 +18,15 @@ from harness.job.seeds import SEED_SOURCES
 from harness.job.spec import (
     ALGORITHMS,
     DEFAULT_MAX_TRAININGS,
+    DIRECTIONS,
     DISTRIBUTIONS,
     ENGINES,
+    KERAS_DATASETS,
     LOSSES,
+    METRICS,
     OPTIMIZERS,
     SOURCES,
+    TASKS,
     TRAINING_FIELDS,
     DataSpec,
     DeterminismSpec,
@@ -33,10 +38,13 @@ from harness.job.spec import (
     TrainingSpec,
     cast_value,
 )
+from harness.job.usermodel import free_configurations, optional_search, user_model
 from harness.job.yamldoc import Doc, Section
 from harness.resources import jobs_dir
+from harness.training.builders import is_ref
 from harness.training.models import BUILDERS
 
+SEARCH_KEYS = ("algorithm", "max_evals", "startup_trials", "space", "chains", "reevaluate")
 TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "objective",
             "determinism", "dispatch", "limits")
 
@@ -59,20 +67,31 @@ def load_job(job: str) -> JobSpec:
     """Read and validate a job file; raise UserError on the first mistake."""
     path = resolve_job_path(job)
     doc = Doc(str(path), _read(path))
-    top = Section(doc, (), doc.data, TOP_KEYS, required=("data", "model", "search", "seeds"))
-    data = _data(top.section("data", ("source", "path", "splits"), required=("source",)))
-    search = _search(top.section("search", ("algorithm", "max_evals", "startup_trials", "space",
-                                            "chains", "reevaluate"), required=("space",)))
-    space_names = {d.name for d in search.space}
-    builder, model_args = _model(top, search)
-    training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names)
+    top = Section(doc, (), doc.data, TOP_KEYS, required=("data", "model", "seeds"))
+    search_path = (str(path.resolve().parent), os.getcwd())
+    data = _data(top.section("data", ("source", "path", "name", "target", "task", "classes", "splits"),
+                             required=("source",)), search_path)
+    model, hp_space = user_model(top, search_path)
+    search = optional_search(top, _search, hp_space, SEARCH_KEYS)
+    evaluate = top.section("evaluate", ("configurations",))
+    if model is None:
+        builder, model_args = _model(top, search)
+        model = ModelSpec(builder=builder, args=model_args)
+    configurations = (_configurations(evaluate, search) if search is not None
+                      else free_configurations(evaluate, model.builder))
+    space_names = {d.name for d in search.space} if search else {k for c in configurations for k in c}
+    training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names,
+                         model.builder in BUILDERS)
     root, levels = _seeds(top.section("seeds", ("root",) + SEED_SOURCES, required=("root",)))
-    _check_chains(doc, search, levels)
+    if search is not None:
+        _check_chains(doc, search, levels)
+    objective = top.section("objective", ("runs", "metric", "direction"))
+    metric, direction = _objective(objective, data.task)
     spec = JobSpec(name=top.string("name", path.stem), path=str(path), data=data,
-                   model=ModelSpec(builder=builder, args=model_args), training=training,
-                   search=search, configurations=_configurations(top.section("evaluate", ("configurations",)), search),
-                   root_seed=root, levels=levels,
-                   objective_runs=top.section("objective", ("runs",)).integer("runs", 1, low=1),
+                   model=model, training=training, search=search,
+                   configurations=configurations,
+                   root_seed=root, levels=levels, objective_metric=metric, objective_direction=direction,
+                   objective_runs=objective.integer("runs", 1, low=1),
                    determinism=_determinism(top.section("determinism", ("ops", "intra_op_threads",
                                                                         "inter_op_threads"))),
                    dispatch=_dispatch(top.section("dispatch", ("workers_per_gpu", "cpu_workers", "max_retries",
@@ -120,26 +139,61 @@ def _dispatch(disp: Section) -> DispatchSpec:
 
 def _warn_random_search(spec: JobSpec) -> None:
     s = spec.search
-    if s.algorithm == "tpe" and s.max_evals <= s.startup_trials:
+    if s is not None and s.algorithm == "tpe" and s.max_evals <= s.startup_trials:
         warnings.warn(f"{spec.path}: search.max_evals = {s.max_evals} does not exceed the "
                       f"{s.startup_trials} random startup trials of TPE: every chain is a random "
                       f"search", stacklevel=3)
 
 
-def _data(sec: Section) -> DataSpec:
-    source = sec.choice("source", SOURCES)
-    splits = sec.section("splits", ("test", "max_train", "max_test"))
-    if source == "mnist" and splits.has("test"):
-        raise splits.err("test", "mnist has a fixed test split; use max_test to shorten it")
+def _data(sec: Section, search_path: tuple[str, ...]) -> DataSpec:
+    source = sec.string("source")
+    if source not in SOURCES and not is_ref(source):
+        raise sec.err("source", f"expected one of {', '.join(SOURCES)} or \"package.module:function\", "
+                                f"got {source!r}")
+    splits = sec.section("splits", ("test", "validation", "max_train", "max_test"))
+    if source in ("mnist", "keras") and splits.has("test"):
+        raise splits.err("test", f"{source} has a fixed test split; use max_test to shorten it")
+    task = sec.choice("task", TASKS, "classification")
+    if task == "regression" and sec.has("classes"):
+        raise sec.err("classes", "applies to classification only")
+    only = {"name": "keras", "target": "csv"}
+    for key, needs in only.items():
+        if sec.has(key) and source != needs:
+            raise sec.err(key, f"applies to data.source {needs} only")
+    if source in ("npz", "csv"):
+        sec.string("path")
+    fraction = dict(check=lambda v: 0 < v < 1, expect="a fraction between 0 and 1 (exclusive)")
     return DataSpec(
         source=source, path=sec.string("path", None, allow_none=True),
-        test_fraction=splits.number("test", 0.25, check=lambda v: 0 < v < 1,
-                                    expect="a fraction between 0 and 1 (exclusive)"),
+        test_fraction=splits.number("test", 0.25, **fraction),
         max_train=splits.integer("max_train", None, low=10, allow_none=True),
-        max_test=splits.integer("max_test", None, low=10, allow_none=True))
+        max_test=splits.integer("max_test", None, low=10, allow_none=True),
+        name=sec.choice("name", KERAS_DATASETS) if source == "keras" else None,
+        validation=splits.number("validation", **fraction) if splits.has("validation") else None,
+        target=sec.string("target") if source == "csv" else None, task=task,
+        classes=sec.integer("classes", None, low=2, allow_none=True),
+        search_path=search_path if is_ref(source) else ())
 
 
-def _model(top: Section, search: SearchSpec) -> tuple[str, dict[str, Any]]:
+def _objective(sec: Section, task: str) -> tuple[str, str]:
+    """objective.metric (default: accuracy, or mse for a regression) and its direction (default:
+    min for loss, mse and mae, else max). A metric only the model reports is checked in the
+    driver, against the built model."""
+    metric = sec.string("metric", "mse" if task == "regression" else "accuracy")
+    if task == "regression" and metric == "accuracy":
+        raise sec.err("metric", "accuracy needs a classification; a regression has loss, mse, mae "
+                                "or a metric the compiled model reports")
+    if task == "classification" and metric in ("mse", "mae"):
+        raise sec.err("metric", f"{metric} is computed for regressions (data.task: regression)")
+    default = "min" if metric in ("loss", "mse", "mae") else "max"
+    direction = sec.choice("direction", DIRECTIONS, default)
+    if metric in METRICS and direction != default:
+        raise sec.err("direction", f"{metric} is better when {'lower' if default == 'min' else 'higher'}: "
+                                   f"expected {default}")
+    return metric, direction
+
+
+def _model(top: Section, search: SearchSpec | None) -> tuple[str, dict[str, Any]]:
     """The builder and its fixed arguments; every search dimension must be a training field or
     an argument of the builder, and fixed in one place only."""
     sec = top.section("model", ("builder", "args"), required=("builder",))
@@ -156,7 +210,7 @@ def _model(top: Section, search: SearchSpec) -> tuple[str, dict[str, Any]]:
             args[key] = args_sec.number(key, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)")
         else:
             args[key] = args_sec.choice(key, info.choices[key]) if key in info.choices else args_sec.raw(key)
-    for d in search.space:
+    for d in search.space if search else ():
         if d.name not in TRAINING_FIELDS and d.name not in info.params:
             raise top.doc.error(("search", "space", d.name),
                                 f"not a training field ({', '.join(TRAINING_FIELDS)}) nor an argument of "
@@ -166,7 +220,9 @@ def _model(top: Section, search: SearchSpec) -> tuple[str, dict[str, Any]]:
     return builder, args
 
 
-def _training(sec: Section, searched: set[str]) -> TrainingSpec:
+def _training(sec: Section, searched: set[str], builtin: bool) -> TrainingSpec:
+    """Training values; a user's builder may compile its model itself, so optimizer and
+    learning_rate may be absent there (the driver's check asks for them if it does not)."""
     fixed: dict[str, Any] = {}
     for key in TRAINING_FIELDS:
         if not sec.has(key):
@@ -185,7 +241,8 @@ def _training(sec: Section, searched: set[str]) -> TrainingSpec:
         raise sec.err("xla", f"expected true or false, got {xla!r}")
     if xla and engine == "fit":
         raise sec.err("xla", "XLA applies to engines exact and vectorized, not fit")
-    missing = [f for f in TRAINING_FIELDS if f not in fixed and f not in searched]
+    needed = TRAINING_FIELDS if builtin else ("batch_size", "epochs")
+    missing = [f for f in needed if f not in fixed and f not in searched]
     if missing:
         raise sec.doc.error(sec.keypath, f"missing {', '.join(missing)}: fix it here or search it in search.space")
     return TrainingSpec(fixed=fixed, loss=sec.choice("loss", LOSSES, LOSSES[0]), engine=engine, xla=xla)

@@ -56,6 +56,8 @@ def plan(spec: JobSpec) -> list[Unit]:
                                    "levels": levels})
                 units.append(Unit(uid, len(units), "eval", mode, levels, dict(config)))
     s = spec.search
+    if s is None:
+        return units
     study = {"search": spec.canonical()["search"], "objective_runs": spec.objective_runs}
     mode = spec.determinism.modes[0]
     for bo, init, order in itertools.product(spec.levels["bo"], spec.levels["init"][:s.chains_init],

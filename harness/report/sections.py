@@ -43,7 +43,7 @@ def _pts(x: float | None, digits: int = 2) -> str:
 
 
 def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
-    return ", ".join(f"{d.name}={config[d.name]}" for d in spec.search.space)
+    return ", ".join(f"{name}={config.get(name)}" for name in spec.dimensions)
 
 
 def _factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
@@ -98,6 +98,16 @@ def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
 
 # ------------------------------------------------------------------ sections
 
+def _chains(spec: JobSpec) -> str:
+    """The search part of the matrix line."""
+    s = spec.search
+    if s is None:
+        return "no search"
+    return (f"{len(spec.levels['bo'])} bo x {s.chains_init} init x {s.chains_order} order chains "
+            f"of {s.max_evals} {s.algorithm} trials ({s.startup_trials} random startup), "
+            f"objective = mean of {spec.objective_runs} run(s)")
+
+
 def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequence[Row]) -> list[str]:
     units = plan(spec)
     ok = [st.ok for st in states.values() if st.ok is not None]
@@ -105,10 +115,7 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
     lv = spec.levels
     matrix = (f"{len(spec.configurations)} configurations x "
               + " x ".join(f"{len(lv[s])} {s}" for s in ("init", "order", "split", "noise", "repeat") if s in lv)
-              + f" x {len(spec.determinism.modes)} determinism mode(s); "
-              f"{len(lv['bo'])} bo x {spec.search.chains_init} init x {spec.search.chains_order} order chains "
-              f"of {spec.search.max_evals} {spec.search.algorithm} trials "
-              f"({spec.search.startup_trials} random startup), objective = mean of {spec.objective_runs} run(s)")
+              + f" x {len(spec.determinism.modes)} determinism mode(s); " + _chains(spec))
     done = sum(1 for u in units if u.id in states and states[u.id].ok)
     failed = sum(1 for u in units if u.id in states and states[u.id].ok is None)
     engines = sorted({str(r["engine"]) for r in rows}) or [spec.training.engine]
