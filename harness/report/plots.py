@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.report.units import POINTS, Units
 from harness.stats.results import Decomposition
 
 COLOURS = {"init": "#4c72b0", "order": "#dd8452", "init:order": "#8172b3", "residual": "#937860",
@@ -30,7 +31,8 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out: Path) -> Path | None:
+def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out: Path,
+           u: Units = POINTS) -> Path | None:
     bars = [(f"{cfg}" + (f" [{eng}, {mode}]" if len(fits) > 1 else ""), fit)
             for (eng, mode), per in fits.items() for cfg, fit in per.items() if cfg != "pooled"]
     if not bars:
@@ -45,14 +47,14 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
         left += vals
     ax.set_yticks(range(len(bars)), [label for label, _ in bars])
     ax.invert_yaxis()
-    ax.set_xlabel("share of the variance of held-out accuracy (%)")
+    ax.set_xlabel(f"share of the variance of held-out {u.metric} (%)")
     ax.set_xlim(0, 100)
     ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -1.1 / (0.5 * len(bars) + 1.6)),
               frameon=False)
     return _save(fig, out / f"{name}_shares.png")
 
 
-def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
     """Per source: how far each of its levels moves the mean score (deviation from the configuration's mean)."""
     evals = [r for r in rows if r["kind"] == "eval"]
     reeval = [r for r in rows if r["kind"] == "reeval"]
@@ -61,17 +63,17 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
         groups: dict[tuple[str, Any], list[float]] = defaultdict(list)
         for r in evals:
             if r.get(source) is not None:
-                groups[(r["configuration"], r[source])].append(r["accuracy"])
+                groups[(r["configuration"], r[source])].append(r[u.metric])
         if len({lv for _, lv in groups}) < 2:
             continue
-        cfg_mean = {c: np.mean([r["accuracy"] for r in evals if r["configuration"] == c]) for c, _ in groups}
-        panels[source] = [100 * (np.mean(v) - cfg_mean[c]) for (c, _), v in groups.items()]
+        cfg_mean = {c: np.mean([r[u.metric] for r in evals if r["configuration"] == c]) for c, _ in groups}
+        panels[source] = [u.scale * (np.mean(v) - cfg_mean[c]) for (c, _), v in groups.items()]
     if reeval:
         by_chain: dict[Any, list[float]] = defaultdict(list)
         for r in reeval:
-            by_chain[r["unit"]].append(r["accuracy"])
-        overall = np.mean([r["accuracy"] for r in reeval])
-        panels["bo chain (tuned model)"] = [100 * (np.mean(v) - overall) for v in by_chain.values()]
+            by_chain[r["unit"]].append(r[u.metric])
+        overall = np.mean([r[u.metric] for r in reeval])
+        panels["bo chain (tuned model)"] = [u.scale * (np.mean(v) - overall) for v in by_chain.values()]
     if not panels:
         return None
     plt = _plt()
@@ -81,24 +83,24 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, s=10, alpha=0.6, color="k")
     ax.set_xticks(range(1, len(panels) + 1), list(panels))
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_ylabel("level mean - configuration mean (pts)")
+    ax.set_ylabel(f"level mean - configuration mean ({u.short})")
     ax.set_title("How far one seed level moves the score, per source")
     return _save(fig, out / f"{name}_sources.png")
 
 
-def chains(name: str, studies: Sequence[dict[str, Any]], out: Path) -> Path | None:
+def chains(name: str, studies: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
     if not studies:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for rec in studies:
         scores = [t["score"] if t["score"] is not None else np.nan for t in rec["result"]["trials"]]
-        best = 100 * np.fmax.accumulate(np.array(scores, dtype=float))
+        best = u.scale * (np.fmax if u.higher_is_better else np.fmin).accumulate(np.array(scores, dtype=float))
         lv = rec["levels"]
         ax.plot(range(1, len(best) + 1), best, marker=".", lw=1,
                 label=f"bo {lv['bo']}, init {lv['init']}, order {lv['order']}")
     ax.set_xlabel("trial")
-    ax.set_ylabel("best held-out accuracy so far (%)")
+    ax.set_ylabel("best held-out accuracy so far (%)" if u.points else f"best {u.metric} so far")
     ax.set_title("Optimiser chains: best so far")
     if len(studies) <= 12:
         ax.legend(fontsize=7, ncol=2)
@@ -106,9 +108,9 @@ def chains(name: str, studies: Sequence[dict[str, Any]], out: Path) -> Path | No
 
 
 def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],
-         studies: Sequence[dict[str, Any]], out: Path) -> list[tuple[str, Path]]:
+         studies: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> list[tuple[str, Path]]:
     """Every figure that has data; (title, path) pairs for the markdown."""
-    figures = [("Variance shares per configuration", shares(name, fits, out)),
-               ("Score spread per seed source", distributions(name, rows, out)),
-               ("Optimiser chains, best so far", chains(name, studies, out))]
+    figures = [("Variance shares per configuration", shares(name, fits, out, u)),
+               ("Score spread per seed source", distributions(name, rows, out, u)),
+               ("Optimiser chains, best so far", chains(name, studies, out, u))]
     return [(t, p) for t, p in figures if p is not None]

@@ -24,6 +24,7 @@ from harness.files import atomic_write
 from harness.job.matrix import plan
 from harness.job.spec import JobSpec
 from harness.report import plots
+from harness.report.units import POINTS, Units, units_of
 from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import training_rows
 from harness.store.store import Store, UnitState
@@ -37,11 +38,6 @@ SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split"
                 "search_order": "the order seed during the search", "configuration": "the configuration"}
 
 
-def _pts(x: float | None, digits: int = 2) -> str:
-    """An accuracy (fraction) in percentage points."""
-    return "" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
-
-
 def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
     return ", ".join(f"{name}={config.get(name)}" for name in spec.dimensions)
 
@@ -51,25 +47,25 @@ def _factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
     return [f for f in candidates if len({r[f] for r in rows}) > 1]
 
 
-def _columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
+def _columns(rows: Sequence[Row], names: Sequence[str], metric: str = "accuracy") -> dict[str, Any]:
     cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
-    cols["accuracy"] = np.array([r["accuracy"] for r in rows], dtype=np.float64)
+    cols[metric] = np.array([r[metric] for r in rows], dtype=np.float64)
     return cols
 
 
-def component_table(fit: Decomposition) -> str:
-    """source | variance (points^2) | std (points) | share | 95% CI of the std."""
+def component_table(fit: Decomposition, u: Units = POINTS) -> str:
+    """source | variance (units^2) | std (units) | share | 95% CI of the std."""
     table = []
     for c in fit.components:
-        ci = "" if c.ci is None else f"[{_pts(math.sqrt(max(c.ci[0], 0)))}, {_pts(math.sqrt(max(c.ci[1], 0)))}]"
-        table.append((c.name + (" (truncated at 0)" if c.truncated else ""), f"{1e4 * c.variance:.3f}",
-                      _pts(c.std), f"{100 * c.share:.1f}%", ci))
-    table.append(("total", f"{1e4 * fit.total:.3f}", _pts(math.sqrt(fit.total)), "100.0%", ""))
-    return tabulate(table, headers=("source", "variance (pts²)", "std (pts)", "share", "95% CI of std (pts)"),
-                    tablefmt="github")
+        ci = "" if c.ci is None else f"[{u.value(math.sqrt(max(c.ci[0], 0)))}, {u.value(math.sqrt(max(c.ci[1], 0)))}]"
+        table.append((c.name + (" (truncated at 0)" if c.truncated else ""), u.variance(c.variance),
+                      u.value(c.std), f"{100 * c.share:.1f}%", ci))
+    table.append(("total", u.variance(fit.total), u.value(math.sqrt(fit.total)), "100.0%", ""))
+    return tabulate(table, headers=("source", f"variance ({u.short}²)", f"std ({u.short})", "share",
+                                    f"95% CI of std ({u.short})"), tablefmt="github")
 
 
-def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
+def reading(fit: Decomposition, what: str, residual: str | None = None, u: Units = POINTS) -> str:
     """One plain-language paragraph for a decomposition; `residual` names what the residual is
     when it is not repeats with every seed equal."""
     texts = {**SOURCES_TEXT, **({"residual": residual} if residual else {})}
@@ -77,8 +73,8 @@ def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
     named = [f"{texts.get(c.name, c.name.replace(':', ' x '))} {100 * c.share:.0f}%" for c in parts
              if c.share >= 0.005]
     total = math.sqrt(fit.total)
-    text = (f"For {what}, one seeded training's held-out accuracy has a standard deviation of "
-            f"{_pts(total)} points. Of that variance: {'; '.join(named) or 'nothing measurable'}.")
+    text = (f"For {what}, one seeded training's held-out {u.metric} has a standard deviation of "
+            f"{u.value(total)} {u.long}. Of that variance: {'; '.join(named) or 'nothing measurable'}.")
     res = fit["residual"] if "residual" in fit.names else None
     if residual is None and fit.per_cell == 1:
         text += (" With one training per seed cell, 'residual' is the highest-order interaction of the seeds, "
@@ -126,11 +122,23 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
              ("environment", ", ".join(f"{k} {env[k]}" for k in ("backend", "keras", "tensorflow", "jax", "cuda",
                                                                  "cudnn", "cpu", "host") if env.get(k))),
              ("GPUs", ", ".join(env.get("gpus") or []) or "none"),
-             ("test split", _test_sizes(rows))]
+             ("test split", _test_sizes(rows)), ("scores", _scores(spec))]
     out = [f"# Variance report: {spec.name}", "", tabulate(table, headers=("", ""), tablefmt="github"), ""]
     if failed or done < len(units):
         out += [f"> {len(units) - done} units have no result yet; tables use what is recorded.", ""]
     return out
+
+
+def _scores(spec: JobSpec) -> str:
+    """Which split each score comes from."""
+    metric = f"{spec.objective_metric} ({'higher' if spec.objective_direction == 'max' else 'lower'} is better)"
+    if spec.search is None:
+        return f"{metric} on the test split; no search"
+    if spec.data.validation:
+        return (f"{metric}; chains select on the validation split ({100 * spec.data.validation:g}% of train); "
+                f"decompositions and tables use the test split")
+    return (f"{metric} on the test split, which the chains also select on (no validation split: the best scores "
+            f"seen are optimistic, see the winner's curse)")
 
 
 def _test_sizes(rows: Sequence[Row]) -> str:
@@ -153,10 +161,13 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
     blocks = _blocks(rows)
     if not blocks:
         return []
+    u = units_of(spec)
+    unit_text = "accuracy points" if u.points else f"{u.metric}'s own units"
     out = ["## Where the spread comes from", "",
-           f"Variance components of held-out accuracy for a fixed configuration (balanced random-effects ANOVA "
-           f"over the seed factors, repeats as replication; 95% intervals from a {BOOTSTRAP}-replicate "
-           f"multi-way cluster bootstrap over the seed levels). Std and variance in accuracy points.", ""]
+           f"Variance components of held-out {u.metric} (test split) for a fixed configuration (balanced "
+           f"random-effects ANOVA over the seed factors, repeats as replication; 95% intervals from a "
+           f"{BOOTSTRAP}-replicate multi-way cluster bootstrap over the seed levels). Std and variance in "
+           f"{unit_text}.", ""]
     if len(blocks) > 1:
         out += [f"Each engine and determinism mode is decomposed separately ({len(blocks)} blocks).", ""]
     for (engine, mode), block in blocks.items():
@@ -164,23 +175,23 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
         if not factors:
             continue
         per = fits.setdefault((engine, mode), {})
-        columns = _columns(block, factors + ["configuration"])
-        grouped = decompose_groups(columns, "accuracy", factors, "configuration", bootstrap=BOOTSTRAP,
+        columns = _columns(block, factors + ["configuration"], u.metric)
+        grouped = decompose_groups(columns, u.metric, factors, "configuration", bootstrap=BOOTSTRAP,
                                    seed=spec.root_seed % 2**31)
         configs = list(dict.fromkeys(r["configuration"] for r in block))
         title = f"engine `{engine}`, op determinism {mode}"
         if len(configs) > 1:
-            pooled = _fit(partial(decompose, columns, "accuracy", ["configuration"] + factors,
+            pooled = _fit(partial(decompose, columns, u.metric, ["configuration"] + factors,
                                   bootstrap=BOOTSTRAP, seed=spec.root_seed % 2**31))
             out += [f"### Pooled over configurations ({title})", "",
                     "The configuration is a factor here: its row is the spread *between* configurations; "
                     "the others are the seed effects pooled over them.", "",
-                    *_fit_lines(pooled, "a configuration picked from this list")]
+                    *_fit_lines(pooled, "a configuration picked from this list", u=u)]
             if isinstance(pooled, Decomposition):
                 per["pooled"] = pooled
         for cfg in configs:
             fit = _fit(partial(grouped.__getitem__, cfg))
-            out += [f"### {cfg} ({title})", "", *_fit_lines(fit, cfg)]
+            out += [f"### {cfg} ({title})", "", *_fit_lines(fit, cfg, u=u)]
             if isinstance(fit, Decomposition):
                 per[cfg] = fit
     return out
@@ -195,11 +206,11 @@ def _fit(make: Callable[[], Decomposition]) -> Decomposition | str:
         return str(exc)
 
 
-def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None) -> list[str]:
+def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None, u: Units = POINTS) -> list[str]:
     if isinstance(fit, str):
         return [f"> Not decomposed: {fit}", ""]
     note = [f"> {fit.summary()}", ""] if fit.method != "anova" else []
-    return [*note, component_table(fit), "", reading(fit, what, residual), ""]
+    return [*note, component_table(fit, u), "", reading(fit, what, residual, u), ""]
 
 
 def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
@@ -212,18 +223,19 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     if not studies:
         return []
     out = ["## The optimiser", ""]
+    u = units_of(spec)
     reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
               for r in rows if r["kind"] == "reeval"]
     factors = _factors(reeval, ("bo", "search_init", "search_order"))
     if factors and len(reeval) > 1:
-        fit = _fit(partial(decompose, _columns(reeval, factors), "accuracy", factors, bootstrap=BOOTSTRAP,
+        fit = _fit(partial(decompose, _columns(reeval, factors, u.metric), u.metric, factors, bootstrap=BOOTSTRAP,
                            seed=spec.root_seed % 2**31))
         out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
                 "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
                 "ran under (`search_init`, `search_order`). The residual is the re-training's own seed spread "
                 "(the fresh seeds are its replication).", "",
                 *_fit_lines(fit, "the tuned model (search, then re-training)",
-                            residual="re-training the chosen configuration on fresh seeds")]
+                            residual="re-training the chosen configuration on fresh seeds", u=u)]
     chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
     top, n = chosen.most_common(1)[0]
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
@@ -236,23 +248,34 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
         else:
             spread.append((d.name, "", Counter(vals).most_common(1)[0][0], "", len(set(vals))))
     out += [tabulate(spread, headers=("hyperparameter", "min", "median", "max", "distinct"), tablefmt="github"), ""]
+    return out + _winners_curse(spec, studies, u)
+
+
+def _winners_curse(spec: JobSpec, studies: list[dict[str, Any]], u: Units) -> list[str]:
+    """Best score seen vs the chosen configuration's mean on fresh seeds, on the split the search
+    scored (validation where there is one); a gap is how much better the best looked."""
+    assert spec.search is not None
+    split = "validation" if spec.data.validation else "test"
+    sign = 1.0 if u.higher_is_better else -1.0
     table, gaps = [], []
     for rec in studies:
         res, lv = rec["result"], rec["levels"]
-        fresh = statistics.fmean(r["metrics"]["accuracy"] for r in res["reeval"])
-        gaps.append(res["best_score"] - fresh)
+        fresh = statistics.fmean((r["metrics"].get("validation") or r["metrics"])[u.metric] for r in res["reeval"])
+        gaps.append(sign * (res["best_score"] - fresh))
         table.append((lv["bo"], lv["init"], lv["order"], config_label(spec, res["chosen"]),
-                      _pts(res["best_score"]), _pts(fresh), _pts(gaps[-1])))
-    out += [f"**Winner's curse.** The best score a chain saw is on average {_pts(statistics.fmean(gaps))} points "
-            f"above the same configuration's mean on {spec.search.reevaluate_init} x "
-            f"{spec.search.reevaluate_order} fresh seeds (range {_pts(min(gaps))} to {_pts(max(gaps))}): the "
-            f"search reports a lucky draw, not the configuration's quality.", "",
-            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", "gap (pts)"),
+                      u.value(res["best_score"]), u.value(fresh), u.value(gaps[-1])))
+    better = "above" if u.higher_is_better else "below"
+    where = "" if split == "test" else " (scores on the validation split, which the search selected on)"
+    return [f"**Winner's curse.** The best score a chain saw is on average {u.value(statistics.fmean(gaps))} "
+            f"{u.long} {better} the same configuration's mean on {spec.search.reevaluate_init} x "
+            f"{spec.search.reevaluate_order} fresh seeds (range {u.value(min(gaps))} to {u.value(max(gaps))}){where}: "
+            f"the search reports a lucky draw, not the configuration's quality.", "",
+            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", f"gap ({u.short})"),
                      tablefmt="github"), ""]
-    return out
 
 
-def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]],
+                        u: Units = POINTS) -> list[str]:
     blocks = _blocks(rows)
     modes = {mode for _, mode in blocks}
     if modes != {"on", "off"}:
@@ -264,14 +287,14 @@ def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[st
                  if (engine, m) in blocks}
         res = {m: statistics.fmean(f["residual"].variance for k, f in fits.get((engine, m), {}).items()
                                    if k != "pooled") for m in walls if fits.get((engine, m))}
-        table.append((engine, f"{1e4 * res.get('on', float('nan')):.4f}", f"{1e4 * res.get('off', float('nan')):.4f}",
+        table.append((engine, u.variance(res.get("on", float("nan")), 4), u.variance(res.get("off", float("nan")), 4),
                       f"{walls.get('on', float('nan')):.3f}", f"{walls.get('off', float('nan')):.3f}",
                       f"{walls['on'] / walls['off']:.2f}x" if len(walls) == 2 else ""))
     return ["## Determinism", "",
             "The same matrix with op determinism on and off: the residual (repeats with every seed equal) is the "
             "implementation noise each mode leaves, and the median wall time per training its cost on this device.", "",
-            tabulate(table, headers=("engine", "residual on (pts²)", "residual off (pts²)", "s/training on",
-                                     "s/training off", "slowdown"), tablefmt="github"), ""]
+            tabulate(table, headers=("engine", f"residual on ({u.short}²)", f"residual off ({u.short}²)",
+                                     "s/training on", "s/training off", "slowdown"), tablefmt="github"), ""]
 
 
 def _paired_win(a: dict[tuple, float], b: dict[tuple, float], seed: int, reps: int = BOOTSTRAP
@@ -296,41 +319,51 @@ def decisions_section(spec: JobSpec, rows: Sequence[Row],
     per = {k: v for k, v in fits.get((engine, mode), {}).items() if k != "pooled"}
     if not per:
         return []
+    u = units_of(spec)
     var = statistics.fmean(f.total for f in per.values())
+    # differences in accuracy points, or in multiples of the std for any other metric
+    diffs = [(d, d / 100) for d in (0.25, 0.5, 1, 2)] if u.points else \
+        [(f"{m:g} std = {u.value(m * math.sqrt(var))}", m * math.sqrt(var)) for m in (0.25, 0.5, 1, 2)]
     out = ["## Decisions", "",
-           f"Seeded trainings needed per configuration to detect a true accuracy difference between two "
+           f"Seeded trainings needed per configuration to detect a true {u.metric} difference between two "
            f"configurations (two-sided alpha 0.05, power 0.8), from the mean within-configuration variance "
-           f"({_pts(math.sqrt(var))} points std; engine `{engine}`, op determinism {mode}):", ""]
-    need = [(f"{d:g}", math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * var / (d / 100) ** 2)) for d in (0.25, 0.5, 1, 2)]
-    out += [tabulate(need, headers=("difference (pts)", "trainings each"), tablefmt="github"), ""]
-    means = {cfg: statistics.fmean(r["accuracy"] for r in block if r["configuration"] == cfg) for cfg in per}
-    ranked = sorted(means, key=lambda c: -means[c])
+           f"({u.value(math.sqrt(var))} {u.long} std; engine `{engine}`, op determinism {mode}):", ""]
+    need = [(f"{d:g}" if u.points else d, math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * var / x ** 2) if x else "")
+            for d, x in diffs]
+    out += [tabulate(need, headers=(f"difference ({u.short})", "trainings each"), tablefmt="github"), ""]
+    means = {cfg: statistics.fmean(r[u.metric] for r in block if r["configuration"] == cfg) for cfg in per}
+    ranked = sorted(means, key=lambda c: -means[c] if u.higher_is_better else means[c])
     if len(ranked) >= 2:
-        cells = {cfg: {(r["init_level"], r["order_level"], r.get("repeat_level")): r["accuracy"]
+        sign = 1.0 if u.higher_is_better else -1.0
+        cells = {cfg: {(r["init_level"], r["order_level"], r.get("repeat_level")): sign * r[u.metric]
                        for r in block if r["configuration"] == cfg} for cfg in ranked[:2]}
         win = _paired_win(cells[ranked[0]], cells[ranked[1]], spec.root_seed)
         if win is not None:
-            out += [f"**Top two.** {ranked[0]} (mean {_pts(means[ranked[0]])}) vs {ranked[1]} "
-                    f"(mean {_pts(means[ranked[1]])}): with the same seeds, A beats B in {100 * win[0]:.0f}% of "
+            out += [f"**Top two.** {ranked[0]} (mean {u.value(means[ranked[0]])}) vs {ranked[1]} "
+                    f"(mean {u.value(means[ranked[1]])}): with the same seeds, A beats B in {100 * win[0]:.0f}% of "
                     f"trainings (95% bootstrap CI {100 * win[1]:.0f}% to {100 * win[2]:.0f}%).", ""]
-    n = min(int(r["test_size"]) for r in block)
-    p = statistics.fmean(means.values())
-    out += [f"**Binomial floor.** With {n} test examples at accuracy {_pts(p)}%, the test split alone "
-            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(math.sqrt(p * (1 - p) / n))} points: "
-            f"differences below it are not resolved by this test set, however many seeds.", ""]
+    if u.points:
+        n = min(int(r["test_size"]) for r in block)
+        p = statistics.fmean(means.values())
+        out += [f"**Binomial floor.** With {n} test examples at accuracy {u.value(p)}%, the test split alone "
+                f"gives a standard error of sqrt(p(1-p)/n) = {u.value(math.sqrt(p * (1 - p) / n))} points: "
+                f"differences below it are not resolved by this test set, however many seeds.", ""]
     return out
 
 
-def configuration_table(rows: Sequence[Row]) -> list[str]:
+def configuration_table(rows: Sequence[Row], u: Units = POINTS) -> list[str]:
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for r in rows:
         if r["kind"] == "eval":
-            groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r["accuracy"])
+            groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r[u.metric])
     if not groups:
         return []
-    table = [(cfg, eng, mode, len(v), _pts(statistics.fmean(v)), _pts(statistics.stdev(v) if len(v) > 1 else 0.0),
-              _pts(min(v)), _pts(max(v))) for (cfg, eng, mode), v in groups.items()]
-    return ["## Configurations over the seed matrix", "", "Held-out accuracy (%) over every seed combination.", "",
+    table = [(cfg, eng, mode, len(v), u.value(statistics.fmean(v)),
+              u.value(statistics.stdev(v) if len(v) > 1 else 0.0), u.value(min(v)), u.value(max(v)))
+             for (cfg, eng, mode), v in groups.items()]
+    what = "accuracy (%)" if u.points else u.metric
+    return ["## Configurations over the seed matrix", "",
+            f"Held-out {what} on the test split over every seed combination.", "",
             tabulate(table, headers=("configuration", "engine", "op determinism", "trainings", "mean", "std",
                                      "min", "max"), tablefmt="github"), ""]
 
@@ -357,11 +390,11 @@ def render(spec: JobSpec, store: Store, out_dir: Path) -> str:
     fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
     body = decomposition_section(spec, rows, fits)
     body += optimiser_section(spec, rows, states)
-    body += determinism_section(rows, fits)
+    body += determinism_section(rows, fits, units_of(spec))
     body += decisions_section(spec, rows, fits)
-    body += configuration_table(rows)
+    body += configuration_table(rows, units_of(spec))
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
+    images = plots.draw(spec.name, rows, fits, _studies(states), out_dir, units_of(spec))
     figures = ["## Plots", ""] + [f"![{title}]({path.name})" for title, path in images] + [""] if images else []
     return "\n".join(header(spec, store, states, rows) + body + figures)
 

@@ -1,0 +1,185 @@
+"""The user's own model and data through the real CLI: a KerasTuner hypermodel from a file in a
+temporary directory on npz data, a regression on CSV data reported in its metric's units, a job
+without a search, and bad input refused in one line (exit 2, nothing written) before any worker."""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from harness.errors import UserError
+from harness.job import load_job
+from harness.training import preflight
+from tests.conftest import harness
+
+HYPERMODEL = textwrap.dedent('''
+    import keras
+    from keras import layers
+
+
+    def build_model(hp):
+        model = keras.Sequential()
+        model.add(keras.Input(shape=(8, 8)))
+        model.add(layers.Reshape((8, 8, 1)))
+        model.add(layers.Conv2D(hp.Int("filters", min_value=4, max_value=8, step=4), 3, activation="relu"))
+        model.add(layers.BatchNormalization())
+        model.add(layers.Flatten())
+        if hp.Boolean("dropout"):
+            model.add(layers.Dropout(0.25))
+        model.add(layers.Dense(10, activation="softmax"))
+        model.compile(optimizer=keras.optimizers.Adam(hp.Choice("lr", [0.01, 0.003])),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+
+    def not_a_model(hp, input_shape, n_classes):
+        return "a string"
+
+
+    def three(a, b):
+        return None
+''')
+SEEDS = {"root": 3, "init": 2, "order": 1, "repeat": 1, "bo": 1}
+QUIET = {"determinism": {"ops": "on", "intra_op_threads": 1, "inter_op_threads": 1},
+         "dispatch": {"cpu_workers": 1}}
+
+
+def _digits_npz(path: Path, n: int = 240) -> None:
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x, y = (d.data[:n] / 16.0).reshape(-1, 8, 8).astype(np.float32), d.target[:n].astype(np.int64)
+    np.savez(path, x_train=x[: n * 3 // 4], y_train=y[: n * 3 // 4], x_test=x[n * 3 // 4:], y_test=y[n * 3 // 4:])
+
+
+def _job(directory: Path, name: str, job: dict[str, Any]) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, **job, "seeds": SEEDS, **QUIET}, sort_keys=False))
+    return path
+
+
+def _hypermodel_job(tmp_path: Path, **over: Any) -> Path:
+    (tmp_path / "my_models.py").write_text(HYPERMODEL)
+    _digits_npz(tmp_path / "digits.npz")
+    job = {"data": {"source": "npz", "path": "digits.npz", "splits": {"validation": 0.2}},
+           "model": {"builder": "my_models:build_model"},
+           "training": {"batch_size": 32, "epochs": 1, "engine": "exact"},
+           "search": {"algorithm": "rand", "max_evals": 2, "chains": {"init": 1, "order": 1},
+                      "reevaluate": {"init": 1, "order": 1}},
+           "evaluate": {"configurations": [{"filters": 4, "dropout": True, "lr": 0.01}]}}
+    return _job(tmp_path, "hyper", {**job, **over})
+
+
+def test_kerastuner_hypermodel_from_a_temporary_directory_runs_unchanged(tmp_path: Path) -> None:
+    job = _hypermodel_job(tmp_path)
+    spec = load_job(str(job))
+    assert {d.name for d in spec.search.space} == {"filters", "dropout", "lr"}  # from its hp calls
+    store = tmp_path / "runs"
+    run = harness("run", str(job), "--store", str(store), "--no-progress", "--workers", "1")
+    assert run.returncode == 0, run.stderr
+    assert "3/3 units done" in run.stderr
+    records = [json.loads(line) for f in store.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    study = next(r for r in records if r["kind"] == "study")
+    assert all("validation" in t["runs"][0] for t in study["result"]["trials"])  # chains select on validation
+    assert study["result"]["best_score"] == max(t["runs"][0]["validation"]["accuracy"]
+                                                for t in study["result"]["trials"])
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert evals[0]["seeding"] == {"reseeded": [next(iter(evals[0]["seeding"]["reseeded"]))], "fixed": []}
+    assert evals[0]["result"]["metrics"]["accuracy"] != evals[1]["result"]["metrics"]["accuracy"]
+    report = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "reports" / "hyper.md").read_text()
+    assert "chains select on the validation split" in text
+
+
+def _regression_csv(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x[:, 0] - 0.5 * x[:, 1] + 0.05 * rng.normal(size=200)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "c", "price"])
+        w.writerows([[*row, t] for row, t in zip(x.round(4), y.round(4), strict=True)])
+
+
+def test_regression_on_csv_without_a_search_reports_in_its_metric(tmp_path: Path) -> None:
+    _regression_csv(tmp_path / "houses.csv")
+    job = _job(tmp_path, "reg", {
+        "data": {"source": "csv", "path": "houses.csv", "target": "price", "task": "regression"},
+        "model": {"builder": "dense", "args": {"activation": "relu"}},
+        "training": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "epochs": 2, "loss": "mse",
+                     "engine": "vectorized"},
+        "evaluate": {"configurations": [{"units": 8}, {"units": 16}]},
+        "objective": {"metric": "mae"}})
+    store = tmp_path / "runs"
+    run = harness("run", str(job), "--store", str(store), "--no-progress", "--executor", "debug")
+    assert run.returncode == 0, run.stderr
+    assert "engine vectorized handles model builder dense on a classification only" in run.stderr
+    out = tmp_path / "rows.csv"
+    assert harness("export", str(job), "--store", str(store), "--csv", str(out)).returncode == 0
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 4 and {"loss", "mse", "mae"} <= set(rows[0]) and "accuracy" not in rows[0]
+    assert float(rows[0]["mae"]) > 0
+    report = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "reports" / "reg.md").read_text()
+    assert "std (mae)" in text and "held-out mae" in text and "pts" not in text and "points" not in text
+
+
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("unimportable", {"model": {"builder": "no_such_module:build"}}, "cannot import module 'no_such_module'"),
+    ("signature", {"model": {"builder": "my_models:three"}}, "has the wrong signature"),
+    ("not a model", {"model": {"builder": "my_models:not_a_model"}}, "not a keras.Model"),
+    ("metric", {"objective": {"metric": "auc"}}, "metric 'auc' is not reported by the compiled model"),
+]
+
+
+@pytest.mark.parametrize("case, over, phrase", BAD, ids=[b[0] for b in BAD])
+def test_bad_model_is_one_line_before_any_worker(tmp_path: Path, case: str, over: dict[str, Any],
+                                                 phrase: str) -> None:
+    job = _hypermodel_job(tmp_path, **over)
+    with pytest.raises(UserError) as info:
+        preflight.check(load_job(str(job)))
+    assert phrase in str(info.value) and str(job) in str(info.value) and "\n" not in str(info.value)
+
+
+def _bad_arrays(kind: str) -> dict[str, np.ndarray]:
+    x = np.zeros((20, 4), np.float32)
+    y = np.arange(20) % 3
+    arrays = {"x_train": x, "y_train": y, "x_test": x[:5], "y_test": y[:5]}
+    if kind == "lengths":
+        arrays["y_train"] = y[:19]
+    elif kind == "nan":
+        arrays["x_train"] = np.where(np.eye(20, 4) > 0, np.nan, x)
+    elif kind == "labels":
+        arrays["y_test"] = np.array([0, 1, 2, 7, -1])
+    elif kind == "dtype":
+        arrays["x_train"] = np.array([["a"] * 4] * 20)
+    return arrays
+
+
+@pytest.mark.parametrize("kind, phrase", [("lengths", "x_train has 20 rows but y_train has 19"),
+                                          ("nan", "x_train holds NaN or inf"),
+                                          ("labels", "y_test has labels from -1 to 7; expected 0..2"),
+                                          ("dtype", "x_train has dtype <U1; expected numbers"),
+                                          ("csv", "has no target column 'price'")])
+def test_bad_data_is_one_line_exit_2_nothing_written(tmp_path: Path, kind: str, phrase: str) -> None:
+    if kind == "csv":
+        (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
+        data = {"source": "csv", "path": "d.csv", "target": "price"}
+    else:
+        np.savez(tmp_path / "d.npz", **_bad_arrays(kind))
+        data = {"source": "npz", "path": "d.npz", "classes": 3}
+    job = _job(tmp_path, "bad", {"data": data, "model": {"builder": "dense"},
+                                 "training": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8,
+                                              "epochs": 1},
+                                 "evaluate": {"configurations": [{"units": 8}]}})
+    run = harness("run", str(job), "--store", str(tmp_path / "runs"), "--no-progress")
+    assert run.returncode == 2 and phrase in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
