@@ -17,7 +17,7 @@ import yaml
 from harness.errors import UserError
 from harness.job import load_job
 from harness.training import preflight
-from tests.conftest import harness
+from tests.conftest import REPO, harness
 
 HYPERMODEL = textwrap.dedent('''
     import keras
@@ -183,3 +183,15 @@ def test_bad_data_is_one_line_exit_2_nothing_written(tmp_path: Path, kind: str, 
     run = harness("run", str(job), "--store", str(tmp_path / "runs"), "--no-progress")
     assert run.returncode == 2 and phrase in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_bundled_hypermodel_job_plans_with_its_recorded_space() -> None:
+    spec = load_job(str(REPO / "jobs" / "mnist_cnn.yaml"))
+    assert {d.name for d in spec.search.space} == {"filters_1", "filters_2", "kernel_size", "dropout", "units", "lr"}
+    assert spec.data.validation == 0.1 and spec.model.source_digest
+
+
+def test_existing_jobs_keep_their_spec_hash() -> None:
+    """New fields at their defaults stay out of the canonical form: stores and unit ids do not move."""
+    assert load_job(str(REPO / "jobs" / "digits_dense.yaml")).digest() == "73a668cfb3e465b5"
+    assert load_job(str(REPO / "jobs" / "mnist_dense.yaml")).digest() == "7607acb5fe2de05b"

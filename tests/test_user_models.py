@@ -156,3 +156,18 @@ def test_validation_split_is_carved_from_train_by_the_split_seed() -> None:
     assert np.array_equal(a.x_eval, np.concatenate([a.x_val, a.x_test]))
     assert not np.array_equal(a.x_val, b.x_val)
     assert hashlib.sha256(plain.x_eval.tobytes()).digest() == hashlib.sha256(plain.x_test.tobytes()).digest()
+
+
+def test_a_seed_the_models_code_fixed_is_recorded_not_claimed(tmp_path: Path) -> None:
+    (tmp_path / "fixed_seed_mod.py").write_text(textwrap.dedent('''
+        import keras
+
+
+        def build(hp, input_shape, n_classes):
+            return keras.Sequential([keras.Input(shape=input_shape), keras.layers.Dropout(0.5, seed=42),
+                                     keras.layers.GaussianNoise(0.1), keras.layers.Dense(n_classes)])
+    '''))
+    info = builder_info("fixed_seed_mod:build", (str(tmp_path),))
+    model = info.build((4,), 3, 1, 2)
+    assert model.harness_seeding.fixed == ("Dropout@2",)
+    assert model.harness_seeding.reseeded == ("GaussianNoise@3",)

@@ -123,6 +123,9 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
                                                                  "cudnn", "cpu", "host") if env.get(k))),
              ("GPUs", ", ".join(env.get("gpus") or []) or "none"),
              ("test split", _test_sizes(rows)), ("scores", _scores(spec))]
+    seeding = next((r["seeding"] for r in ok if r.get("seeding")), None)
+    if seeding is not None:
+        table.append(("noise stream", _seeding(seeding)))
     out = [f"# Variance report: {spec.name}", "", tabulate(table, headers=("", ""), tablefmt="github"), ""]
     if failed or done < len(units):
         out += [f"> {len(units) - done} units have no result yet; tables use what is recorded.", ""]
@@ -139,6 +142,16 @@ def _scores(spec: JobSpec) -> str:
                 f"decompositions and tables use the test split")
     return (f"{metric} on the test split, which the chains also select on (no validation split: the best scores "
             f"seen are optimistic, see the winner's curse)")
+
+
+def _seeding(seeding: dict[str, list[str]]) -> str:
+    """What the noise stream reaches in a model the harness did not write (from its records)."""
+    text = (f"reseeds {len(seeding['reseeded'])} build-time SeedGenerator(s) ({', '.join(seeding['reseeded'])})"
+            if seeding["reseeded"] else "reaches no SeedGenerator of the model")
+    if seeding["fixed"]:
+        text += (f"; seeded by the model's own code, moved by neither init nor noise: "
+                 f"{', '.join(seeding['fixed'])}")
+    return text
 
 
 def _test_sizes(rows: Sequence[Row]) -> str:
