@@ -73,7 +73,7 @@ def _hypermodel_job(tmp_path: Path, **over: Any) -> Path:
            "search": {"algorithm": "rand", "max_evals": 2, "chains": {"init": 1, "order": 1},
                       "reevaluate": {"init": 1, "order": 1}},
            "evaluate": {"configurations": [{"filters": 4, "dropout": True, "lr": 0.01}]}}
-    return _job(tmp_path, "hyper", {**job, **over})
+    return _job(tmp_path, "hyper", {k: v for k, v in {**job, **over}.items() if v is not None})
 
 
 def test_kerastuner_hypermodel_from_a_temporary_directory_runs_unchanged(tmp_path: Path) -> None:
@@ -117,6 +117,7 @@ def test_regression_on_csv_without_a_search_reports_in_its_metric(tmp_path: Path
                      "engine": "vectorized"},
         "evaluate": {"configurations": [{"units": 8}, {"units": 16}]},
         "objective": {"metric": "mae"}})
+    job.write_text(job.read_text().replace("order: 1", "order: 2"))  # init x order: a residual to separate
     store = tmp_path / "runs"
     run = harness("run", str(job), "--store", str(store), "--no-progress", "--executor", "debug")
     assert run.returncode == 0, run.stderr
@@ -124,7 +125,7 @@ def test_regression_on_csv_without_a_search_reports_in_its_metric(tmp_path: Path
     out = tmp_path / "rows.csv"
     assert harness("export", str(job), "--store", str(store), "--csv", str(out)).returncode == 0
     rows = list(csv.DictReader(open(out)))
-    assert len(rows) == 4 and {"loss", "mse", "mae"} <= set(rows[0]) and "accuracy" not in rows[0]
+    assert len(rows) == 8 and {"loss", "mse", "mae"} <= set(rows[0]) and "accuracy" not in rows[0]
     assert float(rows[0]["mae"]) > 0
     report = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
     assert report.returncode == 0, report.stderr
@@ -135,7 +136,7 @@ def test_regression_on_csv_without_a_search_reports_in_its_metric(tmp_path: Path
 BAD: list[tuple[str, dict[str, Any], str]] = [
     ("unimportable", {"model": {"builder": "no_such_module:build"}}, "cannot import module 'no_such_module'"),
     ("signature", {"model": {"builder": "my_models:three"}}, "has the wrong signature"),
-    ("not a model", {"model": {"builder": "my_models:not_a_model"}}, "not a keras.Model"),
+    ("not a model", {"model": {"builder": "my_models:not_a_model"}, "search": None}, "not a keras.Model"),
     ("metric", {"objective": {"metric": "auc"}}, "metric 'auc' is not reported by the compiled model"),
 ]
 

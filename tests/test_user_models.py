@@ -9,6 +9,7 @@ import hashlib
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np

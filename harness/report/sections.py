@@ -189,8 +189,12 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
             continue
         per = fits.setdefault((engine, mode), {})
         columns = _columns(block, factors + ["configuration"], u.metric)
-        grouped = decompose_groups(columns, u.metric, factors, "configuration", bootstrap=BOOTSTRAP,
-                                   seed=spec.root_seed % 2**31)
+        try:
+            grouped = decompose_groups(columns, u.metric, factors, "configuration", bootstrap=BOOTSTRAP,
+                                       seed=spec.root_seed % 2**31)
+        except UserError as exc:  # e.g. one training per level of a lone factor: no residual to separate
+            out += [f"> Not decomposed (engine `{engine}`, op determinism {mode}): {exc}", ""]
+            continue
         configs = list(dict.fromkeys(r["configuration"] for r in block))
         title = f"engine `{engine}`, op determinism {mode}"
         if len(configs) > 1:

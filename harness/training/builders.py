@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import inspect
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ def import_function(ref: str, search_path: tuple[str, ...], where: dict[str, Any
     """The function `ref` names, its module imported from `search_path` (the job file's directory,
     the working directory) or PYTHONPATH; a failure is one UserError naming module and error."""
     module, _, name = ref.partition(":")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the module may import TensorFlow: no start-up lines
     for d in reversed(search_path):
         if d not in sys.path:
             sys.path.insert(0, d)

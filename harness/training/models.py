@@ -148,8 +148,13 @@ def build_user(fn: Callable[..., Any], conv: str, ref: str, input_shape: tuple[i
     import keras
 
     from harness.training.builders import call_builder, seeded_build
-    model, seeding = seeded_build(lambda: call_builder(fn, conv, hp, input_shape, n_classes), init_seed, noise_seed)
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model builder {ref} returned {type(model).__name__}, not a keras.Model")
+
+    def checked() -> Any:
+        model = call_builder(fn, conv, hp, input_shape, n_classes)
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model builder {ref} returned {type(model).__name__}, not a keras.Model")
+        return model
+
+    model, seeding = seeded_build(checked, init_seed, noise_seed)
     model.harness_seeding = seeding
     return model
