@@ -196,3 +196,11 @@ def test_existing_jobs_keep_their_spec_hash() -> None:
     """New fields at their defaults stay out of the canonical form: stores and unit ids do not move."""
     assert load_job(str(REPO / "jobs" / "digits_dense.yaml")).digest() == "73a668cfb3e465b5"
     assert load_job(str(REPO / "jobs" / "mnist_dense.yaml")).digest() == "7607acb5fe2de05b"
+
+
+def test_regression_example_loads_its_own_data_and_model() -> None:
+    from harness.training import data
+    spec = load_job(str(REPO / "examples" / "regression.yaml"))  # its modules beside it, not on the path
+    ds = data.load(spec.data, 0, spec.path)
+    assert spec.objective_metric == "mae" and spec.objective_direction == "min" and ds.n_classes == 0
+    assert (len(ds.y_train), ds.n_val, len(ds.y_test)) == (360, 90, 150) and ds.y_train.dtype == np.float32
