@@ -115,25 +115,26 @@ def main() -> None:
     determinism.set_ops("on")
     from harness.job.spec import DataSpec
     from harness.training import data
+    print(f"user CNN (examples/mnist_cnn_hypermodel.py, {CONFIG}), {args.n_train} train / {args.n_test} test "
+          f"28x28, batch {TRAINING['batch_size']}, {TRAINING['epochs']} epoch(s), one thread, op determinism on\n")
+    print("| measure | value |\n|---|---:|", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "mnist_shaped.npz"
         _data(args.n_train, args.n_test, npz)
         ds = data.load(DataSpec("npz", str(npz), 0.25, None, None), 0)
         e = engines(ds, args.fit_trainings, args.exact_trainings)
+        print(f"| fit, s / training ({args.fit_trainings}) | {e['fit_s']:.3f} |")
+        print(f"| exact, s / training ({args.exact_trainings}, after the first) | {e['exact_s']:.3f} |")
+        print(f"| exact, first training (builds and traces) | {e['exact_first_s']:.3f} s |")
+        print(f"| exact vs fit | {e['fit_s'] / e['exact_s']:.1f}x |")
+        print(f"| exact's bits equal fit's ({int(e['compared'])} seeds) | {'yes' if e['identical'] else 'NO'} |",
+              flush=True)
         share, wall = overhead(npz, Path(tmp), args.units)
+        print(f"| harness run: time outside training, mean share of a unit ({args.units} units) | {100 * share:.1f}% |")
+        print(f"| harness run: wall time (with start-up) | {wall:.1f} s |", flush=True)
         at50, at_n, per = rss(ds, args.rss_trainings)
-    print(f"user CNN (examples/mnist_cnn_hypermodel.py, {CONFIG}), {args.n_train} train / {args.n_test} test "
-          f"28x28, batch {TRAINING['batch_size']}, {TRAINING['epochs']} epoch(s), one thread, op determinism on\n")
-    print("| measure | value |\n|---|---:|")
-    print(f"| fit, s / training ({args.fit_trainings}) | {e['fit_s']:.3f} |")
-    print(f"| exact, s / training ({args.exact_trainings}, after the first) | {e['exact_s']:.3f} |")
-    print(f"| exact, first training (builds and traces) | {e['exact_first_s']:.3f} s |")
-    print(f"| exact vs fit | {e['fit_s'] / e['exact_s']:.1f}x |")
-    print(f"| exact's bits equal fit's ({int(e['compared'])} seeds) | {'yes' if e['identical'] else 'NO'} |")
-    print(f"| harness run: time outside training, mean share of a unit ({args.units} units) | {100 * share:.1f}% |")
-    print(f"| harness run: wall time (with start-up) | {wall:.1f} s |")
-    print(f"| RSS after 50 / {args.rss_trainings} exact trainings | {at50:.0f} / {at_n:.0f} MB "
-          f"({at_n - at50:+.1f} MB; {per:.3f} s / training) |")
+        print(f"| RSS after 50 / {args.rss_trainings} exact trainings | {at50:.0f} / {at_n:.0f} MB "
+              f"({at_n - at50:+.1f} MB; {per:.3f} s / training) |")
 
 
 if __name__ == "__main__":

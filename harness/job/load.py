@@ -312,7 +312,7 @@ def _seeds(sec: Section) -> tuple[int, dict[str, tuple[int, ...]]]:
                 raise sec.err(src, "expected distinct level indices")
             levels[src] = tuple(v)
         else:
-            levels[src] = tuple(range(sec.integer(src, low=1)))
+            levels[src] = tuple(range(sec.integer(src, v, low=1)))
     return root, levels
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import math
 import os
@@ -45,7 +46,7 @@ def import_function(ref: str, search_path: tuple[str, ...], where: dict[str, Any
     """The function `ref` names, its module imported from `search_path` (the job file's directory,
     the working directory) or PYTHONPATH; a failure is one UserError naming module and error."""
     module, _, name = ref.partition(":")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the module may import TensorFlow: no start-up lines
+    _quiet_backend_start()
     for d in reversed(search_path):
         if d not in sys.path:
             sys.path.insert(0, d)
@@ -59,6 +60,25 @@ def import_function(ref: str, search_path: tuple[str, ...], where: dict[str, Any
     if not callable(fn):
         raise UserError(f"module '{module}' ({getattr(mod, '__file__', '?')}) has no function '{name}'", **where)
     return fn
+
+
+def _quiet_backend_start() -> None:
+    """Start TensorFlow (which the user's module will import) with its C++ start-up lines (oneDNN,
+    CUDA probes), which no log level silences, sent to /dev/null: a driver importing a user's
+    builder would otherwise print them across the terminal. Workers log them instead."""
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def source_digest(ref: str) -> str | None:
