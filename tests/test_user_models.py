@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from harness.job.spec import DataSpec
+from harness.job.usermodel import recorded_space
 from harness.training import data
-from harness.training.builders import HP, recorded_space
+from harness.training.builders import HP
 from harness.training.engines import ExactEngine, FitEngine
 from harness.training.models import builder_info
 from tests.conftest import REPO

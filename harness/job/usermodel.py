@@ -7,6 +7,7 @@ KerasTuner hypermodel, the function once), like any Python configuration file.""
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from harness.errors import UserError
 from harness.job.spec import TRAINING_FIELDS, Dimension, ModelSpec, SearchSpec
 from harness.job.yamldoc import Section
-from harness.training.builders import HP, KERASTUNER, convention, import_function, is_ref, recorded_space, source_digest
+from harness.training.builders import HP, KERASTUNER, convention, import_function, is_ref, source_digest
 from harness.training.models import BUILDERS
 
 
@@ -88,4 +89,27 @@ def free_configurations(sec: Section, builder: str) -> tuple[dict[str, Any], ...
             if isinstance(item.raw(k), (dict, list)):
                 raise item.err(k, "expected a plain value (number, string, boolean)")
         out.append(dict(item.value))
+    return tuple(out)
+
+
+def recorded_space(calls: dict[str, tuple[str, dict[str, Any]]]) -> tuple[Dimension, ...]:
+    """hyperopt dimensions for the recorded hp.* calls (Fixed ones are not dimensions)."""
+    out = []
+    for name, (kind, a) in sorted(calls.items()):
+        log = a.get("sampling") == "log"
+        if kind == "int":
+            lo, hi, q = a["min_value"], a["max_value"], a["step"] or 1
+            out.append(Dimension(name, "qloguniform", (math.log(lo), math.log(hi), q)) if log
+                       else Dimension(name, "quniform", (lo, hi, q)))
+        elif kind == "float":
+            lo, hi = float(a["min_value"]), float(a["max_value"])
+            if log:
+                out.append(Dimension(name, "loguniform", (math.log(lo), math.log(hi))))
+            else:
+                out.append(Dimension(name, "quniform", (lo, hi, a["step"])) if a["step"]
+                           else Dimension(name, "uniform", (lo, hi)))
+        elif kind == "choice":
+            out.append(Dimension(name, "choice", tuple(a["values"])))
+        elif kind == "boolean":
+            out.append(Dimension(name, "choice", (False, True)))
     return tuple(out)

@@ -3,8 +3,8 @@
 Two calling conventions, told apart by the function's signature: the harness's
 `build(hp: dict, input_shape, n_classes) -> keras.Model` and KerasTuner's `build_model(hp)`, where
 `hp` (an `HP` here; keras-tuner is not needed) answers hp.Int / Float / Choice / Boolean / Fixed
-with the configuration's values. Calling a KerasTuner function once with a recording `HP` gives its
-search space.
+with the configuration's values and records each call (harness/job/usermodel.py turns the calls
+into a search space).
 
 Seeds: the function runs under `keras.utils.set_random_seed(init seed)`, so every unseeded
 initializer draws from the init stream. Every SeedGenerator the model's layers took at build
@@ -21,7 +21,6 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import math
 import os
 import re
 import sys
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.job.spec import Dimension
 
 REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 HARNESS, KERASTUNER = "harness", "kerastuner"
@@ -147,29 +145,6 @@ class HP:
     @contextlib.contextmanager
     def conditional_scope(self, *_: Any, **__: Any) -> Iterator[None]:
         yield
-
-
-def recorded_space(calls: dict[str, tuple[str, dict[str, Any]]]) -> tuple[Dimension, ...]:
-    """hyperopt dimensions for the recorded hp.* calls (Fixed ones are not dimensions)."""
-    out = []
-    for name, (kind, a) in sorted(calls.items()):
-        log = a.get("sampling") == "log"
-        if kind == "int":
-            lo, hi, q = a["min_value"], a["max_value"], a["step"] or 1
-            out.append(Dimension(name, "qloguniform", (math.log(lo), math.log(hi), q)) if log
-                       else Dimension(name, "quniform", (lo, hi, q)))
-        elif kind == "float":
-            lo, hi = float(a["min_value"]), float(a["max_value"])
-            if log:
-                out.append(Dimension(name, "loguniform", (math.log(lo), math.log(hi))))
-            else:
-                out.append(Dimension(name, "quniform", (lo, hi, a["step"])) if a["step"]
-                           else Dimension(name, "uniform", (lo, hi)))
-        elif kind == "choice":
-            out.append(Dimension(name, "choice", tuple(a["values"])))
-        elif kind == "boolean":
-            out.append(Dimension(name, "choice", (False, True)))
-    return tuple(out)
 
 
 def call_builder(fn: Callable[..., Any], conv: str, hp: dict[str, Any], input_shape: tuple[int, ...],
