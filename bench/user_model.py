@@ -129,9 +129,13 @@ def main() -> None:
         print(f"| exact vs fit | {e['fit_s'] / e['exact_s']:.1f}x |")
         print(f"| exact's bits equal fit's ({int(e['compared'])} seeds) | {'yes' if e['identical'] else 'NO'} |",
               flush=True)
-        share, wall = overhead(npz, Path(tmp), args.units)
-        print(f"| harness run: time outside training, mean share of a unit ({args.units} units) | {100 * share:.1f}% |")
-        print(f"| harness run: wall time (with start-up) | {wall:.1f} s |", flush=True)
+        if args.units:
+            share, wall = overhead(npz, Path(tmp), args.units)
+            print(f"| harness run: time outside training, mean share of a unit ({args.units} units) | "
+                  f"{100 * share:.1f}% |")
+            print(f"| harness run: wall time (with start-up) | {wall:.1f} s |", flush=True)
+        if args.rss_trainings < 50:
+            return
         at50, at_n, per = rss(ds, args.rss_trainings)
         print(f"| RSS after 50 / {args.rss_trainings} exact trainings | {at50:.0f} / {at_n:.0f} MB "
               f"({at_n - at50:+.1f} MB; {per:.3f} s / training) |")

@@ -204,3 +204,26 @@ def test_regression_example_loads_its_own_data_and_model() -> None:
     ds = data.load(spec.data, 0, spec.path)
     assert spec.objective_metric == "mae" and spec.objective_direction == "min" and ds.n_classes == 0
     assert (len(ds.y_train), ds.n_val, len(ds.y_test)) == (360, 90, 150) and ds.y_train.dtype == np.float32
+
+
+def _staged(path: Path, shape: tuple[int, ...], n: int = 120) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (n, *shape), dtype=np.uint8), y_train=rng.integers(0, 10, (n, 1)),
+             x_test=rng.integers(0, 256, (n // 4, *shape), dtype=np.uint8), y_test=rng.integers(0, 10, (n // 4, 1)))
+    return path
+
+
+def test_keras_datasets_from_staged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, each Keras dataset is read from a staged file (data.path or $HARNESS_<NAME>_PATH);
+    the bundled hypermodel job passes the driver's check on MNIST-shaped data."""
+    from harness.job.spec import DataSpec
+    from harness.training import data
+    monkeypatch.setenv("HARNESS_CIFAR10_PATH", str(_staged(tmp_path / "c10.npz", (32, 32, 3))))
+    ds = data.load(DataSpec("keras", None, 0.25, None, None, name="cifar10"), 0)
+    assert ds.x_train.shape == (120, 32, 32, 3) and ds.y_train.shape == (120,) and ds.x_train.max() <= 1.0
+    monkeypatch.setenv("HARNESS_MNIST_PATH", str(_staged(tmp_path / "mnist.npz", (28, 28))))
+    monkeypatch.chdir(REPO)
+    spec = load_job(str(REPO / "jobs" / "mnist_cnn.yaml"))
+    preflight.check(spec)  # builds the hypermodel and runs it on two staged images
+    with pytest.raises(UserError, match="fashion_mnist file .* not found"):
+        data.check(DataSpec("keras", str(tmp_path / "none.npz"), 0.25, None, None, name="fashion_mnist"))

@@ -17,6 +17,7 @@ is listed in `Seeding.fixed` (recorded, reported) rather than claimed separated.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import importlib
 import importlib.util
@@ -191,12 +192,45 @@ def reseed_noise(model: Any, noise_seed: int) -> Seeding:
     return Seeding(tuple(reseeded), tuple(fixed))
 
 
+_BACKEND_SEED = contextvars.ContextVar("backend_seed", default=True)
+
+
+@contextlib.contextmanager
+def backend_seed_untouched() -> Iterator[None]:
+    """Builds inside leave TensorFlow's global seed as it is (engine exact's throwaway builds):
+    setting it makes every traced function re-instantiate (~0.2 s a training here), and a model
+    that draws its randomness through Keras (initializers, SeedGenerators) never reads it."""
+    token = _BACKEND_SEED.set(False)
+    try:
+        yield
+    finally:
+        _BACKEND_SEED.reset(token)
+
+
+def set_seeds(seed: int) -> None:
+    """keras.utils.set_random_seed (Python, numpy, Keras's global SeedGenerator, the backend), the
+    backend's global seed left alone inside `backend_seed_untouched`."""
+    import keras
+    if _BACKEND_SEED.get():
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def seeded_build(build: Callable[[], Any], init_seed: int, noise_seed: int) -> tuple[Any, Seeding]:
     """Build under the init seed, reseed build-time SeedGenerators from the noise stream, then set
     the global seeds to the noise seed (what training draws unseeded)."""
-    import keras
-    keras.utils.set_random_seed(init_seed)
+    set_seeds(init_seed)
     model = build()
     seeding = reseed_noise(model, noise_seed)
-    keras.utils.set_random_seed(noise_seed)
+    set_seeds(noise_seed)
     return model, seeding

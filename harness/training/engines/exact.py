@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.training.builders import backend_seed_untouched
 from harness.training.data import Dataset
 from harness.training.engines.base import (
     ENGINE_CACHE,
@@ -128,8 +129,9 @@ class ExactEngine(Engine):
             self.builder.reset(model, seeds["init"], seeds["noise"])
         else:
             assert self.builder.build is not None
-            fresh = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"],
-                                       **model_args)
+            with backend_seed_untouched():
+                fresh = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"],
+                                           **model_args)
             for var, value in zip(model.variables, fresh.variables, strict=True):
                 var.assign(value.value)
             note_seeding(self, fresh)
