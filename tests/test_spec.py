@@ -26,7 +26,7 @@ MISTAKES = [
     ({"search": {"algorithm": "bayes"}}, "search.algorithm", "expected one of tpe, rand, anneal, hyperopt.tpe"),
     ({"seeds": {"init": 0}}, "seeds.init", "expected an integer >= 1"),
     ({"seeds": {"order": [1, 1]}}, "seeds.order", "distinct"),
-    ({"model": {"builder": "resnet"}}, "model.builder", "expected one of dense"),
+    ({"model": {"builder": "resnet"}}, "model.builder", "expected one of conv, dense or \"package.module:function\""),
     ({"data": {"source": "cifar"}}, "data.source", "expected one of digits, mnist"),
     ({"data": {"splits": {"test": 1.5}}}, "data.splits.test", "fraction"),
     ({"determinism": {"ops": "sometimes"}}, "determinism.ops", "expected one of on, off, both"),

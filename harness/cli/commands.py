@@ -85,17 +85,17 @@ class Run(Command):
         from harness.job import load_job, plan
         from harness.job.matrix import shard
         from harness.store import Store
-        from harness.training import data, determinism, engines
+        from harness.training import determinism, engines, preflight
 
         spec = load_job(job)
         units = plan(spec)
         part = parse_shard(shard_text)
         if part is not None:
             units = shard(units, *part)
-        data.check(spec.data, spec.path)
+        preflight.check(spec)  # data and model, before any worker starts or anything is written
         store = Store(store_root, spec)
         engine = engines.resolve(spec.training.engine, determinism.backend_name(), spec.model.builder,
-                                 spec.training.xla)  # once, here: its notice on the driver's stderr
+                                 spec.training.xla, spec.data.task)  # once, here: its notice on the driver's stderr
         runner = make_executor(executor, spec, store, engine, workers)  # may refuse: before any write
         store.init()
         summary = run_units(spec, store, runner, units, progress_factory(spec, progress))

@@ -101,12 +101,18 @@ class Worker:
         """A unit's record before its result; `engine` is the engine that trains it."""
         return new_record(self.spec, unit, attempts.get(unit.id, 1), self.trainer.engine.label, self.name)
 
+    def _note_seeding(self, record: Record) -> None:
+        """What the noise stream reached in the model (models the harness did not write)."""
+        if self.trainer.seeding is not None:
+            record["seeding"] = self.trainer.seeding
+
     @staticmethod
     def _fail(record: Record, exc: BaseException) -> None:
         failed(record, f"{type(exc).__name__}: {exc}",
                None if isinstance(exc, TrainingFailed) else "".join(traceback.format_exception(exc, limit=8)))
 
     def _write(self, record: Record, wall: float, trainings: int) -> tuple[str, str, int]:
+        self._note_seeding(record)
         record["wall_s"] = round(wall, 4)
         record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         record["env"] = {**self.env, **record.get("env", {})}  # a study's adds its optimiser library
@@ -156,7 +162,8 @@ class Worker:
         scored = [t for t in trials if t["score"] is not None]
         if not scored:
             raise TrainingFailed("every trial of the chain failed")
-        best = max(scored, key=lambda t: t["score"])  # first of equals, as hyperopt's argmin
+        pick = max if self.spec.objective_direction == "max" else min
+        best = pick(scored, key=lambda t: t["score"])  # first of equals, as hyperopt's argmin
         train_start = time.perf_counter()
         reeval = self._reevaluate(unit, best["config"])
         record["train_s"] = round(clock["train"] + time.perf_counter() - train_start, 4)
@@ -166,8 +173,9 @@ class Worker:
                 "library_seed": search.library_seed, "optimiser_s": round(clock["optimiser"], 4)}
 
     def _trial(self, search: Search, unit: Unit, clock: dict[str, float]) -> dict[str, Any] | None:
-        """One trial: the optimiser's proposal trained `unit.runs` times, the mean accuracy told
-        (None when the optimiser has nothing left to propose). `clock` accumulates seconds."""
+        """One trial: the optimiser's proposal trained `unit.runs` times, the mean objective (on
+        validation where there is one) told (None when the optimiser has nothing left to propose).
+        `clock` accumulates seconds."""
         start = time.perf_counter()
         config = search.ask()
         clock["optimiser"] += time.perf_counter() - start
@@ -178,13 +186,14 @@ class Worker:
             for j in range(unit.runs or self.spec.objective_runs):
                 seeds = training_seeds(self.spec, unit.levels, run=j)
                 m = self.trainer.train(config, seeds)
-                runs.append({"accuracy": m.accuracy, "loss": m.loss, "seeds": seeds})
+                runs.append({**{k: v for k, v in m.as_dict().items() if k != "per_class_accuracy"}, "seeds": seeds})
         except TrainingFailed as exc:
             error = str(exc)
         clock["train"] += time.perf_counter() - start
-        score = None if error else sum(r["accuracy"] for r in runs) / len(runs)
+        metric = self.spec.objective_metric
+        score = None if error else sum((r.get("validation") or r)[metric] for r in runs) / len(runs)
         start = time.perf_counter()
-        search.tell(None if score is None else -score)
+        search.tell(None if score is None else -score if self.spec.objective_direction == "max" else score)
         clock["optimiser"] += time.perf_counter() - start
         return {"config": config, "score": score, "runs": runs, **({"error": error} if error else {})}
 

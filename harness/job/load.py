@@ -8,6 +8,7 @@ the YAML line. Only `yaml.safe_load`-level constructs are accepted.
 from __future__ import annotations
 
 import math
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -20,12 +21,16 @@ from harness.job.seeds import REQUIRED_SOURCES, SEED_SOURCES
 from harness.job.spec import (
     DEFAULT_LEASE,
     DEFAULT_MAX_TRAININGS,
+    DIRECTIONS,
     DISTRIBUTIONS,
     ENGINES,
+    KERAS_DATASETS,
     LOSSES,
+    METRICS,
     OPTIMIZERS,
     POLICIES,
     SOURCES,
+    TASKS,
     TRAINING_FIELDS,
     DataSpec,
     DeterminismSpec,
@@ -36,9 +41,12 @@ from harness.job.spec import (
     SearchSpec,
     SeedingSpec,
     TrainingSpec,
+    cast_value,
 )
+from harness.job.usermodel import free_configurations, optional_search, user_model
 from harness.job.yamldoc import MAX_BYTES, Doc, Section, decode, finite
 from harness.resources import jobs_dir
+from harness.training.builders import is_ref
 from harness.training.models import BUILDERS
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a job name is a directory under the store and reports
@@ -47,6 +55,8 @@ MAX_LEVELS = 1_000_000   # levels of one seed source (the matrix is bounded agai
 MAX_LOG_BOUND = 700      # exp(710) overflows a float
 MAX_PROCESSES = 1024     # workers and threads: a bound that no machine reaches and no typo passes
 TRAINING_TYPES: dict[str, type] = {"optimizer": str, "learning_rate": float, "batch_size": int, "epochs": int}
+SEARCH_KEYS = ("algorithm", "algorithms", "options", "max_evals", "startup_trials", "space", "chains",
+               "reevaluate")
 TOP_KEYS = ("name", "data", "model", "training", "search", "evaluate", "seeds", "seeding", "objective",
             "determinism", "dispatch", "limits")
 
@@ -69,23 +79,30 @@ def load_job(job: str) -> JobSpec:
     """Read and validate a job file; raise UserError on the first mistake."""
     path = resolve_job_path(job)
     doc = Doc(str(path), _read(path))
-    top = Section(doc, (), doc.data, TOP_KEYS, required=("data", "model", "search", "seeds"))
-    data = _data(top.section("data", ("source", "path", "splits"), required=("source",)))
-    search = _search(top.section("search", ("algorithm", "algorithms", "options", "max_evals", "startup_trials",
-                                            "space", "chains", "reevaluate"), required=("space",)))
-    space_names = {d.name for d in search.space}
-    builder, model_args = _model(top, search)
-    types = {**TRAINING_TYPES, **BUILDERS[builder].params}
-    _check_space_types(top.doc, search, types)
-    configurations = _configurations(top.section("evaluate", ("configurations",)), search, types)
-    training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names)
+    top = Section(doc, (), doc.data, TOP_KEYS, required=("data", "model", "seeds"))
+    search_path = (str(path.resolve().parent), os.getcwd())
+    data = _data(top.section("data", ("source", "path", "name", "target", "task", "classes", "splits"),
+                             required=("source",)), search_path)
+    model, hp_space = user_model(top, search_path)
+    search = optional_search(top, _search, hp_space, SEARCH_KEYS)
+    if model is None:
+        builder, model_args = _model(top, search)
+        model = ModelSpec(builder=builder, args=model_args)
+    types = {**TRAINING_TYPES, **(BUILDERS[model.builder].params if model.builder in BUILDERS else {})}
+    configurations = _evaluate(top, search, model.builder, types)
+    space_names = {d.name for d in search.space} if search else {k for c in configurations for k in c}
+    training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names,
+                         model.builder in BUILDERS)
     root, levels = _seeds(top.section("seeds", ("root",) + SEED_SOURCES, required=("root",)))
-    _check_chains(doc, search, levels)
-    runs = _objective_runs(top.section("objective", ("runs",)))
+    if search is not None:
+        _check_chains(doc, search, levels)
+    objective = top.section("objective", ("runs", "metric", "direction"))
+    metric, direction = _objective(objective, data.task)
+    runs = _objective_runs(objective)
     spec = JobSpec(name=_name(top, path), path=str(path), data=data,
-                   model=ModelSpec(builder=builder, args=model_args), training=training,
-                   search=search, configurations=configurations,
-                   root_seed=root, levels=levels,
+                   model=model, training=training, search=search,
+                   configurations=configurations, root_seed=root, levels=levels,
+                   objective_metric=metric, objective_direction=direction,
                    objective_runs=runs[0], runs_levels=runs if len(runs) > 1 else (),
                    determinism=_determinism(top.section("determinism", ("ops", "intra_op_threads",
                                                                         "inter_op_threads"))),
@@ -100,11 +117,24 @@ def load_job(job: str) -> JobSpec:
     return spec
 
 
-def _seeding(top: Section, search: SearchSpec, types: Mapping[str, type]) -> SeedingSpec | None:
+def _evaluate(top: Section, search: SearchSpec | None, builder: str, types: Mapping[str, type]
+              ) -> tuple[dict[str, Any], ...]:
+    """evaluate.configurations: values of the search dimensions, each of its parameter's type; a job
+    without a search names its fixed configurations freely."""
+    evaluate = top.section("evaluate", ("configurations",))
+    if search is None:
+        return free_configurations(evaluate, builder)
+    _check_space_types(top.doc, search, types)
+    return _configurations(evaluate, search, types)
+
+
+def _seeding(top: Section, search: SearchSpec | None, types: Mapping[str, type]) -> SeedingSpec | None:
     """The seeding-policy factor (the article's examples), if the job has one."""
     if not top.has("seeding"):
         return None
     sec = top.section("seeding", ("policies", "runs", "fixed"), required=("policies", "fixed"))
+    if search is None:
+        raise sec.err("policies", "the seeding policies run the article's search: the job needs a search section")
     policies = sec.raw("policies")
     if (not isinstance(policies, list) or not policies or any(p not in POLICIES for p in policies)
             or len(set(policies)) != len(policies)):
@@ -168,7 +198,7 @@ def _dispatch(disp: Section) -> DispatchSpec:
 def _warn_random_search(spec: JobSpec) -> None:
     """A model-based optimiser whose random startup covers the whole budget is a random search."""
     s = spec.search
-    for name in algs.arm_algorithms(s):
+    for name in algs.arm_algorithms(s) if s is not None else ():
         alg = algs.algorithm(name)
         startup = algs.effective_options(s, name).get(alg.startup or "", 0)
         if alg.startup and s.max_evals <= startup:
@@ -249,20 +279,55 @@ def _option(opts: Section, key: str, opt: algs.Option) -> Any:
     return opts.number(key, check=lambda x: x > low, expect=f"a number > {low:g}")
 
 
-def _data(sec: Section) -> DataSpec:
-    source = sec.choice("source", SOURCES)
-    splits = sec.section("splits", ("test", "max_train", "max_test"))
-    if source == "mnist" and splits.has("test"):
-        raise splits.err("test", "mnist has a fixed test split; use max_test to shorten it")
+def _data(sec: Section, search_path: tuple[str, ...]) -> DataSpec:
+    source = sec.string("source")
+    if source not in SOURCES and not is_ref(source):
+        raise sec.err("source", f"expected one of {', '.join(SOURCES)} or \"package.module:function\", "
+                                f"got {source!r}")
+    splits = sec.section("splits", ("test", "validation", "max_train", "max_test"))
+    if source in ("mnist", "keras") and splits.has("test"):
+        raise splits.err("test", f"{source} has a fixed test split; use max_test to shorten it")
+    task = sec.choice("task", TASKS, "classification")
+    if task == "regression" and sec.has("classes"):
+        raise sec.err("classes", "applies to classification only")
+    only = {"name": "keras", "target": "csv"}
+    for key, needs in only.items():
+        if sec.has(key) and source != needs:
+            raise sec.err(key, f"applies to data.source {needs} only")
+    if source in ("npz", "csv"):
+        sec.string("path")
+    fraction = dict(check=lambda v: 0 < v < 1, expect="a fraction between 0 and 1 (exclusive)")
     return DataSpec(
         source=source, path=sec.string("path", None, allow_none=True),
-        test_fraction=splits.number("test", 0.25, check=lambda v: 0 < v < 1,
-                                    expect="a fraction between 0 and 1 (exclusive)"),
+        test_fraction=splits.number("test", 0.25, **fraction),
         max_train=splits.integer("max_train", None, low=10, allow_none=True),
-        max_test=splits.integer("max_test", None, low=10, allow_none=True))
+        max_test=splits.integer("max_test", None, low=10, allow_none=True),
+        name=sec.choice("name", KERAS_DATASETS) if source == "keras" else None,
+        validation=splits.number("validation", **fraction) if splits.has("validation") else None,
+        target=sec.string("target") if source == "csv" else None, task=task,
+        classes=sec.integer("classes", None, low=2, allow_none=True),
+        search_path=search_path if is_ref(source) else ())
 
 
-def _model(top: Section, search: SearchSpec) -> tuple[str, dict[str, Any]]:
+def _objective(sec: Section, task: str) -> tuple[str, str]:
+    """objective.metric (default: accuracy, or mse for a regression) and its direction (default:
+    min for loss, mse and mae, else max). A metric only the model reports is checked in the
+    driver, against the built model."""
+    metric = sec.string("metric", "mse" if task == "regression" else "accuracy")
+    if task == "regression" and metric == "accuracy":
+        raise sec.err("metric", "accuracy needs a classification; a regression has loss, mse, mae "
+                                "or a metric the compiled model reports")
+    if task == "classification" and metric in ("mse", "mae"):
+        raise sec.err("metric", f"{metric} is computed for regressions (data.task: regression)")
+    default = "min" if metric in ("loss", "mse", "mae") else "max"
+    direction = sec.choice("direction", DIRECTIONS, default)
+    if metric in METRICS and direction != default:
+        raise sec.err("direction", f"{metric} is better when {'lower' if default == 'min' else 'higher'}: "
+                                   f"expected {default}")
+    return metric, direction
+
+
+def _model(top: Section, search: SearchSpec | None) -> tuple[str, dict[str, Any]]:
     """The builder and its fixed arguments; every search dimension must be a training field or
     an argument of the builder, and fixed in one place only."""
     sec = top.section("model", ("builder", "args"), required=("builder",))
@@ -279,7 +344,7 @@ def _model(top: Section, search: SearchSpec) -> tuple[str, dict[str, Any]]:
             args[key] = args_sec.number(key, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)")
         else:
             args[key] = args_sec.choice(key, info.choices[key]) if key in info.choices else args_sec.raw(key)
-    for d in search.space:
+    for d in search.space if search else ():
         if d.name not in TRAINING_FIELDS and d.name not in info.params:
             raise top.doc.error(("search", "space", d.name),
                                 f"not a training field ({', '.join(TRAINING_FIELDS)}) nor an argument of "
@@ -289,7 +354,9 @@ def _model(top: Section, search: SearchSpec) -> tuple[str, dict[str, Any]]:
     return builder, args
 
 
-def _training(sec: Section, searched: set[str]) -> TrainingSpec:
+def _training(sec: Section, searched: set[str], builtin: bool) -> TrainingSpec:
+    """Training values; a user's builder may compile its model itself, so optimizer and
+    learning_rate may be absent there (the driver's check asks for them if it does not)."""
     fixed: dict[str, Any] = {}
     for key in TRAINING_FIELDS:
         if not sec.has(key):
@@ -308,7 +375,8 @@ def _training(sec: Section, searched: set[str]) -> TrainingSpec:
         raise sec.err("xla", f"expected true or false, got {xla!r}")
     if xla and engine == "fit":
         raise sec.err("xla", "XLA applies to engines exact and vectorized, not fit")
-    missing = [f for f in TRAINING_FIELDS if f not in fixed and f not in searched]
+    needed = TRAINING_FIELDS if builtin else ("batch_size", "epochs")
+    missing = [f for f in needed if f not in fixed and f not in searched]
     if missing:
         raise sec.doc.error(sec.keypath, f"missing {', '.join(missing)}: fix it here or search it in search.space")
     return TrainingSpec(fixed=fixed, loss=sec.choice("loss", LOSSES, LOSSES[0]), engine=engine, xla=xla)
@@ -382,7 +450,7 @@ def _seeds(sec: Section) -> tuple[int, dict[str, tuple[int, ...]]]:
                 raise sec.err(src, "expected distinct level indices")
             levels[src] = tuple(v)
         else:
-            levels[src] = tuple(range(sec.integer(src, low=1, high=MAX_LEVELS)))
+            levels[src] = tuple(range(sec.integer(src, v, low=1, high=MAX_LEVELS)))
     return root, levels
 
 
@@ -398,14 +466,15 @@ def _configurations(sec: Section, search: SearchSpec, types: Mapping[str, type])
         item = Section(sec.doc, sec.keypath + ("configurations", str(i)), c, names, required=names)
         cfg = {}
         for d in search.space:
-            cfg[d.name] = _config_value(item, d, types[d.name])
+            cfg[d.name] = _config_value(item, d, types.get(d.name))
         out.append(cfg)
     return tuple(out)
 
 
-def _config_value(item: Section, d: Dimension, typ: type) -> Any:
+def _config_value(item: Section, d: Dimension, typ: type | None) -> Any:
     """One fixed value, of its parameter's type: an integer parameter's must be an integer >= 1
-    (8.0 is refused, even where a choice lists 8); a float parameter's becomes a float."""
+    (8.0 is refused, even where a choice lists 8); a float parameter's becomes a float; a user
+    builder's own parameter (no declared type) takes the type its dimension yields."""
     x = item.integer(d.name, low=1) if typ is int else item.raw(d.name)
     if d.kind == "choice":
         if x not in d.args:
@@ -415,6 +484,8 @@ def _config_value(item: Section, d: Dimension, typ: type) -> Any:
         return x
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not finite(x):
         raise item.err(d.name, f"expected a number, got {x!r}")
+    if typ is None:
+        return cast_value(d, x)
     return float(x)  # a string parameter is searched by choice only (_check_space_types)
 
 
@@ -441,6 +512,8 @@ def _check_space_types(doc: Doc, search: SearchSpec, types: Mapping[str, type]) 
     """Every dimension yields values of its parameter's type: whole numbers >= 1 for an integer
     parameter, numbers for a float one, the allowed strings for a string one."""
     for d in search.space:
+        if d.name not in types:  # a user builder's own parameter: its builder checks it
+            continue
         key, typ = ("search", "space", d.name), types[d.name]
         if d.kind == "choice":
             _check_options(doc, key, d, typ)

@@ -80,6 +80,8 @@ def _study_units(spec: JobSpec, base: dict[str, Any], start: int) -> list[Unit]:
     """The same chain cells (bo x init x order) under each arm. With a single arm the id hashes
     what it did before the optimiser became a factor, so existing jobs keep their unit ids."""
     s, units = spec.search, []
+    if s is None:
+        return units
     study = {"search": spec.canonical()["search"], "objective_runs": spec.objective_runs}
     mode = spec.determinism.modes[0]
     arms = study_arms(spec)

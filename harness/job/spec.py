@@ -20,9 +20,13 @@ DISTRIBUTIONS: dict[str, int] = {  # hyperopt name -> number of arguments
     "randint": 2, "normal": 2,
 }
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-LOSSES = ("sparse_categorical_crossentropy",)
+LOSSES = ("sparse_categorical_crossentropy", "mse", "mae", "huber")  # for a model its builder leaves uncompiled
 ENGINES = ("fit", "exact", "vectorized")  # see harness/training/engines/
-SOURCES = ("digits", "mnist")
+SOURCES = ("digits", "mnist", "keras", "npz", "csv")  # or a "package.module:function" returning arrays
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+TASKS = ("classification", "regression")
+METRICS = ("accuracy", "loss", "mse", "mae")  # computed by the harness; any other: reported by the model
+DIRECTIONS = ("max", "min")
 TRAINING_FIELDS = ("optimizer", "learning_rate", "batch_size", "epochs")
 DEFAULT_MAX_TRAININGS = 100_000
 UnitKind = Literal["eval", "study", "article"]
@@ -51,17 +55,34 @@ class Dimension:
 
 @dataclass(frozen=True)
 class DataSpec:
-    source: str
+    source: str               # one of SOURCES, or "package.module:function"
     path: str | None
     test_fraction: float
     max_train: int | None
     max_test: int | None
+    name: str | None = None               # source keras: one of KERAS_DATASETS
+    validation: float | None = None       # fraction of train carved off by the split stream
+    target: str | None = None             # source csv: the target column
+    task: str = "classification"          # or regression
+    classes: int | None = None            # labels must lie in 0..classes-1 (default: the data's max + 1)
+    search_path: tuple[str, ...] = ()     # where a "module:function" source is imported from (not hashed)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    builder: str
+    builder: str              # a built-in name or "package.module:function"
     args: dict[str, Any]
+    source_digest: str | None = None      # a user builder's module file (sha256): editing it moves the store
+    search_path: tuple[str, ...] = ()     # where a user builder is imported from (not hashed)
+
+
+# Fields added after stores existed: left out of the canonical form at their defaults, so an
+# existing job keeps its spec hash and unit ids.
+_LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"name": None, "validation": None, "target": None, "task": "classification", "classes": None},
+    "model": {"source_digest": None},
+    "": {"objective_metric": "accuracy", "objective_direction": "max"},
+}
 
 
 @dataclass(frozen=True)
@@ -131,7 +152,7 @@ class JobSpec:
     data: DataSpec
     model: ModelSpec
     training: TrainingSpec
-    search: SearchSpec
+    search: SearchSpec | None  # None: a job that measures fixed configurations only
     configurations: tuple[dict[str, Any], ...]
     root_seed: int
     levels: dict[str, tuple[int, ...]]
@@ -142,6 +163,15 @@ class JobSpec:
     runs_levels: tuple[int, ...] = ()  # objective.runs as a factor: each averaging count (else objective_runs)
     seeding: SeedingSpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    objective_metric: str = "accuracy"   # what a chain optimises and the report decomposes
+    objective_direction: str = "max"
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The names a configuration sets: the search space's, else the fixed configurations' keys."""
+        if self.search is not None:
+            return tuple(d.name for d in self.search.space)
+        return tuple(sorted({k for c in self.configurations for k in c}))
 
     def canonical(self) -> dict[str, Any]:
         """The fields that change results (dispatch and limits excluded), JSON-ready. The store's
@@ -153,6 +183,13 @@ class JobSpec:
         if d["seeding"] is None:  # jobs without the policy factor keep the hash they had
             d.pop("seeding")
         _drop_defaults(d)
+        d["data"].pop("search_path")
+        d["model"].pop("search_path")
+        for section, defaults in _LATER_DEFAULTS.items():
+            part = d[section] if section else d
+            for key, default in defaults.items():
+                if part[key] == default:
+                    part.pop(key)
         return d
 
     def digest(self) -> str:
@@ -168,6 +205,8 @@ class JobSpec:
             assert self.seeding is not None
             return max(self.seeding.trainings(p, self.search.max_evals) for p in self.seeding.policies)
         s = self.search
+        if s is None:
+            return 0
         return s.max_evals * (runs or self.objective_runs) + s.reevaluate_init * s.reevaluate_order
 
     def eval_units(self) -> int:
@@ -182,6 +221,8 @@ class JobSpec:
     def study_units(self) -> int:
         """Study units: one chain per optimiser x averaging count x bo level x the chains' init
         and order levels."""
+        if self.search is None:
+            return 0
         arms = max(len(self.search.algorithms), 1) * len(self.runs_factor())
         return arms * len(self.levels["bo"]) * self.search.chains_init * self.search.chains_order
 
@@ -203,7 +244,7 @@ def _drop_defaults(canonical: dict[str, Any]) -> None:
     """Fields added with the optimiser factor (issue 11) leave the canonical form when unused, so
     jobs written before keep their digest and unit ids."""
     for key, empty in (("algorithms", ()), ("options", {})):
-        if canonical["search"].get(key) in (empty, list(empty)):
+        if canonical["search"] is not None and canonical["search"].get(key) in (empty, list(empty)):
             canonical["search"].pop(key)
     if not canonical["runs_levels"]:
         canonical.pop("runs_levels")

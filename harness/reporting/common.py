@@ -38,7 +38,7 @@ def source_text(name: str, residual: str = "implementation noise (repeats with e
 
 
 def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
-    return ", ".join(f"{d.name}={config[d.name]}" for d in spec.search.space)
+    return ", ".join(f"{name}={config.get(name)}" for name in spec.dimensions)
 
 
 def factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
@@ -46,9 +46,9 @@ def factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
     return [f for f in candidates if len({r[f] for r in rows}) > 1]
 
 
-def columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, Any]:
+def columns(rows: Sequence[Row], names: Sequence[str], metric: str = "accuracy") -> dict[str, Any]:
     cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
-    cols["accuracy"] = np.array([r["accuracy"] for r in rows], dtype=np.float64)
+    cols[metric] = np.array([r[metric] for r in rows], dtype=np.float64)
     return cols
 
 
@@ -103,7 +103,7 @@ def safe_fit(make: Callable[[], Decomposition]) -> Decomposition | str:
         return str(exc)
 
 
-def tuned_fit(spec: JobSpec, rows: Sequence[Row]) -> Decomposition | str | None:
+def tuned_fit(spec: JobSpec, rows: Sequence[Row], metric: str = "accuracy") -> Decomposition | str | None:
     """The chosen configurations' fresh-seed scores decomposed over the chain cells (bo x search init
     x search order; the fresh seeds are the replication); None without chains."""
     reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
@@ -111,5 +111,5 @@ def tuned_fit(spec: JobSpec, rows: Sequence[Row]) -> Decomposition | str | None:
     names = factors(reeval, ("bo", "search_init", "search_order"))
     if not names or len(reeval) < 2:
         return None
-    return safe_fit(partial(decompose, columns(reeval, names), "accuracy", names, ci=CI,
+    return safe_fit(partial(decompose, columns(reeval, names, metric), metric, names, ci=CI,
                         seed=spec.root_seed % 2**31))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.job.seeds import EVAL_SOURCES
+from harness.reporting.units import POINTS, Units
 from harness.stats.results import Decomposition
 
 COLOURS = {"init": "#4c72b0", "order": "#dd8452", "init:order": "#8172b3", "residual": "#937860",
@@ -31,7 +32,8 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out: Path) -> Path | None:
+def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out: Path,
+           u: Units = POINTS) -> Path | None:
     bars = [(f"{cfg}" + (f" [{eng}, {mode}]" if len(fits) > 1 else ""), fit)
             for (eng, mode), per in fits.items() for cfg, fit in per.items() if cfg != "pooled"]
     if not bars:
@@ -46,7 +48,7 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
         left += vals
     ax.set_yticks(range(len(bars)), [label for label, _ in bars])
     ax.invert_yaxis()
-    ax.set_xlabel("share of the variance of held-out accuracy (%)")
+    ax.set_xlabel(f"share of the variance of held-out {u.metric} (%)")
     ax.set_ylabel("configuration")
     ax.set_xlim(0, 100)
     ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -1.1 / (0.5 * len(bars) + 1.6)),
@@ -54,7 +56,7 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
     return _save(fig, out / f"{name}_shares.png")
 
 
-def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
     """Per source: how far each of its levels moves the mean score (deviation from the configuration's mean)."""
     evals = [r for r in rows if r["kind"] == "eval"]
     reeval = [r for r in rows if r["kind"] == "reeval"]
@@ -63,17 +65,17 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
         groups: dict[tuple[str, Any], list[float]] = defaultdict(list)
         for r in evals:
             if r.get(source) is not None:
-                groups[(r["configuration"], r[source])].append(r["accuracy"])
+                groups[(r["configuration"], r[source])].append(r[u.metric])
         if len({lv for _, lv in groups}) < 2:
             continue
-        cfg_mean = {c: np.mean([r["accuracy"] for r in evals if r["configuration"] == c]) for c, _ in groups}
-        panels[source] = [100 * (np.mean(v) - cfg_mean[c]) for (c, _), v in groups.items()]
+        cfg_mean = {c: np.mean([r[u.metric] for r in evals if r["configuration"] == c]) for c, _ in groups}
+        panels[source] = [u.scale * (np.mean(v) - cfg_mean[c]) for (c, _), v in groups.items()]
     if reeval:
         by_chain: dict[Any, list[float]] = defaultdict(list)
         for r in reeval:
-            by_chain[r["unit"]].append(r["accuracy"])
-        overall = np.mean([r["accuracy"] for r in reeval])
-        panels["bo chain (tuned model)"] = [100 * (np.mean(v) - overall) for v in by_chain.values()]
+            by_chain[r["unit"]].append(r[u.metric])
+        overall = np.mean([r[u.metric] for r in reeval])
+        panels["bo chain (tuned model)"] = [u.scale * (np.mean(v) - overall) for v in by_chain.values()]
     if not panels:
         return None
     plt = _plt()
@@ -84,43 +86,45 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path 
     ax.set_xticks(range(1, len(panels) + 1), list(panels))
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("seed source")
-    ax.set_ylabel("level mean - configuration mean (pts)")
+    ax.set_ylabel(f"level mean - configuration mean ({u.short})")
     ax.set_title("How far one seed level moves the score, per source")
     return _save(fig, out / f"{name}_sources.png")
 
 
-def chains(name: str, studies: Sequence[dict[str, Any]], out: Path) -> Path | None:
+def chains(name: str, studies: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
     if not studies:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for rec in studies:
         scores = [t["score"] if t["score"] is not None else np.nan for t in rec["result"]["trials"]]
-        best = 100 * np.fmax.accumulate(np.array(scores, dtype=float))
+        best = u.scale * (np.fmax if u.higher_is_better else np.fmin).accumulate(np.array(scores, dtype=float))
         lv = rec["levels"]
         ax.plot(range(1, len(best) + 1), best, marker=".", lw=1,
                 label=f"bo {lv['bo']}, init {lv['init']}, order {lv['order']}")
     ax.set_xlabel("trial")
-    ax.set_ylabel("best held-out accuracy so far (%)")
+    ax.set_ylabel("best held-out accuracy so far (%)" if u.points else f"best {u.metric} so far")
     ax.set_title("Optimiser chains: best so far")
     if len(studies) <= 12:
         ax.legend(fontsize=7, ncol=2)
     return _save(fig, out / f"{name}_chains.png")
 
 
-def expect(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
     """What to expect from one run: the tuned model's fresh-seed scores (per optimiser and averaging
-    count, where a job has several) beside one training of the best fixed configuration."""
+    count, where a job compares several) beside one training of the best fixed configuration."""
     groups: dict[str, list[float]] = defaultdict(list)
     evals = [r for r in rows if r["kind"] == "eval" and r["mode"] == "on"]
+    pick = max if u.higher_is_better else min
     if evals:
-        best = max({r["configuration"] for r in evals},
-                   key=lambda c: np.mean([r["accuracy"] for r in evals if r["configuration"] == c]))
-        groups[f"one training of\n{best}"] = [100 * r["accuracy"] for r in evals if r["configuration"] == best]
-    for r in rows:
-        if r["kind"] == "reeval":
-            label = " ".join(str(r[k]) for k in ("algorithm", "objective_runs") if r.get(k) is not None)
-            groups[f"tuned model{(' ' + label) if label else ''}:\none fresh-seed training"].append(100 * r["accuracy"])
+        best = pick({r["configuration"] for r in evals},
+                    key=lambda c: np.mean([r[u.metric] for r in evals if r["configuration"] == c]))
+        groups[f"one training of\n{best}"] = [u.scale * r[u.metric] for r in evals if r["configuration"] == best]
+    reeval = [r for r in rows if r["kind"] == "reeval"]
+    arms = len({(r.get("algorithm"), r.get("objective_runs")) for r in reeval}) > 1
+    for r in reeval:
+        label = f" {r.get('algorithm')} x{r.get('objective_runs')}" if arms else ""
+        groups[f"tuned model{label}:\none fresh-seed training"].append(u.scale * r[u.metric])
     if len(groups) < 2:
         return None
     plt = _plt()
@@ -129,22 +133,23 @@ def expect(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
     for i, vals in enumerate(groups.values(), 1):
         ax.scatter(vals, np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), s=8, alpha=0.5, color="k")
     ax.set_yticks(range(1, len(groups) + 1), list(groups), fontsize=8)
-    ax.set_xlabel("held-out accuracy (%)")
+    ax.set_xlabel(f"held-out {u.metric}" + (" (%)" if u.points else ""))
     ax.set_title("What to expect from one run")
     return _save(fig, out / f"{name}_expect.png")
 
 
 def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],
-         studies: Sequence[dict[str, Any]], out: Path) -> list[tuple[str, str, Path]]:
+         studies: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> list[tuple[str, str, Path]]:
     """Every figure that has data; (title, one-line caption, path) for the markdown."""
+    m = f"held-out {u.metric}" + (" (%)" if u.points else "")
     figures = [
-        ("What to expect from one run", "Held-out accuracy (%) of the tuned model re-trained on fresh seeds, beside "
-         "single trainings of the best fixed configuration: the spread a user sees from one run.",
-         expect(name, rows, out)),
-        ("Variance shares per configuration", "Share (%) of the variance of one training's held-out accuracy that "
-         "each seed source explains, per configuration.", shares(name, fits, out)),
-        ("Score spread per seed source", "How far each level of a seed source moves the mean held-out accuracy "
-         "(points, relative to its configuration's mean).", distributions(name, rows, out)),
-        ("Optimiser chains, best so far", "Best held-out accuracy (%) each chain had seen after each trial.",
-         chains(name, studies, out))]
+        ("What to expect from one run", f"{m[0].upper() + m[1:]} of the tuned model re-trained on fresh seeds, "
+         "beside single trainings of the best fixed configuration: the spread a user sees from one run.",
+         expect(name, rows, out, u)),
+        ("Variance shares per configuration", f"Share (%) of the variance of one training's held-out {u.metric} "
+         "that each seed source explains, per configuration.", shares(name, fits, out, u)),
+        ("Score spread per seed source", f"How far each level of a seed source moves the mean held-out {u.metric} "
+         f"({u.long}, relative to its configuration's mean).", distributions(name, rows, out, u)),
+        ("Optimiser chains, best so far", f"Best {m} each chain had seen after each trial.",
+         chains(name, studies, out, u))]
     return [(t, c, p) for t, c, p in figures if p is not None]

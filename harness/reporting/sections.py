@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from harness.errors import UserError
 from harness.files import atomic_write, under
 from harness.job.matrix import plan
 from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
@@ -40,9 +41,9 @@ from harness.reporting.common import (
 from harness.reporting.common import blocks as _blocks
 from harness.reporting.common import columns as _columns
 from harness.reporting.common import factors as _factors
-from harness.reporting.common import pts as _pts
 from harness.reporting.common import safe_fit as _fit
 from harness.reporting.summary import summary
+from harness.reporting.units import POINTS, Units, units_of
 from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import training_rows
 from harness.store.store import Store, UnitState
@@ -50,19 +51,19 @@ from harness.store.store import Store, UnitState
 SEED_FACTORS = (*TRAINING_SOURCES, "bo", "search_init", "search_order")
 
 
-def component_table(fit: Decomposition) -> str:
-    """source | variance (points^2) | std (points) | share | 95% CI of the std."""
+def component_table(fit: Decomposition, u: Units = POINTS) -> str:
+    """source | variance (units^2) | std (units) | share | 95% CI of the std."""
     table = []
     for c in fit.components:
-        ci = "" if c.ci is None else f"[{_pts(math.sqrt(max(c.ci[0], 0)))}, {_pts(math.sqrt(max(c.ci[1], 0)))}]"
-        table.append((c.name + (" (truncated at 0)" if c.truncated else ""), f"{1e4 * c.variance:.3f}",
-                      _pts(c.std), f"{100 * c.share:.1f}%", ci))
-    table.append(("total", f"{1e4 * fit.total:.3f}", _pts(math.sqrt(fit.total)), "100.0%", ""))
-    return tabulate(table, headers=("source", "variance (pts²)", "std (pts)", "share",
-                                    f"{fit.ci_header} of std (pts)"), tablefmt="github")
+        ci = "" if c.ci is None else f"[{u.value(math.sqrt(max(c.ci[0], 0)))}, {u.value(math.sqrt(max(c.ci[1], 0)))}]"
+        table.append((c.name + (" (truncated at 0)" if c.truncated else ""), u.variance(c.variance),
+                      u.value(c.std), f"{100 * c.share:.1f}%", ci))
+    table.append(("total", u.variance(fit.total), u.value(math.sqrt(fit.total)), "100.0%", ""))
+    return tabulate(table, headers=("source", f"variance ({u.short}²)", f"std ({u.short})", "share",
+                                    f"{fit.ci_header} of std ({u.short})"), tablefmt="github")
 
 
-def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
+def reading(fit: Decomposition, what: str, residual: str | None = None, u: Units = POINTS) -> str:
     """One plain-language paragraph for a decomposition; `residual` names what the residual is
     when it is not repeats with every seed equal."""
     texts = {**SOURCES_TEXT, **({"residual": residual} if residual else {})}
@@ -70,8 +71,8 @@ def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
     named = [f"{texts.get(c.name, c.name.replace(':', ' x '))} {100 * c.share:.0f}%" for c in parts
              if c.share >= 0.005]
     total = math.sqrt(fit.total)
-    text = (f"For {what}, one seeded training's held-out accuracy has a standard deviation of "
-            f"{_pts(total)} points. Of that variance: {'; '.join(named) or 'nothing measurable'}.")
+    text = (f"For {what}, one seeded training's held-out {u.metric} has a standard deviation of "
+            f"{u.value(total)} {u.long}. Of that variance: {'; '.join(named) or 'nothing measurable'}.")
     res = fit["residual"] if "residual" in fit.names else None
     if residual is None and fit.per_cell == 1:
         text += (" With one training per seed cell, 'residual' is the highest-order interaction of the seeds, "
@@ -91,6 +92,16 @@ def reading(fit: Decomposition, what: str, residual: str | None = None) -> str:
 
 # ------------------------------------------------------------------ sections
 
+def _chains(spec: JobSpec) -> str:
+    """The search part of the matrix line."""
+    s = spec.search
+    if s is None:
+        return "no search"
+    return (f"{len(spec.levels['bo'])} bo x {s.chains_init} init x {s.chains_order} order chains "
+            f"of {s.max_evals} {s.algorithm} trials ({s.startup_trials} random startup), "
+            f"objective = mean of {spec.objective_runs} run(s)")
+
+
 def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequence[Row]) -> list[str]:
     units = plan(spec)
     ok = [st.ok for st in states.values() if st.ok is not None]
@@ -98,10 +109,7 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
     lv = spec.levels
     matrix = (f"{len(spec.configurations)} configurations x "
               + " x ".join(f"{len(lv[s])} {s}" for s in EVAL_SOURCES if s in lv)
-              + f" x {len(spec.determinism.modes)} determinism mode(s); "
-              f"{len(lv['bo'])} bo x {spec.search.chains_init} init x {spec.search.chains_order} order chains "
-              f"of {spec.search.max_evals} {spec.search.algorithm} trials "
-              f"({spec.search.startup_trials} random startup), objective = mean of {spec.objective_runs} run(s)")
+              + f" x {len(spec.determinism.modes)} determinism mode(s); " + _chains(spec))
     done = sum(1 for u in units if u.id in states and states[u.id].ok)
     failed = sum(1 for u in units if u.id in states and states[u.id].ok is None)
     engines = sorted({str(r["engine"]) for r in rows}) or [spec.training.engine]
@@ -112,11 +120,36 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
              ("environment", ", ".join(f"{k} {env[k]}" for k in ("backend", "keras", "tensorflow", "jax", "cuda",
                                                                  "cudnn", "cpu", "host") if env.get(k))),
              ("GPUs", ", ".join(env.get("gpus") or []) or "none"),
-             ("test split", _test_sizes(rows))]
+             ("test split", _test_sizes(rows)), ("scores", _scores(spec))]
+    seeding = next((r["seeding"] for r in ok if r.get("seeding")), None)
+    if seeding is not None:
+        table.append(("noise stream", _seeding(seeding)))
     out = [f"# Variance report: {spec.name}", "", tabulate(table, headers=("", ""), tablefmt="github"), ""]
     if failed or done < len(units):
         out += [f"> {len(units) - done} units have no result yet; tables use what is recorded.", ""]
     return out
+
+
+def _scores(spec: JobSpec) -> str:
+    """Which split each score comes from."""
+    metric = f"{spec.objective_metric} ({'higher' if spec.objective_direction == 'max' else 'lower'} is better)"
+    if spec.search is None:
+        return f"{metric} on the test split; no search"
+    if spec.data.validation:
+        return (f"{metric}; chains select on the validation split ({100 * spec.data.validation:g}% of train); "
+                f"decompositions and tables use the test split")
+    return (f"{metric} on the test split, which the chains also select on (no validation split: the best scores "
+            f"seen are optimistic, see the winner's curse)")
+
+
+def _seeding(seeding: dict[str, list[str]]) -> str:
+    """What the noise stream reaches in a model the harness did not write (from its records)."""
+    text = (f"reseeds {len(seeding['reseeded'])} build-time SeedGenerator(s) ({', '.join(seeding['reseeded'])})"
+            if seeding["reseeded"] else "reaches no SeedGenerator of the model")
+    if seeding["fixed"]:
+        text += (f"; seeded by the model's own code, moved by neither init nor noise: "
+                 f"{', '.join(seeding['fixed'])}")
+    return text
 
 
 def _test_sizes(rows: Sequence[Row]) -> str:
@@ -130,11 +163,14 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
     blocks = _blocks(rows)
     if not blocks:
         return []
+    u = units_of(spec)
+    unit_text = "accuracy points" if u.points else f"{u.metric}'s own units"
     out = ["## Where the spread comes from", "",
-           "Variance components of held-out accuracy for a fixed configuration (balanced random-effects ANOVA "
-           "over the seed factors, repeats as replication; 95% intervals from generalized pivotal quantities "
-           "(GPQ), which cover 93.5-97.9% from 4 levels per factor in bench/RESULTS-coverage.md, where a "
-           "cluster bootstrap covers 55-84% for the larger components). Std and variance in accuracy points.", ""]
+           f"Variance components of held-out {u.metric} (test split) for a fixed configuration (balanced "
+           f"random-effects ANOVA over the seed factors, repeats as replication; 95% intervals from generalized "
+           f"pivotal quantities (GPQ), which cover 93.5-97.9% from 4 levels per factor in "
+           f"bench/RESULTS-coverage.md, where a cluster bootstrap covers 55-84% for the larger components). Std "
+           f"and variance in {unit_text}.", ""]
     if len(blocks) > 1:
         out += [f"Each engine and determinism mode is decomposed separately ({len(blocks)} blocks).", ""]
     out += [f"Op determinism off gave bit-identical scores to op determinism on (engine `{e}`): its tables are "
@@ -144,34 +180,39 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
         if not factors:
             continue
         per = fits.setdefault((engine, mode), {})
-        columns = _columns(block, factors + ["configuration"])
-        grouped = decompose_groups(columns, "accuracy", factors, "configuration", ci=CI,
-                                   seed=spec.root_seed % 2**31)
+        columns = _columns(block, factors + ["configuration"], u.metric)
+        try:
+            grouped = decompose_groups(columns, u.metric, factors, "configuration", ci=CI,
+                                       seed=spec.root_seed % 2**31)
+        except UserError as exc:  # e.g. one training per level of a lone factor: no residual to separate
+            out += [f"> Not decomposed (engine `{engine}`, op determinism {mode}): {exc}", ""]
+            continue
         configs = list(dict.fromkeys(r["configuration"] for r in block))
         title = f"engine `{engine}`, op determinism {mode}"
         if len(configs) > 1:
-            pooled = _fit(partial(decompose, columns, "accuracy", ["configuration"] + factors,
+            pooled = _fit(partial(decompose, columns, u.metric, ["configuration"] + factors,
                                   ci=CI, seed=spec.root_seed % 2**31))
             out += [f"### Pooled over configurations ({title})", "",
                     "The configuration is a factor here: its row is the spread *between* configurations; "
                     "the others are the seed effects pooled over them.", "",
-                    *_fit_lines(pooled, "a configuration picked from this list")]
+                    *_fit_lines(pooled, "a configuration picked from this list", u=u)]
             if isinstance(pooled, Decomposition):
                 per["pooled"] = pooled
         for cfg in configs:
             fit = _fit(partial(grouped.__getitem__, cfg))
-            out += [f"### {cfg} ({title})", "", *_fit_lines(fit, cfg)]
+            out += [f"### {cfg} ({title})", "", *_fit_lines(fit, cfg, u=u)]
             if isinstance(fit, Decomposition):
                 per[cfg] = fit
     return out
 
 
-def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None) -> list[str]:
+def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None, u: Units = POINTS) -> list[str]:
     if isinstance(fit, str):
         return [f"> Not decomposed: {fit}", ""]
     note = [f"> {fit.summary()}", ""] if fit.method != "anova" else []
-    warn = [line for w in fit.warnings(dict.fromkeys(SEED_FACTORS, "seeds"), scale=100) for line in (f"> {w}", "")]
-    return [*note, component_table(fit), "", *warn, reading(fit, what, residual), ""]
+    warn = [line for w in fit.warnings(dict.fromkeys(SEED_FACTORS, "seeds"), scale=u.scale)
+            for line in (f"> {w}", "")]
+    return [*note, component_table(fit, u), "", *warn, reading(fit, what, residual, u), ""]
 
 
 def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
@@ -184,14 +225,15 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     if not studies:
         return []
     out = ["## The optimiser", ""]
-    fit = tuned_fit(spec, rows)
+    u = units_of(spec)
+    fit = tuned_fit(spec, rows, u.metric)
     if fit is not None:
         out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
                 "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
                 "ran under (`search_init`, `search_order`). The residual is the re-training's own seed spread "
                 "(the fresh seeds are its replication).", "",
                 *_fit_lines(fit, "the tuned model (search, then re-training)",
-                            residual="re-training the chosen configuration on fresh seeds")]
+                            residual="re-training the chosen configuration on fresh seeds", u=u)]
     chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
     top, n = chosen.most_common(1)[0]
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
@@ -204,23 +246,34 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
         else:
             spread.append((d.name, "", Counter(vals).most_common(1)[0][0], "", len(set(vals))))
     out += [tabulate(spread, headers=("hyperparameter", "min", "median", "max", "distinct"), tablefmt="github"), ""]
+    return out + _winners_curse(spec, studies, u)
+
+
+def _winners_curse(spec: JobSpec, studies: list[dict[str, Any]], u: Units) -> list[str]:
+    """Best score seen vs the chosen configuration's mean on fresh seeds, on the split the search
+    scored (validation where there is one); a gap is how much better the best looked."""
+    assert spec.search is not None
+    split = "validation" if spec.data.validation else "test"
+    sign = 1.0 if u.higher_is_better else -1.0
     table, gaps = [], []
     for rec in studies:
         res, lv = rec["result"], rec["levels"]
-        fresh = statistics.fmean(r["metrics"]["accuracy"] for r in res["reeval"])
-        gaps.append(res["best_score"] - fresh)
+        fresh = statistics.fmean((r["metrics"].get("validation") or r["metrics"])[u.metric] for r in res["reeval"])
+        gaps.append(sign * (res["best_score"] - fresh))
         table.append((lv["bo"], lv["init"], lv["order"], config_label(spec, res["chosen"]),
-                      _pts(res["best_score"]), _pts(fresh), _pts(gaps[-1])))
-    out += [f"**Winner's curse.** The best score a chain saw is on average {_pts(statistics.fmean(gaps))} points "
-            f"above the same configuration's mean on {spec.search.reevaluate_init} x "
-            f"{spec.search.reevaluate_order} fresh seeds (range {_pts(min(gaps))} to {_pts(max(gaps))}): the "
-            f"search reports a lucky draw, not the configuration's quality.", "",
-            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", "gap (pts)"),
+                      u.value(res["best_score"]), u.value(fresh), u.value(gaps[-1])))
+    better = "above" if u.higher_is_better else "below"
+    where = "" if split == "test" else " (scores on the validation split, which the search selected on)"
+    return [f"**Winner's curse.** The best score a chain saw is on average {u.value(statistics.fmean(gaps))} "
+            f"{u.long} {better} the same configuration's mean on {spec.search.reevaluate_init} x "
+            f"{spec.search.reevaluate_order} fresh seeds (range {u.value(min(gaps))} to {u.value(max(gaps))}){where}: "
+            f"the search reports a lucky draw, not the configuration's quality.", "",
+            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", f"gap ({u.short})"),
                      tablefmt="github"), ""]
-    return out
 
 
-def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
+def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]],
+                        u: Units = POINTS) -> list[str]:
     blocks = all_blocks(rows)
     same = identical_modes(blocks)
     modes = {mode for _, mode in blocks}
@@ -235,14 +288,14 @@ def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[st
                                    if k != "pooled") for m in walls if fits.get((engine, m))}
         if engine in same and "on" in res:  # shown once: the off block's scores are the on block's
             res["off"] = res["on"]
-        table.append((engine, f"{1e4 * res.get('on', float('nan')):.4f}", f"{1e4 * res.get('off', float('nan')):.4f}",
+        table.append((engine, u.variance(res.get("on", float("nan")), 4), u.variance(res.get("off", float("nan")), 4),
                       f"{walls.get('on', float('nan')):.3f}", f"{walls.get('off', float('nan')):.3f}",
                       f"{walls['on'] / walls['off']:.2f}x" if len(walls) == 2 else ""))
     return ["## Determinism", "",
             "The same matrix with op determinism on and off: the residual (repeats with every seed equal) is the "
             "implementation noise each mode leaves, and the median wall time per training its cost on this device.", "",
-            tabulate(table, headers=("engine", "residual on (pts²)", "residual off (pts²)", "s/training on",
-                                     "s/training off", "slowdown"), tablefmt="github"), ""]
+            tabulate(table, headers=("engine", f"residual on ({u.short}²)", f"residual off ({u.short}²)",
+                                     "s/training on", "s/training off", "slowdown"), tablefmt="github"), ""]
 
 
 def _paired_win(a: dict[tuple, float], b: dict[tuple, float], seed: int, reps: int = BOOTSTRAP
@@ -267,41 +320,51 @@ def decisions_section(spec: JobSpec, rows: Sequence[Row],
     per = {k: v for k, v in fits.get((engine, mode), {}).items() if k != "pooled"}
     if not per:
         return []
+    u = units_of(spec)
     var = statistics.fmean(f.total for f in per.values())
+    # differences in accuracy points, or in multiples of the std for any other metric
+    diffs = [(d, d / 100) for d in (0.25, 0.5, 1, 2)] if u.points else \
+        [(f"{m:g} std = {u.value(m * math.sqrt(var))}", m * math.sqrt(var)) for m in (0.25, 0.5, 1, 2)]
     out = ["## Decisions", "",
-           f"Seeded trainings needed per configuration to detect a true accuracy difference between two "
+           f"Seeded trainings needed per configuration to detect a true {u.metric} difference between two "
            f"configurations (two-sided alpha 0.05, power 0.8), from the mean within-configuration variance "
-           f"({_pts(math.sqrt(var))} points std; engine `{engine}`, op determinism {mode}):", ""]
-    need = [(f"{d:g}", trainings_needed(var, d / 100)) for d in (0.25, 0.5, 1, 2)]
-    out += [tabulate(need, headers=("difference (pts)", "trainings each"), tablefmt="github"), ""]
-    means = {cfg: statistics.fmean(r["accuracy"] for r in block if r["configuration"] == cfg) for cfg in per}
-    ranked = sorted(means, key=lambda c: -means[c])
+           f"({u.value(math.sqrt(var))} {u.long} std; engine `{engine}`, op determinism {mode}):", ""]
+    need = [(f"{d:g}" if u.points else d, trainings_needed(var, x) if x else "")
+            for d, x in diffs]
+    out += [tabulate(need, headers=(f"difference ({u.short})", "trainings each"), tablefmt="github"), ""]
+    means = {cfg: statistics.fmean(r[u.metric] for r in block if r["configuration"] == cfg) for cfg in per}
+    ranked = sorted(means, key=lambda c: -means[c] if u.higher_is_better else means[c])
     if len(ranked) >= 2:
-        cells = {cfg: {(r["init_level"], r["order_level"], r.get("repeat_level")): r["accuracy"]
+        sign = 1.0 if u.higher_is_better else -1.0
+        cells = {cfg: {(r["init_level"], r["order_level"], r.get("repeat_level")): sign * r[u.metric]
                        for r in block if r["configuration"] == cfg} for cfg in ranked[:2]}
         win = _paired_win(cells[ranked[0]], cells[ranked[1]], spec.root_seed)
         if win is not None:
-            out += [f"**Top two.** {ranked[0]} (mean {_pts(means[ranked[0]])}) vs {ranked[1]} "
-                    f"(mean {_pts(means[ranked[1]])}): with the same seeds, A beats B in {100 * win[0]:.0f}% of "
+            out += [f"**Top two.** {ranked[0]} (mean {u.value(means[ranked[0]])}) vs {ranked[1]} "
+                    f"(mean {u.value(means[ranked[1]])}): with the same seeds, A beats B in {100 * win[0]:.0f}% of "
                     f"trainings (95% bootstrap CI {100 * win[1]:.0f}% to {100 * win[2]:.0f}%).", ""]
-    n = min(int(r["test_size"]) for r in block)
-    p = statistics.fmean(means.values())
-    out += [f"**Binomial floor.** With {n} test examples at accuracy {_pts(p)}%, the test split alone "
-            f"gives a standard error of sqrt(p(1-p)/n) = {_pts(binomial_se(p, n))} points: "
-            f"differences below it are not resolved by this test set, however many seeds.", ""]
+    if u.points:
+        n = min(int(r["test_size"]) for r in block)
+        p = statistics.fmean(means.values())
+        out += [f"**Binomial floor.** With {n} test examples at accuracy {u.value(p)}%, the test split alone "
+                f"gives a standard error of sqrt(p(1-p)/n) = {u.value(binomial_se(p, n))} points: "
+                f"differences below it are not resolved by this test set, however many seeds.", ""]
     return out
 
 
-def configuration_table(rows: Sequence[Row]) -> list[str]:
+def configuration_table(rows: Sequence[Row], u: Units = POINTS) -> list[str]:
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for block in _blocks(rows).values():
         for r in block:
-            groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r["accuracy"])
+            groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r[u.metric])
     if not groups:
         return []
-    table = [(cfg, eng, mode, len(v), _pts(statistics.fmean(v)), _pts(statistics.stdev(v) if len(v) > 1 else 0.0),
-              _pts(min(v)), _pts(max(v))) for (cfg, eng, mode), v in groups.items()]
-    return ["## Configurations over the seed matrix", "", "Held-out accuracy (%) over every seed combination.", "",
+    table = [(cfg, eng, mode, len(v), u.value(statistics.fmean(v)),
+              u.value(statistics.stdev(v) if len(v) > 1 else 0.0), u.value(min(v)), u.value(max(v)))
+             for (cfg, eng, mode), v in groups.items()]
+    what = "accuracy (%)" if u.points else u.metric
+    return ["## Configurations over the seed matrix", "",
+            f"Held-out {what} on the test split over every seed combination.", "",
             tabulate(table, headers=("configuration", "engine", "op determinism", "trainings", "mean", "std",
                                      "min", "max"), tablefmt="github"), ""]
 
@@ -329,16 +392,16 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
     body = decomposition_section(spec, rows, fits)
     body += optimiser_section(spec, rows, states)
     body += optimisers.section(spec, states, out_dir)
-    body += determinism_section(rows, fits)
+    body += determinism_section(rows, fits, units_of(spec))
     body += decisions_section(spec, rows, fits)
-    body += configuration_table(rows)
+    body += configuration_table(rows, units_of(spec))
     articles = [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"]
     body += article_section(spec, articles)
-    answer = summary(spec, rows, _studies(states), fits, articles, optimisers.answer(spec, states))
+    answer = summary(spec, rows, _studies(states), fits, articles, optimisers.answer(spec, states), units_of(spec))
     figures: list[str] = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        images = plots.draw(spec.name, rows, fits, _studies(states), out_dir)
+        images = plots.draw(spec.name, rows, fits, _studies(states), out_dir, units_of(spec))
         figures = ["## Plots", ""] + [line for title, caption, path in images
                                        for line in (f"![{title}]({path.name})", "", f"*{caption}*", "")]
     head = header(spec, store, states, rows)

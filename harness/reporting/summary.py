@@ -25,6 +25,7 @@ from harness.reporting.common import (
     trainings_needed,
     tuned_fit,
 )
+from harness.reporting.units import POINTS, Units
 from harness.stats import Component, Decomposition
 
 Fits = dict[tuple[str, str], dict[str, Decomposition]]
@@ -55,19 +56,21 @@ def _main(rows: Sequence[Row], fits: Fits) -> tuple[tuple[str, str], list[Row], 
     return ("", ""), [], {}
 
 
-def fixed_spread(rows: Sequence[Row], fits: Fits) -> list[str]:
+def fixed_spread(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
     """How much one training's score moves for a fixed configuration, and from which sources."""
     key, block, per = _main(rows, fits)
     if not per:
         return []
     stds = {cfg: math.sqrt(f.total) for cfg, f in per.items()}
     worst = max(stds, key=stds.__getitem__)
-    accs = [r["accuracy"] for r in block]
-    moves = (f"{pts(stds[worst])} points" if len(stds) == 1 else
-             f"{pts(min(stds.values()))} to {pts(max(stds.values()))} points over the {len(stds)} configurations "
+    accs = [r[u.metric] for r in block]
+    pct = "%" if u.points else ""
+    moves = (f"{u.value(stds[worst])} {u.long}" if len(stds) == 1 else
+             f"{u.value(min(stds.values()))} to {u.value(max(stds.values()))} {u.long} over the "
+             f"{len(stds)} configurations "
              f"(most for {worst})")
-    out = [_link(f"- **For a fixed configuration, one seeded training's held-out accuracy has a std of {moves}**; "
-                 f"single trainings scored {pts(min(accs))}% to {pts(max(accs))}%.", SPREAD)]
+    out = [_link(f"- **For a fixed configuration, one seeded training's held-out {u.metric} has a std of {moves}**; "
+                 f"single trainings scored {u.value(min(accs))}{pct} to {u.value(max(accs))}{pct}.", SPREAD)]
     fit = per[worst]
     seeds = sorted(fit.components, key=lambda c: -c.share)
     ranked = "; ".join(_share(c, fit) for c in seeds if c.share >= 0.05) or "nothing measurable"
@@ -86,24 +89,25 @@ def _others(per: dict[str, Decomposition], worst: str) -> str:
         f"{name} ({n} of {len(per) - 1})" for name, n in tops.most_common()) + "."
 
 
-def _chain_means(rows: Sequence[Row]) -> dict[str, float]:
+def _chain_means(rows: Sequence[Row], metric: str = "accuracy") -> dict[str, float]:
     by_unit: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r["kind"] == "reeval":
-            by_unit[r["unit"]].append(r["accuracy"])
+            by_unit[r["unit"]].append(r[metric])
     return {u: statistics.fmean(v) for u, v in by_unit.items()}
 
 
-def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]]) -> list[str]:
+def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], u: Units = POINTS) -> list[str]:
     """How much the tuned model's score moves between searches, and what moves it."""
-    means = _chain_means(rows)
+    means = _chain_means(rows, u.metric)
+    pct = "%" if u.points else ""
     if len(means) < 2:
         return []
-    out = [_link(f"- **The tuned model's score moves by a std of {pts(statistics.stdev(means.values()))} points "
+    out = [_link(f"- **The tuned model's score moves by a std of {u.value(statistics.stdev(means.values()))} {u.long} "
                  f"between searches**: {len(means)} chains, each chosen configuration re-trained on "
                  f"{spec.search.reevaluate_init} x {spec.search.reevaluate_order} fresh seeds, averaged "
-                 f"{pts(min(means.values()))}% to {pts(max(means.values()))}%.", OPTIMISER)]
-    fit = tuned_fit(spec, rows)
+                 f"{u.value(min(means.values()))}{pct} to {u.value(max(means.values()))}{pct}.", OPTIMISER)]
+    fit = tuned_fit(spec, rows, u.metric)
     if isinstance(fit, Decomposition):
         parts = sorted(fit.components, key=lambda c: -c.share)[:3]
         ranked = "; ".join(f"{source_text(c.name, 're-training on fresh seeds')} {100 * c.share:.0f}%"
@@ -113,16 +117,22 @@ def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str,
     return out
 
 
-def what_to_do(spec: JobSpec, rows: Sequence[Row], fits: Fits, arms: Sequence[str] = ()) -> list[str]:
-    out = _averaging(rows, fits) + _determinism(rows, fits) + _optimiser_seed(spec, rows) + list(arms)
+def what_to_do(spec: JobSpec, rows: Sequence[Row], fits: Fits, arms: Sequence[str] = (), u: Units = POINTS
+               ) -> list[str]:
+    out = _averaging(rows, fits, u) + _determinism(rows, fits, u) + _optimiser_seed(spec, rows, u) + list(arms)
     return (["- **What to do:**"] + [f"  {line}" for line in out]) if out else []
 
 
-def _averaging(rows: Sequence[Row], fits: Fits) -> list[str]:
+def _averaging(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
     _, block, per = _main(rows, fits)
     if not per:
         return []
     var = statistics.fmean(f.total for f in per.values())
+    if not u.points:  # differences in the metric's own units: one and one half std of one training
+        d = math.sqrt(var)
+        return [_link(f"- Compare configurations on the mean of {trainings_needed(var, d)} seeded trainings each to "
+                      f"tell a difference of one training's std ({u.value(d)} {u.long}); "
+                      f"{trainings_needed(var, d / 2)} for half of it.", DECISIONS)]
     n1, n05 = trainings_needed(var, 0.01), trainings_needed(var, 0.005)
     p = statistics.fmean(r["accuracy"] for r in block)
     n_test = min(int(r["test_size"]) for r in block)
@@ -132,7 +142,7 @@ def _averaging(rows: Sequence[Row], fits: Fits) -> list[str]:
                   f"points: no number of seeds resolves differences below it.", DECISIONS)]
 
 
-def _determinism(rows: Sequence[Row], fits: Fits) -> list[str]:
+def _determinism(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
     everything = all_blocks(rows)
     out = []
     for engine in sorted({e for e, _ in everything}):
@@ -147,7 +157,8 @@ def _determinism(rows: Sequence[Row], fits: Fits) -> list[str]:
             off = [f["residual"].variance for f in fits.get((engine, "off"), {}).values() if "residual" in f.names]
             if off and res:
                 out.append(_link(f"- Op determinism changes the implementation noise from "
-                                 f"{pts(math.sqrt(statistics.fmean(off)))} to {pts(math.sqrt(statistics.fmean(res)))}"
+                                 f"{u.value(math.sqrt(statistics.fmean(off)))} to "
+                                 f"{u.value(math.sqrt(statistics.fmean(res)))}"
                                  f" points (std of repeats){cost}.", DETERMINISM))
         elif res and max(res) == 0:
             out.append(_link(f"- Repeats with every seed equal gave identical scores (engine `{engine}`, op "
@@ -155,8 +166,8 @@ def _determinism(rows: Sequence[Row], fits: Fits) -> list[str]:
     return out
 
 
-def _optimiser_seed(spec: JobSpec, rows: Sequence[Row]) -> list[str]:
-    fit = tuned_fit(spec, rows)
+def _optimiser_seed(spec: JobSpec, rows: Sequence[Row], u: Units = POINTS) -> list[str]:
+    fit = tuned_fit(spec, rows, u.metric)
     if not isinstance(fit, Decomposition) or "bo" not in fit.names:
         return []
     bo = fit["bo"].share
@@ -171,7 +182,8 @@ def _optimiser_seed(spec: JobSpec, rows: Sequence[Row]) -> list[str]:
     return [_link(text, OPTIMISER)]
 
 
-def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits) -> list[str]:
+def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
+             u: Units = POINTS) -> list[str]:
     """Only what the data (or the job's own settings) shows."""
     s, out = spec.search, []
     for name in arm_algorithms(s) if studies else ():
@@ -185,24 +197,28 @@ def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any
         top, n = chosen.most_common(1)[0]
         out.append(_link(f"- The chains disagree: {len(studies)} searches chose {len(chosen)} configurations "
                          f"(the most frequent, {top}, {n} times).", OPTIMISER))
-    out += _curse_and_floor(rows, studies, fits)
+    out += _curse_and_floor(rows, studies, fits, u)
     return (["- **Warnings:**"] + [f"  {line}" for line in out]) if out else []
 
 
-def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits) -> list[str]:
+def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits, u: Units = POINTS
+                     ) -> list[str]:
     """Winner's curse and test-set floor, each against the gap between the two best configurations."""
     _, block, per = _main(rows, fits)
-    means = sorted((statistics.fmean(r["accuracy"] for r in block if r["configuration"] == c) for c in per),
-                   reverse=True)
+    means = sorted((statistics.fmean(r[u.metric] for r in block if r["configuration"] == c) for c in per),
+                   reverse=u.higher_is_better)
     if len(means) < 2:
         return []
-    gap, out = means[0] - means[1], []
-    means_by = _chain_means(rows)
-    curse = [r["result"]["best_score"] - means_by[r["unit"]] for r in studies if r["unit"] in means_by]
+    gap, out = abs(means[0] - means[1]), []
+    means_by = _chain_means(rows, u.metric)
+    sign = 1.0 if u.higher_is_better else -1.0
+    curse = [sign * (r["result"]["best_score"] - means_by[r["unit"]]) for r in studies if r["unit"] in means_by]
     if curse and statistics.fmean(curse) > gap:
-        out.append(_link(f"- The winner's curse ({pts(statistics.fmean(curse))} points: best score seen minus "
-                         f"fresh-seed score) is larger than the gap between the two best configurations "
-                         f"({pts(gap)} points): a search's best score cannot rank them.", OPTIMISER))
+        out.append(_link(f"- The winner's curse ({u.value(statistics.fmean(curse))} {u.long}: best score seen "
+                         f"minus fresh-seed score) is larger than the gap between the two best configurations "
+                         f"({u.value(gap)} {u.long}): a search's best score cannot rank them.", OPTIMISER))
+    if not u.points:
+        return out
     n_test = min(int(r["test_size"]) for r in block)
     floor = math.sqrt(2) * binomial_se(statistics.fmean(means), n_test)
     if 1.96 * floor > gap:
@@ -213,9 +229,9 @@ def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fit
 
 
 def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
-            articles: Sequence[dict[str, Any]] = (), arms: Sequence[str] = ()) -> list[str]:
+            articles: Sequence[dict[str, Any]] = (), arms: Sequence[str] = (), u: Units = POINTS) -> list[str]:
     """The report's opening section (empty when nothing is recorded yet); `arms`: the optimisers'
     line (reporting.optimisers.answer), when the optimiser or averaging count is a factor."""
-    body = (fixed_spread(rows, fits) + tuned_spread(spec, rows, studies) + article_answer(spec, articles)
-            + what_to_do(spec, rows, fits, arms) + warnings(spec, rows, studies, fits))
+    body = (fixed_spread(rows, fits, u) + tuned_spread(spec, rows, studies, u) + article_answer(spec, articles)
+            + what_to_do(spec, rows, fits, arms, u) + warnings(spec, rows, studies, fits, u))
     return ["## The answer", "", *body, ""] if body else []

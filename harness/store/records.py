@@ -25,7 +25,8 @@ Kind = Literal["eval", "study", "article"]
 RowKind = Literal["eval", "trial", "reeval"]  # one row per training: a unit's, a chain trial's, a re-evaluation's
 Record = dict[str, Any]
 Row = dict[str, Any]
-METRIC_COLUMNS = ("accuracy", "loss")
+METRIC_COLUMNS = ("accuracy", "loss")             # a classification's
+REGRESSION_COLUMNS = ("loss", "mse", "mae")       # a regression's
 
 
 def new_record(spec: JobSpec, unit: Unit, attempt: int, engine: str, worker: str) -> Record:
@@ -47,18 +48,28 @@ def failed(record: Record, error: str, traceback: str | None = None) -> Record:
 
 def columns(spec: JobSpec) -> list[str]:
     """CSV columns: identity, configuration values, seed levels and values, metrics."""
-    dims = [d.name for d in spec.search.space]
+    dims = list(spec.dimensions)
     seeds = [c for s in SEED_SOURCES for c in (f"{s}_level", f"{s}_seed")]
-    factor = len(spec.search.algorithms) > 1 or len(spec.runs_factor()) > 1
+    factor = spec.search is not None and (len(spec.search.algorithms) > 1 or len(spec.runs_factor()) > 1)
     arms = ["algorithm", "objective_runs"] if factor else []  # the optimiser or averaging count is a factor
-    return ["kind", "unit", "mode", "engine", *arms, "trial", "run"] + dims + seeds + list(METRIC_COLUMNS)
+    return ["kind", "unit", "mode", "engine", *arms, "trial", "run"] + dims + seeds + metric_columns(spec)
+
+
+def metric_columns(spec: JobSpec) -> list[str]:
+    """The metrics of a training's row: the task's, the objective's, and `val_`-prefixed ones for a
+    validation split."""
+    names = list(REGRESSION_COLUMNS if spec.data.task == "regression" else METRIC_COLUMNS)
+    if spec.objective_metric not in names:
+        names.append(spec.objective_metric)
+    return names + ([f"val_{n}" for n in names] if spec.data.validation else [])
 
 
 def _row(kind: RowKind, rec: Record, config: dict[str, Any], levels: dict[str, int],
          seeds: dict[str, int], metrics: dict[str, Any], **extra: Any) -> Row:
+    values = {k: v for k, v in metrics.items() if k not in ("seeds", "per_class_accuracy", "validation")}
+    values.update({f"val_{k}": v for k, v in (metrics.get("validation") or {}).items()})
     row: Row = {"kind": kind, "unit": rec["unit"], "mode": rec["mode"], "engine": rec.get("engine"),
-                **config, "accuracy": metrics["accuracy"], "loss": metrics["loss"],
-                "test_size": rec.get("test_size"), **extra}
+                **config, **values, "test_size": rec.get("test_size"), **extra}
     for s, v in levels.items():
         row[f"{s}_level"] = v
     for s, v in seeds.items():

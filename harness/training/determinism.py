@@ -58,10 +58,13 @@ def apply_threads(intra: int | None, inter: int | None) -> None:
     if backend == "tensorflow":
         import tensorflow as tf
         tf.get_logger().setLevel("ERROR")  # per-model retracing notes are expected with engine fit
-        if intra:
-            tf.config.threading.set_intra_op_parallelism_threads(intra)
-        if inter:
-            tf.config.threading.set_inter_op_parallelism_threads(inter)
+        try:
+            if intra:
+                tf.config.threading.set_intra_op_parallelism_threads(intra)
+            if inter:
+                tf.config.threading.set_inter_op_parallelism_threads(inter)
+        except RuntimeError:  # in-process (debug executor) after the driver built a user's model
+            print("harness: thread counts not applied: TensorFlow already started in this process", file=sys.stderr)
     elif backend == "torch" and intra:
         import torch
         torch.set_num_threads(intra)

@@ -1,12 +1,19 @@
-"""Held-out metrics of a training, computed in numpy from test-set probabilities (engine-neutral)."""
+"""Held-out metrics of a training, computed in numpy from the model's outputs (engine-neutral):
+classification: accuracy, cross-entropy `loss` (softmax applied first where the outputs are not
+probabilities) and per-class accuracy; regression: `loss` (MSE), mse and mae. A metric only the
+compiled model reports is evaluated by Keras and passed in as `reported`. With a validation split
+each split gets its own values: the test split's at the top, the validation split's under
+`validation`."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+LOWER_IS_BETTER = ("loss", "mse", "mae")
 
 
 class TrainingFailed(Exception):
@@ -15,23 +22,78 @@ class TrainingFailed(Exception):
 
 @dataclass(frozen=True)
 class Metrics:
-    accuracy: float
-    loss: float
-    per_class_accuracy: list[float]
+    values: dict[str, float]                       # the test split's
+    per_class_accuracy: list[float] | None = None  # classification only
+    validation: dict[str, float] | None = None     # the validation split's, where there is one
+
+    @property
+    def accuracy(self) -> float:
+        return self.values["accuracy"]
+
+    @property
+    def loss(self) -> float:
+        return self.values["loss"]
+
+    def score(self, metric: str) -> float:
+        """The objective's value: on validation where there is one, else on test."""
+        return (self.validation if self.validation is not None else self.values)[metric]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "loss": self.loss,
-                "per_class_accuracy": self.per_class_accuracy}
+        out: dict[str, Any] = dict(self.values)
+        if self.per_class_accuracy is not None:
+            out["per_class_accuracy"] = self.per_class_accuracy
+        if self.validation is not None:
+            out["validation"] = self.validation
+        return out
 
 
-def held_out_metrics(probs: np.ndarray, y: np.ndarray, n_classes: int) -> Metrics:
-    """Accuracy, cross-entropy and per-class accuracy computed in numpy (engine-neutral)."""
-    probs = probs.astype(np.float64)
+def _probabilities(out: np.ndarray) -> np.ndarray:
+    """The outputs as class probabilities (a softmax over logits)."""
+    if out.min() >= 0 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
+        return out
+    z = np.exp(out - out.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _classification(out: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[dict[str, float], list[float]]:
+    if not np.isfinite(out).all():
+        raise TrainingFailed("non-finite predictions (the training diverged to NaN/inf)")
+    probs = _probabilities(out.astype(np.float64))
     pred = probs.argmax(axis=1)
     p_true = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
     loss = float(-np.log(p_true).mean())
-    if not math.isfinite(loss) or not np.isfinite(probs).all():
-        raise TrainingFailed("non-finite predictions (the training diverged to NaN/inf)")
+    if not math.isfinite(loss):
+        raise TrainingFailed("non-finite loss (the training diverged to NaN/inf)")
     per_class = [float((pred[y == c] == c).mean()) if (y == c).any() else float("nan")
                  for c in range(n_classes)]
-    return Metrics(float((pred == y).mean()), loss, per_class)
+    return {"accuracy": float((pred == y).mean()), "loss": loss}, per_class
+
+
+def _regression(out: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    err = out.astype(np.float64).reshape(len(y), -1) - y.astype(np.float64).reshape(len(y), -1)
+    mse, mae = float(np.mean(err ** 2)), float(np.mean(np.abs(err)))
+    if not (math.isfinite(mse) and math.isfinite(mae)):
+        raise TrainingFailed("non-finite predictions (the training diverged to NaN/inf)")
+    return {"loss": mse, "mse": mse, "mae": mae}
+
+
+@dataclass
+class Split:
+    """One evaluated split's outputs and targets."""
+
+    out: np.ndarray
+    y: np.ndarray
+    reported: dict[str, float] = field(default_factory=dict)
+
+
+def split_metrics(test: Split, val: Split | None, n_classes: int) -> Metrics:
+    """Metrics of the test split and, where there is one, of the validation split."""
+    def one(s: Split) -> tuple[dict[str, float], list[float] | None]:
+        if n_classes:
+            values, per_class = _classification(s.out, s.y, n_classes)
+        else:
+            values, per_class = _regression(s.out, s.y), None
+        return {**values, **s.reported}, per_class
+
+    values, per_class = one(test)
+    return Metrics(values, per_class, None if val is None else one(val)[0])

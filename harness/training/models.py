@@ -1,5 +1,7 @@
-"""Registered model builders. Parameters are declared here without importing Keras; the
-build functions import it lazily (only the trainer calls them)."""
+"""Model builders: the built-in `dense` and `conv`, and `builder_info`, which gives the
+`BuilderInfo` of a built-in name or of a user's "package.module:function" (harness/training/
+builders.py). Parameters are declared here without importing Keras; the build functions import it
+lazily (only the trainer and the driver's check call them)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ class BuilderInfo:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     build: Callable[..., Any] | None = None
     reset: Callable[..., None] | None = None   # (model, init_seed, noise_seed): a fresh build's state
+    open_params: bool = False  # every configuration value is the builder's (a user's builder)
 
 
 def layer_seed(init_seed: int, layer: int) -> int:
@@ -37,7 +40,7 @@ def dense_initial_weights(input_dim: int, n_classes: int, init_seed: int, units:
                           layers: int = 1, **_: Any) -> list[Any]:
     """[kernel, bias] of every Dense layer as numpy arrays: the values `build_dense` starts from."""
     import numpy as np
-    dims = [input_dim] + [units] * layers + [n_classes]
+    dims = [input_dim] + [units] * layers + [n_classes or 1]
     out: list[Any] = []
     for i in range(layers + 1):
         kernel = dense_kernel_initializer(init_seed, i)((dims[i], dims[i + 1]), dtype="float32")
@@ -64,7 +67,8 @@ def build_dense(input_shape: tuple[int, ...], n_classes: int, init_seed: int, no
     """Flatten -> `layers` x [Dense(units, activation) (+ Dropout)] -> Dense(n_classes, softmax).
 
     Every kernel initializer is seeded explicitly from the init seed (Keras's defaults draw from
-    Python's `random`); dropout is seeded from the noise seed.
+    Python's `random`); dropout is seeded from the noise seed. A regression (n_classes 0) ends in
+    one linear unit.
     """
     import keras
 
@@ -74,13 +78,83 @@ def build_dense(input_shape: tuple[int, ...], n_classes: int, init_seed: int, no
                                         kernel_initializer=dense_kernel_initializer(init_seed, i)))
         if dropout > 0:
             stack.append(keras.layers.Dropout(dropout, seed=layer_seed(noise_seed, i)))
-    stack.append(keras.layers.Dense(n_classes, activation="softmax",
+    stack.append(keras.layers.Dense(n_classes or 1, activation="softmax" if n_classes else "linear",
                                     kernel_initializer=dense_kernel_initializer(init_seed, layers)))
     return keras.Sequential(stack)
+
+
+def _conv_model(input_shape: tuple[int, ...], n_classes: int, blocks: int, filters: int, kernel_size: int,
+                pooling: str, dropout: float, dense_units: int, activation: str) -> Any:
+    import keras
+    stack: list[Any] = [keras.Input(shape=input_shape)]
+    if len(input_shape) == 2:  # a grey image without its channel axis (MNIST's arrays)
+        stack.append(keras.layers.Reshape((*input_shape, 1)))
+    pool = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    for b in range(blocks):
+        stack += [keras.layers.Conv2D(filters * 2 ** b, kernel_size, padding="same", activation=activation),
+                  pool(2)]
+    stack.append(keras.layers.Flatten())
+    if dropout > 0:
+        stack.append(keras.layers.Dropout(dropout))
+    if dense_units:
+        stack.append(keras.layers.Dense(dense_units, activation=activation))
+    stack.append(keras.layers.Dense(n_classes or 1, activation="softmax" if n_classes else "linear"))
+    return keras.Sequential(stack)
+
+
+def build_conv(input_shape: tuple[int, ...], n_classes: int, init_seed: int, noise_seed: int,
+               blocks: int = 2, filters: int = 16, kernel_size: int = 3, pooling: str = "max",
+               dropout: float = 0.0, dense_units: int = 64, activation: str = "relu") -> Any:
+    """`blocks` x [Conv2D(filters x 2^block, kernel_size, same) -> pooling 2] -> Flatten
+    [-> Dropout] [-> Dense(dense_units)] -> Dense(n_classes, softmax); built under the init seed,
+    dropout from the noise stream (`builders.seeded_build`)."""
+    from harness.training.builders import seeded_build
+    model, seeding = seeded_build(lambda: _conv_model(tuple(input_shape), n_classes, blocks, filters, kernel_size,
+                                                      pooling, dropout, dense_units, activation), init_seed, noise_seed)
+    model.harness_seeding = seeding
+    return model
 
 
 BUILDERS: dict[str, BuilderInfo] = {
     "dense": BuilderInfo(params={"units": int, "layers": int, "activation": str, "dropout": float},
                          defaults={"units": 64, "layers": 1, "activation": "relu", "dropout": 0.0},
                          choices={"activation": ACTIVATIONS}, build=build_dense, reset=reset_dense),
+    "conv": BuilderInfo(params={"blocks": int, "filters": int, "kernel_size": int, "pooling": str,
+                                "dropout": float, "dense_units": int, "activation": str},
+                        defaults={"blocks": 2, "filters": 16, "kernel_size": 3, "pooling": "max",
+                                  "dropout": 0.0, "dense_units": 64, "activation": "relu"},
+                        choices={"activation": ACTIVATIONS, "pooling": ("max", "average")}, build=build_conv),
 }
+
+
+def builder_info(builder: str, search_path: tuple[str, ...] = (), job_file: str = "") -> BuilderInfo:
+    """A built-in builder's info, or a user's "package.module:function" wrapped as one (imported
+    from `search_path` or PYTHONPATH; a failure is a UserError)."""
+    if builder in BUILDERS:
+        return BUILDERS[builder]
+    from functools import partial
+
+    from harness.training import builders
+    where = {"file": job_file, "key": "model.builder"}
+    fn = builders.import_function(builder, search_path, where)
+    conv = builders.convention(fn, builder, where)
+    return BuilderInfo(params={}, defaults={}, build=partial(build_user, fn, conv, builder), open_params=True)
+
+
+def build_user(fn: Callable[..., Any], conv: str, ref: str, input_shape: tuple[int, ...], n_classes: int,
+               init_seed: int, noise_seed: int, **hp: Any) -> Any:
+    """A user's model for configuration `hp`, seeded as `builders.seeded_build` says; the Seeding
+    is kept on the model as `harness_seeding` (for the record)."""
+    import keras
+
+    from harness.training.builders import call_builder, seeded_build
+
+    def checked() -> Any:
+        model = call_builder(fn, conv, hp, input_shape, n_classes)
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model builder {ref} returned {type(model).__name__}, not a keras.Model")
+        return model
+
+    model, seeding = seeded_build(checked, init_seed, noise_seed)
+    model.harness_seeding = seeding
+    return model

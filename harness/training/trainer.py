@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.job.spec import TRAINING_FIELDS, JobSpec
+import numpy as np
+
+from harness.job.spec import METRICS, TRAINING_FIELDS, JobSpec
 from harness.training import data as data_mod
 from harness.training.determinism import backend_name
 from harness.training.engines import make_engine, resolve
-from harness.training.metrics import Metrics, TrainingFailed, held_out_metrics
-from harness.training.models import BUILDERS
+from harness.training.metrics import Metrics, Split, TrainingFailed, split_metrics
+from harness.training.models import builder_info
 
 
 class Trainer:
@@ -22,8 +24,12 @@ class Trainer:
         self.spec = spec
         self.backend = backend_name()
         self._data: dict[int, data_mod.Dataset] = {}
-        label = engine or resolve(spec.training.engine, self.backend, spec.model.builder, spec.training.xla)
-        self.engine = make_engine(label, BUILDERS[spec.model.builder], spec.training.loss, self.backend)
+        label = engine or resolve(spec.training.engine, self.backend, spec.model.builder, spec.training.xla,
+                                  spec.data.task)
+        self.info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
+        self.engine = make_engine(label, self.info, spec.training.loss, self.backend)
+        if spec.objective_metric not in METRICS:
+            self.engine.report_names = (spec.objective_metric,)
 
     def dataset(self, split_seed: int) -> data_mod.Dataset:
         if split_seed not in self._data:
@@ -31,19 +37,26 @@ class Trainer:
         return self._data[split_seed]
 
     def settings(self, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(training values, model args) for one configuration."""
-        spec = self.spec
+        """(training values, model args) for one configuration. A user's builder gets every
+        configuration value (a hypermodel may ask for `learning_rate` itself)."""
+        spec, info = self.spec, self.info
         training = {**spec.training.fixed, **{k: v for k, v in config.items() if k in TRAINING_FIELDS}}
-        info = BUILDERS[spec.model.builder]
         model_args = {**info.defaults, **spec.model.args,
-                      **{k: v for k, v in config.items() if k in info.params}}
+                      **{k: v for k, v in config.items() if info.open_params or k in info.params}}
         return training, model_args
+
+    def metrics(self, out: np.ndarray, ds: data_mod.Dataset) -> Metrics:
+        """An engine's outputs on `ds.x_eval` (validation, then test) as metrics of each split."""
+        reported = self.engine.reported
+        test = Split(out[ds.n_val:], ds.y_test, reported.get("test", {}))
+        val = None if ds.y_val is None else Split(out[:ds.n_val], ds.y_val, reported.get("validation", {}))
+        return split_metrics(test, val, ds.n_classes)
 
     def train(self, config: dict[str, Any], seeds: dict[str, int]) -> Metrics:
         """One training of `config` with seeds init, order, split and noise."""
         ds = self.dataset(seeds["split"])
         training, model_args = self.settings(config)
-        return held_out_metrics(self.engine.train(ds, training, model_args, seeds), ds.y_test, ds.n_classes)
+        return self.metrics(self.engine.train(ds, training, model_args, seeds), ds)
 
     def train_many(self, config: dict[str, Any], seeds: list[dict[str, int]]) -> list[Metrics | Exception]:
         """Trainings of `config`, one per seed dict (together where the engine is batched); a
@@ -57,7 +70,7 @@ class Trainer:
             ds = self.dataset(split)
             probs = self.engine.train_many(ds, training, model_args, [seeds[i] for i in pos])
             for i, p in zip(pos, probs, strict=True):
-                results[i] = self._guarded(lambda p=p, ds=ds: held_out_metrics(p, ds.y_test, ds.n_classes))
+                results[i] = self._guarded(lambda p=p, ds=ds: self.metrics(p, ds))
         return [results[i] for i in range(len(seeds))]
 
     @staticmethod
@@ -66,6 +79,11 @@ class Trainer:
             return train()
         except TrainingFailed as exc:
             return exc
+
+    @property
+    def seeding(self) -> dict[str, Any] | None:
+        """What the noise stream reaches in the last model built (`builders.Seeding`), if recorded."""
+        return self.engine.seeding
 
     def test_size(self, split_seed: int) -> int:
         """Examples in the held-out split of this split seed (recorded with every result)."""

@@ -17,7 +17,7 @@ ENGINE_CLASSES: dict[str, type[Engine]] = {"fit": FitEngine, "exact": ExactEngin
 __all__ = ["ENGINE_CLASSES", "Engine", "ExactEngine", "FitEngine", "VectorizedEngine", "make_engine", "resolve"]
 
 
-def resolve(engine: str, backend: str, builder: str, xla: bool) -> str:
+def resolve(engine: str, backend: str, builder: str, xla: bool, task: str = "classification") -> str:
     """The engine that actually runs (its record label; `+xla` when compiled by XLA), with a
     one-line notice when the requested one cannot."""
     if engine == "fit":
@@ -31,8 +31,9 @@ def resolve(engine: str, backend: str, builder: str, xla: bool) -> str:
     if backend != "tensorflow":
         notice(f"engine {engine} needs the TensorFlow or jax backend (running {backend}); using fit")
         return "fit"
-    if engine == "vectorized" and builder != "dense":
-        notice(f"engine vectorized handles model builder dense only (got {builder}); using exact")
+    if engine == "vectorized" and (builder != "dense" or task != "classification"):
+        notice(f"engine vectorized handles model builder dense on a classification only (got {builder}, "
+               f"{task}); using exact")
         engine = "exact"
     if engine == "vectorized" and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
         notice("engine vectorized needs oneDNN (TF_ENABLE_ONEDNN_OPTS=0 is set); using exact")

@@ -38,6 +38,9 @@ class Engine(ABC):
 
     def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False) -> None:
         self.builder, self.loss, self.backend, self.xla = builder, loss, backend, xla
+        self.seeding: dict[str, Any] | None = None  # the last model's `builders.Seeding`, where it has one
+        self.report_names: tuple[str, ...] = ()     # metrics only the compiled model reports (the trainer sets them)
+        self.reported: dict[str, dict[str, float]] = {}  # their values after the last training: "test", "validation"
 
     @property
     def label(self) -> str:
@@ -47,7 +50,7 @@ class Engine(ABC):
     @abstractmethod
     def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
               seeds: dict[str, int]) -> np.ndarray:
-        """One training; the test-set probabilities [n_test, classes]."""
+        """One training; the model's outputs on `ds.x_eval` (validation then test examples)."""
 
     def train_many(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
                    seeds: list[dict[str, int]]) -> list[np.ndarray]:
@@ -81,7 +84,12 @@ def compile_model(model: Any, training: dict[str, Any], loss: str, backend: str)
     """`model.compile` as engine `fit` does it. Under TensorFlow jit_compile is pinned off: Keras's
     "auto" turns XLA on for GPUs only when op determinism is off, which would mix XLA into the
     determinism comparison (XLA is `training.xla`). Under jax "auto" is jax.jit (off would run
-    op by op, ~20x slower)."""
+    op by op, ~20x slower). A model its builder compiled keeps its optimizer, loss and metrics;
+    only that pin applies to it."""
+    if getattr(model, "compiled", False):
+        if backend == "tensorflow":
+            model.jit_compile = False
+        return
     model.compile(optimizer=make_optimizer(training["optimizer"], training["learning_rate"]), loss=loss,
                   jit_compile=False if backend == "tensorflow" else "auto")
 
@@ -103,8 +111,31 @@ def batch_plan(n: int, batch_size: int, epochs: int, order_seed: int) -> tuple[n
             short.reshape(epochs, n % batch_size))
 
 
+def predict(model: Any, ds: Dataset) -> np.ndarray:
+    """The model's outputs on the evaluated examples (validation then test), as numpy."""
+    import keras
+    return keras.ops.convert_to_numpy(model(ds.x_eval, training=False))
+
+
+def outputs(engine: Engine, model: Any, ds: Dataset) -> np.ndarray:
+    """After a training: the model's outputs on `ds.x_eval`, and the metrics only the compiled model
+    reports (`engine.report_names`, evaluated by Keras on each split) in `engine.reported`."""
+    engine.reported = {}
+    for split, x, y in (("validation", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
+        if engine.report_names and x is not None:
+            res = model.evaluate(x, y, verbose=0, return_dict=True)
+            engine.reported[split] = {n: float(res[n]) for n in engine.report_names}
+    return predict(model, ds)
+
+
+def note_seeding(engine: Engine, model: Any) -> None:
+    """Keep the built model's Seeding (built-in conv and users' builders have one) for the record."""
+    seeding = getattr(model, "harness_seeding", None)
+    engine.seeding = None if seeding is None else seeding.as_dict()
+
+
 class Tensors:
-    """Each dataset's (x_train, y_train, x_test) as backend tensors, converted once; `flat`
+    """Each dataset's (x_train, y_train, x_eval) as backend tensors, converted once; `flat`
     flattens the inputs to [n, features] (what Keras's Flatten does)."""
 
     def __init__(self, flat: bool = False) -> None:
@@ -114,7 +145,7 @@ class Tensors:
     def get(self, ds: Dataset) -> tuple[Any, ...]:
         import keras
         if id(ds) not in self._by_id:
-            x, x_test = ds.x_train, ds.x_test
+            x, x_test = ds.x_train, ds.x_eval
             if self.flat:
                 x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
             self._by_id[id(ds)] = (ds, tuple(keras.ops.convert_to_tensor(a) for a in (x, ds.y_train, x_test)))

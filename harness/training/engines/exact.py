@@ -1,6 +1,8 @@
 """Engine `exact`: one built, compiled Keras model per configuration and worker; per training the
 weights, the optimizer's slots and step and the dropout seed states are reset to what a fresh
-build has, and the whole training (all epochs' batches, in the harness's order) runs as one
+build has (the built-in dense: re-initialised in place; any other model: a throwaway build under
+the training's seeds, whose variables, seed generator states included, are copied in; building is
+cheap, tracing is not), and the whole training (all epochs' batches, in the harness's order) runs as one
 `tf.function` around Keras's own `train_step` (for gelu, one compiled step per batch:
 GRAPH_LOOP_ACTIVATIONS): the same bits as engine `fit`.
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.training.builders import backend_seed_untouched
 from harness.training.data import Dataset
 from harness.training.engines.base import (
     ENGINE_CACHE,
@@ -24,6 +27,8 @@ from harness.training.engines.base import (
     batch_plan,
     compile_model,
     fit_batches,
+    note_seeding,
+    outputs,
 )
 from harness.training.models import BuilderInfo
 
@@ -35,6 +40,7 @@ class _Built:
     model: Any
     optimizer_init: list[np.ndarray]
     loop: Any = field(default=None)
+    self_compiled: bool = False  # its builder compiled it: its optimizer's settings are its own
 
 
 # Activations whose whole-training graph loop gave `fit`'s bits here (tests/test_engines.py checks
@@ -43,14 +49,16 @@ class _Built:
 GRAPH_LOOP_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "linear", "swish")
 
 
-def _exact_loop(model: Any, features: tuple[int, ...], jit: bool, graph_loop: bool) -> Any:
+def _exact_loop(model: Any, ds: Dataset, jit: bool, graph_loop: bool) -> Any:
     """`loop(x, y, full, short)`: one training over Keras's own `train_step`, as one tf.function
     over all epochs (`graph_loop`) or one compiled step per batch, gathered outside it."""
     import tensorflow as tf
+    features = ds.x_train.shape[1:]
+    y_spec = tf.TensorSpec([None, *ds.y_train.shape[1:]], tf.as_dtype(ds.y_train.dtype))
 
     if not graph_loop:
         one_step = tf.function(model.train_step, jit_compile=jit, input_signature=[(
-            tf.TensorSpec([None, *features], tf.float32), tf.TensorSpec([None], tf.int32))])
+            tf.TensorSpec([None, *features], tf.float32), y_spec)])
 
         def steps(x: Any, y: Any, full: np.ndarray, short: np.ndarray) -> None:
             for e in range(full.shape[0]):
@@ -59,14 +67,13 @@ def _exact_loop(model: Any, features: tuple[int, ...], jit: bool, graph_loop: bo
         return steps
 
     one_step_g = tf.function(model.train_step, jit_compile=jit, experimental_attributes={"_noinline": True},
-                             input_signature=[(tf.TensorSpec([None, *features], tf.float32),
-                                               tf.TensorSpec([None], tf.int32))])
+                             input_signature=[(tf.TensorSpec([None, *features], tf.float32), y_spec)])
 
     def step(x: Any, y: Any, idx: Any) -> None:
         one_step_g((tf.gather(x, idx), tf.gather(y, idx)))
 
     @tf.function(jit_compile=jit, input_signature=[
-        tf.TensorSpec([None, *features], tf.float32), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, *features], tf.float32), y_spec,
         tf.TensorSpec([None, None, None], tf.int32), tf.TensorSpec([None, None], tf.int32)])
     def loop(x: Any, y: Any, full: Any, short: Any) -> None:
         for e in tf.range(tf.shape(full)[0]):
@@ -78,6 +85,18 @@ def _exact_loop(model: Any, features: tuple[int, ...], jit: bool, graph_loop: bo
     return loop
 
 
+# Every throwaway build runs its initializers eagerly with new seeds, and TensorFlow's eager kernel
+# cache keeps a kernel per seed (+0.5 MB a training here); clearing it also re-instantiates the
+# traced step (~0.2 s), so it is cleared every CLEAR_KERNELS_EVERY builds (a cache, not state:
+# the bits do not change).
+CLEAR_KERNELS_EVERY = 50
+
+
+def _clear_kernel_cache() -> None:
+    from tensorflow.python.eager import context  # no public alias
+    context.context().clear_kernel_cache()
+
+
 class ExactEngine(Engine):
     """Engine `exact` (see the module docstring); keeps the last ENGINE_CACHE built models."""
 
@@ -87,9 +106,10 @@ class ExactEngine(Engine):
         super().__init__(builder, loss, backend, xla)
         self._built: OrderedDict[tuple[Any, ...], _Built] = OrderedDict()
         self._tensors = Tensors()
+        self._throwaway_builds = 0
 
     def _get(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any]) -> _Built:
-        key = (ds.x_train.shape[1:], ds.n_classes, training["optimizer"], tuple(sorted(model_args.items())))
+        key = (ds.x_train.shape[1:], ds.n_classes, training.get("optimizer"), tuple(sorted(model_args.items())))
         if key in self._built:
             self._built.move_to_end(key)
             return self._built[key]
@@ -98,34 +118,57 @@ class ExactEngine(Engine):
         # As engine fit compiles it: under TensorFlow Keras's jit_compile stays off (it silently
         # drops XLA under op determinism) and the engine's tf.function is what XLA compiles when
         # asked; under jax, Keras's own jitted train function is the loop.
+        self_compiled = bool(getattr(model, "compiled", False))
         compile_model(model, training, self.loss, self.backend)
         model.optimizer.build(model.trainable_variables)
         loop = None
         if self.backend == "tensorflow":
-            graph_loop = model_args.get("activation") in GRAPH_LOOP_ACTIVATIONS
-            loop = _exact_loop(model, ds.x_train.shape[1:], self.xla, graph_loop)
-        built = _Built(model, [np.array(v.numpy()) for v in model.optimizer.variables], loop)
+            graph_loop = (self.builder.reset is not None
+                          and model_args.get("activation") in GRAPH_LOOP_ACTIVATIONS)
+            loop = _exact_loop(model, ds, self.xla, graph_loop)
+        built = _Built(model, [np.array(v.numpy()) for v in model.optimizer.variables], loop, self_compiled)
         self._built[key] = built
         if len(self._built) > ENGINE_CACHE:
             self._built.popitem(last=False)
         return built
 
-    def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-              seeds: dict[str, int]) -> np.ndarray:
-        """One training; returns the test-set probabilities."""
-        import keras
-        built = self._get(ds, training, model_args)
+    def _reset(self, built: _Built, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
+               seeds: dict[str, int]) -> None:
+        """The state a fresh build with these seeds starts training from: weights, seed generator
+        states, optimizer variables (and learning rate, unless the builder compiled the model),
+        metrics; the global seeds as `builders.seeded_build` leaves them."""
         model = built.model
-        assert self.builder.reset is not None
-        self.builder.reset(model, seeds["init"], seeds["noise"])
+        if self.builder.reset is not None:
+            self.builder.reset(model, seeds["init"], seeds["noise"])
+        else:
+            assert self.builder.build is not None
+            with backend_seed_untouched():
+                fresh = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"],
+                                           **model_args)
+            for var, value in zip(model.variables, fresh.variables, strict=True):
+                var.assign(value.value)
+            note_seeding(self, fresh)
+            del fresh
+            self._throwaway_builds += 1
+            if self.backend == "tensorflow" and self._throwaway_builds % CLEAR_KERNELS_EVERY == 0:
+                _clear_kernel_cache()
         for var, value in zip(model.optimizer.variables, built.optimizer_init, strict=True):
             var.assign(value)
-        model.optimizer.learning_rate = training["learning_rate"]
+        if not built.self_compiled:
+            model.optimizer.learning_rate = training["learning_rate"]
+        for metric in model.metrics:
+            metric.reset_state()
+
+    def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
+              seeds: dict[str, int]) -> np.ndarray:
+        """One training; returns the model's outputs on the evaluated examples."""
+        built = self._get(ds, training, model_args)
+        self._reset(built, ds, training, model_args, seeds)
         if built.loop is None:  # not TensorFlow: Keras's own fit, its compiled train function reused
-            fit_batches(model, ds, training, seeds["order"])
+            fit_batches(built.model, ds, training, seeds["order"])
         else:
             full, short = batch_plan(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
                                      seeds["order"])
             x, y, _ = self._tensors.get(ds)
             built.loop(x, y, full, short)
-        return keras.ops.convert_to_numpy(model(ds.x_test, training=False))
+        return outputs(self, built.model, ds)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from harness.training.data import Dataset
-from harness.training.engines.base import Engine, compile_model, fit_batches
+from harness.training.engines.base import Engine, compile_model, fit_batches, note_seeding, outputs
 from harness.training.models import BuilderInfo
 
 
@@ -32,5 +32,6 @@ class FitEngine(Engine):
         assert self.builder.build is not None
         model = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"], **model_args)
         compile_model(model, training, self.loss, self.backend)
+        note_seeding(self, model)
         fit_batches(model, ds, training, seeds["order"])
-        return keras.ops.convert_to_numpy(model(ds.x_test, training=False))
+        return outputs(self, model, ds)

@@ -1,0 +1,73 @@
+"""The driver's check before any worker starts: the data loads and is well formed
+(`data.check`), and a model the harness did not write (a user's builder, the built-in conv)
+builds for the first configuration, is a keras.Model, takes the data's examples, has what it
+needs to train (its own compile settings, or the job's optimizer and learning rate) and reports
+the objective's metric. Every failure is one UserError line, before anything is written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.errors import UserError
+from harness.job.spec import METRICS, TRAINING_FIELDS, JobSpec
+from harness.training import data
+from harness.training.models import builder_info
+
+
+def check(spec: JobSpec) -> None:
+    """Raise UserError on data or a model that a worker could not train."""
+    data.check(spec.data, spec.path)
+    if spec.model.builder == "dense" and spec.objective_metric in METRICS:
+        return  # the harness's own dense model: nothing to build here (the driver stays TensorFlow-free)
+    ds = data.load(spec.data, 0, spec.path)
+    info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
+    config = dict(spec.configurations[0]) if spec.configurations else {}
+    args = {**info.defaults, **spec.model.args,
+            **{k: v for k, v in config.items() if info.open_params or k in info.params}}
+    where = {"file": spec.path, "key": "model.builder"}
+    assert info.build is not None
+    try:
+        model = info.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **args)
+    except Exception as exc:  # the user's code: any error is theirs, one line
+        raise UserError(f"model builder {spec.model.builder} failed: {type(exc).__name__}: {exc}", **where) from None
+    _check_outputs(spec, model, ds, where)
+    compiled = bool(getattr(model, "compiled", False))
+    searched = set(spec.dimensions)
+    missing = [f for f in TRAINING_FIELDS if f not in spec.training.fixed and f not in searched]
+    if not compiled and missing:
+        raise UserError(f"model builder {spec.model.builder} leaves its model uncompiled, so the harness "
+                        f"compiles it: set training.{' and training.'.join(missing)}",
+                        file=spec.path, key="training")
+    if spec.objective_metric not in METRICS:
+        _check_reported(spec, model, ds, compiled)
+
+
+def _check_outputs(spec: JobSpec, model: Any, ds: data.Dataset, where: dict[str, Any]) -> None:
+    """One forward pass on two training examples; the output's width must fit the task."""
+    try:
+        out = model(ds.x_train[:2], training=False)
+    except Exception as exc:
+        raise UserError(f"the model of {spec.model.builder} cannot take the data's examples of shape "
+                        f"{ds.x_train.shape[1:]}: {type(exc).__name__}: {str(exc).splitlines()[0]}", **where) from None
+    width = int(out.shape[-1]) if len(out.shape) > 1 else 1
+    if ds.n_classes and width != ds.n_classes:
+        raise UserError(f"the model of {spec.model.builder} has {width} outputs; the data has {ds.n_classes} "
+                        f"classes (labels 0..{ds.n_classes - 1})", **where)
+    target = 1 if ds.y_train.ndim == 1 else ds.y_train.shape[1]
+    if not ds.n_classes and width != target:
+        raise UserError(f"the model of {spec.model.builder} has {width} outputs; the regression target has "
+                        f"{target}", **where)
+
+
+def _check_reported(spec: JobSpec, model: Any, ds: data.Dataset, compiled: bool) -> None:
+    """objective.metric, when not one the harness computes, must be one the compiled model reports."""
+    where = {"file": spec.path, "key": "objective.metric"}
+    if not compiled:
+        raise UserError(f"metric {spec.objective_metric!r} is neither computed by the harness "
+                        f"({', '.join(METRICS)}) nor reported by the model (its builder does not compile it)",
+                        **where)
+    reported = model.evaluate(ds.x_train[:2], ds.y_train[:2], verbose=0, return_dict=True)
+    if spec.objective_metric not in reported:
+        raise UserError(f"metric {spec.objective_metric!r} is not reported by the compiled model (it reports "
+                        f"{', '.join(sorted(reported))}) nor computed by the harness ({', '.join(METRICS)})",
+                        **where)
