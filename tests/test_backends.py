@@ -37,6 +37,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_exact_gives_fits_bits_under_jax(tmp_path: Path) -> None:
     """One built model per configuration, reset per seed, Keras's jitted fit reused: the bits of
     a fresh model per training, over 2 configurations x 3 seeds, with dropout."""
@@ -48,6 +49,7 @@ def test_exact_gives_fits_bits_under_jax(tmp_path: Path) -> None:
     assert out["exact"] == out["fit"] and len({m["loss"] for m in out["fit"]}) == 6
 
 
+@pytest.mark.slow
 def test_jax_runs_each_mode_in_its_own_process(tmp_path: Path) -> None:
     """Two workers, ops both: every record's mode is the one its process started in, no process
     trains both modes, and a worker is replaced by one of the other mode only when needed."""

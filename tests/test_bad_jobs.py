@@ -178,7 +178,7 @@ CASES = [
     Case("seeds-root-negative", lambda: tiny_text(seeds={"root": -1}), "expected an integer >= 0"),
     Case("seeds-root-missing", lambda: without("seeds", "root"), "missing required key 'root'"),
     Case("over-max-trainings", lambda: tiny_text(seeds={"init": 500, "order": 500}), "over the limit"),
-    Case("builder-unknown", lambda: tiny_text(model={"builder": "resnet"}), "expected one of dense"),
+    Case("builder-unknown", lambda: tiny_text(model={"builder": "resnet"}), "expected one of conv, dense"),
     Case("model-units-0", lambda: tiny_text(model={"args": {"layers": 0}}), "expected an integer >= 1"),
     Case("source-unknown", lambda: tiny_text(data={"source": "cifar"}), "expected one of digits, mnist"),
     Case("test-fraction", lambda: tiny_text(data={"splits": {"test": 1.5}}), "fraction"),

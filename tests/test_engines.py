@@ -137,6 +137,7 @@ def _xla_run(tmp_path: Path, name: str, training: dict[str, Any], model: dict[st
     return json.loads(r.stdout.strip().splitlines()[-1]), "Compiled cluster using XLA" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine,activation", [("exact", "relu"), ("exact", "gelu"), ("vectorized", "relu")])
 def test_xla_is_compiled_when_asked(tmp_path: Path, engine: str, activation: str) -> None:
     """`training.xla` really compiles with XLA under op determinism (Keras's own jit_compile would

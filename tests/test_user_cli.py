@@ -76,6 +76,7 @@ def _hypermodel_job(tmp_path: Path, **over: Any) -> Path:
     return _job(tmp_path, "hyper", {k: v for k, v in {**job, **over}.items() if v is not None})
 
 
+@pytest.mark.slow
 def test_kerastuner_hypermodel_from_a_temporary_directory_runs_unchanged(tmp_path: Path) -> None:
     job = _hypermodel_job(tmp_path)
     spec = load_job(str(job))

@@ -55,6 +55,8 @@ class ArmSummary:
 
 def arm_studies(spec: JobSpec, states: dict[str, UnitState]) -> dict[Arm, list[dict[str, Any]]]:
     """The finished study records of each arm, in the plan's arm order."""
+    if spec.search is None:
+        return {}
     out: dict[Arm, list[dict[str, Any]]] = {arm: [] for arm in study_arms(spec)}
     for st in states.values():
         rec = st.ok

@@ -30,9 +30,8 @@ import numpy as np
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
 from harness.training.data import Dataset, load
-from harness.training.engines.fit import FitEngine
-from harness.training.metrics import held_out_metrics
 from harness.training.models import BUILDERS, dense_initial_weights
+from harness.training.trainer import Trainer
 
 GLOBAL_SEED = 42            # Example 2's tf.random.set_seed(42), np.random.seed(42)
 AVERAGE_SEEDS = (0, 1, 2)   # Example 3's seeds, as written
@@ -74,16 +73,13 @@ def _policy_objective(policy: str, spec: JobSpec, ds: Dataset) -> Callable[[dict
             runs = [_seeded(s, ds, config) for s in AVERAGE_SEEDS]
             return float(np.mean([a for a, _ in runs])), runs[0][1]
         return average
-    engine = FitEngine(BUILDERS[spec.model.builder], spec.training.loss, "tensorflow")
+    trainer = Trainer(spec, "fit")
     seeds = training_seeds(spec, {"init": spec.levels["init"][0], "order": spec.levels["order"][0]})
-    training = {**spec.training.fixed}
 
     def harness(config: dict[str, Any]) -> tuple[float, str]:
-        settings = {**training, **{k: v for k, v in config.items() if k in ("epochs", "batch_size")}}
         args = {**BUILDERS[spec.model.builder].defaults, **spec.model.args, "units": int(config["units"])}
-        probs = engine.train(ds, settings, args, seeds)
         start = dense_initial_weights(int(np.prod(ds.x_train.shape[1:])), ds.n_classes, seeds["init"], **args)
-        return held_out_metrics(probs, ds.y_test, ds.n_classes).accuracy, _weights_hash(start)
+        return trainer.train(config, seeds).accuracy, _weights_hash(start)
     return harness
 
 
