@@ -173,9 +173,9 @@ def _optimiser_seed(spec: JobSpec, rows: Sequence[Row], u: Units = POINTS) -> li
     bo = fit["bo"].share
     seeds = sum(fit[n].share for n in ("search_init", "search_order") if n in fit.names)
     if bo < SMALL_SHARE:
+        than = "more" if seeds > bo else "less still" if seeds < bo else "as much"
         text = (f"- The optimiser's own seed matters little ({100 * bo:.0f}% of the tuned model's variance); the "
-                f"seeds the search trained under matter {'more' if seeds > bo else 'about as much'} "
-                f"({100 * seeds:.0f}%).")
+                f"seeds the search trained under matter {than} ({100 * seeds:.0f}%).")
     else:
         text = (f"- The optimiser's seed matters: {100 * bo:.0f}% of the tuned model's variance; run several "
                 f"searches with different seeds before trusting a configuration.")
