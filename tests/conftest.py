@@ -50,3 +50,9 @@ def harness(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def outputs_at_thread_counts(code: str, counts: tuple[str, ...] = ("1", "2")) -> list[str]:
+    """stdout of `python -c code` in a fresh process per numba thread count (bit-identity checks)."""
+    return [subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                           env=dict(os.environ, NUMBA_NUM_THREADS=n, PYTHONPATH=str(REPO))).stdout for n in counts]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +12,9 @@ from scipy import stats as sps
 from harness.errors import UserError
 from harness.stats import kernels as kern
 from harness.stats.core import Codes, decompose, decompose_groups
+from tests.conftest import outputs_at_thread_counts
 
 DATA = Path(__file__).resolve().parent / "data"
-REPO = DATA.parent.parent
 
 
 def read(name: str) -> dict[str, np.ndarray]:
@@ -97,11 +94,7 @@ def test_gpq_is_bit_identical_for_any_thread_count() -> None:
             "    for _, d in fits.items():\n"
             "        ci = [c.ci for c in d.components] + [c.share_ci for c in d.components]\n"
             "        print(np.array(ci + list(d.icc_ci.values())).tobytes().hex())\n")
-    out = []
-    for threads in ("1", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads, PYTHONPATH=str(REPO))
-        out.append(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                  text=True).stdout)
+    out = outputs_at_thread_counts(code)
     assert out[0] == out[1] and len(out[0]) > 1000
 
 

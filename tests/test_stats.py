@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,9 +16,9 @@ from harness.stats import core as stats
 from harness.stats import kernels as stats_kernels
 from harness.stats.core import Codes, decompose, decompose_groups
 from harness.stats.design import Design, Layout
+from tests.conftest import outputs_at_thread_counts
 
 DATA = Path(__file__).resolve().parent / "data"
-REPO = DATA.parent.parent
 
 
 def read(name: str) -> dict[str, np.ndarray]:
@@ -222,11 +220,7 @@ def test_bootstrap_is_bit_identical_for_any_thread_count() -> None:
             "for f, nest in ((['a', 'b'], []), (['a', 'b', 'c'], ['c:b'])):\n"
             "    d = decompose(t, 'y', f, nested=nest, bootstrap=500, seed=3)\n"
             "    print(np.array([c.ci for c in d.components] + [c.share_ci for c in d.components]).tobytes().hex())\n")
-    out = []
-    for threads in ("1", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads, PYTHONPATH=str(REPO))
-        out.append(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                  text=True).stdout)
+    out = outputs_at_thread_counts(code)
     assert out[0] == out[1] and len(out[0]) > 100
 
 
