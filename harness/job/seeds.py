@@ -32,3 +32,8 @@ def derive_seed(root: int, source: str, level: int, purpose: int = MATRIX) -> in
     """The integer seed of one level of one named source (31 bits, fits every backend)."""
     ss = np.random.SeedSequence(entropy=root, spawn_key=(source_code(source), level, purpose))
     return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def layer_seed(init_seed: int, layer: int) -> int:
+    """The initializer seed of one layer, derived from the unit's init seed."""
+    return int(np.random.SeedSequence([init_seed, layer]).generate_state(1)[0] & 0x7FFFFFFF)

@@ -4,6 +4,7 @@ the blocks evaluation rows are decomposed in, and the arithmetic of decisions.""
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -113,3 +114,16 @@ def tuned_fit(spec: JobSpec, rows: Sequence[Row], metric: str = "accuracy") -> D
         return None
     return safe_fit(partial(decompose, columns(reeval, names, metric), metric, names, ci=CI,
                         seed=spec.root_seed % 2**31))
+
+
+def curse(spec: JobSpec, studies: Sequence[dict[str, Any]], metric: str, higher_is_better: bool
+          ) -> list[tuple[float, float]]:
+    """Per chain: (the chosen configuration's mean on fresh seeds, the winner's curse: how much better
+    its best score looked), both on the split the search scored (validation where there is one)."""
+    sign = 1.0 if higher_is_better else -1.0
+    out = []
+    for rec in studies:
+        res = rec["result"]
+        fresh = statistics.fmean((r["metrics"].get("validation") or r["metrics"])[metric] for r in res["reeval"])
+        out.append((fresh, sign * (res["best_score"] - fresh)))
+    return out

@@ -23,11 +23,11 @@ from harness.errors import UserError
 from harness.job.algorithms import algorithm
 from harness.job.matrix import study_arms
 from harness.job.spec import JobSpec
+from harness.reporting.common import BOOTSTRAP, pts
 from harness.stats import decompose
 from harness.store.store import UnitState
 
 Arm = tuple[str, int]
-BOOTSTRAP = 1000
 SHARES = (("bo", "bo"), ("search_init", "search init"), ("search_order", "search order"),
           ("residual", "re-training"))
 
@@ -136,12 +136,8 @@ def summarise(studies: list[dict[str, Any]], seed: int) -> ArmSummary:
         noise=noise, noise_from=noise_from)
 
 
-def _pts(x: float, digits: int = 2) -> str:
-    return "" if not math.isfinite(x) else f"{100 * x:.{digits}f}"
-
-
 def _ci(ci: tuple[float, float]) -> str:
-    return f"[{_pts(ci[0])}, {_pts(ci[1])}]"
+    return f"[{pts(ci[0])}, {pts(ci[1])}]"
 
 
 def _label(arm: Arm, show_runs: bool) -> str:
@@ -149,8 +145,8 @@ def _label(arm: Arm, show_runs: bool) -> str:
 
 
 def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool) -> list[str]:
-    score = [(_label(a, show_runs), s.chains, _pts(s.mean), _ci(s.mean_ci), _pts(s.std), _pts(s.between),
-              _ci(s.between_ci), f"{s.distinct} / {s.chains}", f"{100 * s.top / s.chains:.0f}%", _pts(s.curse))
+    score = [(_label(a, show_runs), s.chains, pts(s.mean), _ci(s.mean_ci), pts(s.std), pts(s.between),
+              _ci(s.between_ci), f"{s.distinct} / {s.chains}", f"{100 * s.top / s.chains:.0f}%", pts(s.curse))
              for a, s in arms.items()]
     cost = [(_label(a, show_runs), *(f"{100 * s.shares[k]:.0f}%" if s.shares else "" for k, _ in SHARES),
              s.trainings, f"{s.train_s:.1f}", f"{s.optimiser_s:.1f}",
@@ -170,10 +166,10 @@ def _verdict(arms: dict[Arm, ArmSummary], show_runs: bool) -> str:
     apart = ("do not overlap" if b.between_ci[1] < w.between_ci[0]
              else "overlap: this many chains does not separate them")
     return (f"**Reading.** The most repeatable tuned model came from {_label(best, show_runs)}: its chains' "
-            f"fresh-seed means spread by {_pts(b.between)} points (95% CI {_ci(b.between_ci)}), against "
-            f"{_pts(w.between)} ({_ci(w.between_ci)}) for {_label(worst, show_runs)}; the intervals {apart}. "
-            f"Mean fresh-seed accuracy ranges from {_pts(min(s.mean for s in arms.values()))} to "
-            f"{_pts(max(s.mean for s in arms.values()))}%.")
+            f"fresh-seed means spread by {pts(b.between)} points (95% CI {_ci(b.between_ci)}), against "
+            f"{pts(w.between)} ({_ci(w.between_ci)}) for {_label(worst, show_runs)}; the intervals {apart}. "
+            f"Mean fresh-seed accuracy ranges from {pts(min(s.mean for s in arms.values()))} to "
+            f"{pts(max(s.mean for s in arms.values()))}%.")
 
 
 def averaging_table(arms: dict[Arm, ArmSummary]) -> list[str]:
@@ -183,8 +179,8 @@ def averaging_table(arms: dict[Arm, ArmSummary]) -> list[str]:
         rows = sorted((r, s) for (a, r), s in arms.items() if a == alg)
         r0, s0 = rows[0]
         for r, s in rows:
-            table.append((alg, r, _pts(s.noise), s.noise_from, f"{s.noise / s0.noise:.2f}", f"{math.sqrt(r0 / r):.2f}",
-                          _pts(s.mean), _pts(s.between), f"{s.distinct} / {s.chains}",
+            table.append((alg, r, pts(s.noise), s.noise_from, f"{s.noise / s0.noise:.2f}", f"{math.sqrt(r0 / r):.2f}",
+                          pts(s.mean), pts(s.between), f"{s.distinct} / {s.chains}",
                           f"{s.trainings / s0.trainings:.2f}x", f"{s.train_s / max(s0.train_s, 1e-9):.2f}x"))
     return ["### What averaging bought", "",
             "Each trial's score is the mean of `runs` seeded trainings. Per-trial noise: the std of one "
@@ -261,6 +257,6 @@ def answer(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
     apart = "the intervals do not overlap" if b.between_ci[1] < w.between_ci[0] else (
         "the intervals overlap: this many chains does not separate them")
     return [f"- The most repeatable tuned model came from {_label(ranked[0], show_runs)} (chains' fresh-seed means "
-            f"spread by {_pts(b.between)} points, 95% CI {_ci(b.between_ci)}), the least from "
-            f"{_label(ranked[-1], show_runs)} ({_pts(w.between)}, {_ci(w.between_ci)}); {apart} "
+            f"spread by {pts(b.between)} points, 95% CI {_ci(b.between_ci)}), the least from "
+            f"{_label(ranked[-1], show_runs)} ({pts(w.between)}, {_ci(w.between_ci)}); {apart} "
             f"([table](#optimisers-side-by-side))."]

@@ -34,6 +34,7 @@ from harness.reporting.common import (
     all_blocks,
     binomial_se,
     config_label,
+    curse,
     identical_modes,
     trainings_needed,
     tuned_fit,
@@ -220,13 +221,14 @@ def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
                   key=lambda r: r["index"])
 
 
-def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, UnitState]) -> list[str]:
+def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, UnitState],
+                      fit: Decomposition | str | None) -> list[str]:
+    """The chains: `fit` is the tuned model's decomposition (common.tuned_fit), agreement, winner's curse."""
     studies = _studies(states)
     if not studies:
         return []
     out = ["## The optimiser", ""]
     u = units_of(spec)
-    fit = tuned_fit(spec, rows, u.metric)
     if fit is not None:
         out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
                 "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
@@ -254,12 +256,10 @@ def _winners_curse(spec: JobSpec, studies: list[dict[str, Any]], u: Units) -> li
     scored (validation where there is one); a gap is how much better the best looked."""
     assert spec.search is not None
     split = "validation" if spec.data.validation else "test"
-    sign = 1.0 if u.higher_is_better else -1.0
     table, gaps = [], []
-    for rec in studies:
+    for rec, (fresh, gap) in zip(studies, curse(spec, studies, u.metric, u.higher_is_better), strict=True):
         res, lv = rec["result"], rec["levels"]
-        fresh = statistics.fmean((r["metrics"].get("validation") or r["metrics"])[u.metric] for r in res["reeval"])
-        gaps.append(sign * (res["best_score"] - fresh))
+        gaps.append(gap)
         table.append((lv["bo"], lv["init"], lv["order"], config_label(spec, res["chosen"]),
                       u.value(res["best_score"]), u.value(fresh), u.value(gaps[-1])))
     better = "above" if u.higher_is_better else "below"
@@ -390,14 +390,16 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
     rows = report_rows(spec, states)
     fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
     body = decomposition_section(spec, rows, fits)
-    body += optimiser_section(spec, rows, states)
+    tuned = tuned_fit(spec, rows, units_of(spec).metric)  # the section and the answer share it
+    body += optimiser_section(spec, rows, states, tuned)
     body += optimisers.section(spec, states, out_dir)
     body += determinism_section(rows, fits, units_of(spec))
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows, units_of(spec))
     articles = [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"]
     body += article_section(spec, articles)
-    answer = summary(spec, rows, _studies(states), fits, articles, optimisers.answer(spec, states), units_of(spec))
+    answer = summary(spec, rows, _studies(states), fits, articles, optimisers.answer(spec, states), units_of(spec),
+                     tuned)
     figures: list[str] = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,11 @@ from harness.reporting.common import (
     binomial_se,
     blocks,
     config_label,
+    curse,
     identical_modes,
     pts,
     source_text,
     trainings_needed,
-    tuned_fit,
 )
 from harness.reporting.units import POINTS, Units
 from harness.stats import Component, Decomposition
@@ -97,7 +97,8 @@ def _chain_means(rows: Sequence[Row], metric: str = "accuracy") -> dict[str, flo
     return {u: statistics.fmean(v) for u, v in by_unit.items()}
 
 
-def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], u: Units = POINTS) -> list[str]:
+def tuned_spread(spec: JobSpec, rows: Sequence[Row], fit: Decomposition | str | None, u: Units = POINTS
+                 ) -> list[str]:
     """How much the tuned model's score moves between searches, and what moves it."""
     means = _chain_means(rows, u.metric)
     pct = "%" if u.points else ""
@@ -107,7 +108,6 @@ def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str,
                  f"between searches**: {len(means)} chains, each chosen configuration re-trained on "
                  f"{spec.search.reevaluate_init} x {spec.search.reevaluate_order} fresh seeds, averaged "
                  f"{u.value(min(means.values()))}{pct} to {u.value(max(means.values()))}{pct}.", OPTIMISER)]
-    fit = tuned_fit(spec, rows, u.metric)
     if isinstance(fit, Decomposition):
         parts = sorted(fit.components, key=lambda c: -c.share)[:3]
         ranked = "; ".join(f"{source_text(c.name, 're-training on fresh seeds')} {100 * c.share:.0f}%"
@@ -117,9 +117,9 @@ def tuned_spread(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str,
     return out
 
 
-def what_to_do(spec: JobSpec, rows: Sequence[Row], fits: Fits, arms: Sequence[str] = (), u: Units = POINTS
-               ) -> list[str]:
-    out = _averaging(rows, fits, u) + _determinism(rows, fits, u) + _optimiser_seed(spec, rows, u) + list(arms)
+def what_to_do(rows: Sequence[Row], fits: Fits, tuned: Decomposition | str | None, arms: Sequence[str] = (),
+               u: Units = POINTS) -> list[str]:
+    out = _averaging(rows, fits, u) + _determinism(rows, fits, u) + _optimiser_seed(tuned) + list(arms)
     return (["- **What to do:**"] + [f"  {line}" for line in out]) if out else []
 
 
@@ -166,8 +166,7 @@ def _determinism(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str
     return out
 
 
-def _optimiser_seed(spec: JobSpec, rows: Sequence[Row], u: Units = POINTS) -> list[str]:
-    fit = tuned_fit(spec, rows, u.metric)
+def _optimiser_seed(fit: Decomposition | str | None) -> list[str]:
     if not isinstance(fit, Decomposition) or "bo" not in fit.names:
         return []
     bo = fit["bo"].share
@@ -197,12 +196,12 @@ def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any
         top, n = chosen.most_common(1)[0]
         out.append(_link(f"- The chains disagree: {len(studies)} searches chose {len(chosen)} configurations "
                          f"(the most frequent, {top}, {n} times).", OPTIMISER))
-    out += _curse_and_floor(rows, studies, fits, u)
+    out += _curse_and_floor(spec, rows, studies, fits, u)
     return (["- **Warnings:**"] + [f"  {line}" for line in out]) if out else []
 
 
-def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits, u: Units = POINTS
-                     ) -> list[str]:
+def _curse_and_floor(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
+                     u: Units = POINTS) -> list[str]:
     """Winner's curse and test-set floor, each against the gap between the two best configurations."""
     _, block, per = _main(rows, fits)
     means = sorted((statistics.fmean(r[u.metric] for r in block if r["configuration"] == c) for c in per),
@@ -210,11 +209,9 @@ def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fit
     if len(means) < 2:
         return []
     gap, out = abs(means[0] - means[1]), []
-    means_by = _chain_means(rows, u.metric)
-    sign = 1.0 if u.higher_is_better else -1.0
-    curse = [sign * (r["result"]["best_score"] - means_by[r["unit"]]) for r in studies if r["unit"] in means_by]
-    if curse and statistics.fmean(curse) > gap:
-        out.append(_link(f"- The winner's curse ({u.value(statistics.fmean(curse))} {u.long}: best score seen "
+    gaps = [g for _, g in curse(spec, studies, u.metric, u.higher_is_better)]
+    if gaps and statistics.fmean(gaps) > gap:
+        out.append(_link(f"- The winner's curse ({u.value(statistics.fmean(gaps))} {u.long}: best score seen "
                          f"minus fresh-seed score) is larger than the gap between the two best configurations "
                          f"({u.value(gap)} {u.long}): a search's best score cannot rank them.", OPTIMISER))
     if not u.points:
@@ -229,9 +226,10 @@ def _curse_and_floor(rows: Sequence[Row], studies: Sequence[dict[str, Any]], fit
 
 
 def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
-            articles: Sequence[dict[str, Any]] = (), arms: Sequence[str] = (), u: Units = POINTS) -> list[str]:
+            articles: Sequence[dict[str, Any]] = (), arms: Sequence[str] = (), u: Units = POINTS,
+            tuned: Decomposition | str | None = None) -> list[str]:
     """The report's opening section (empty when nothing is recorded yet); `arms`: the optimisers'
     line (reporting.optimisers.answer), when the optimiser or averaging count is a factor."""
-    body = (fixed_spread(rows, fits, u) + tuned_spread(spec, rows, studies, u) + article_answer(spec, articles)
-            + what_to_do(spec, rows, fits, arms, u) + warnings(spec, rows, studies, fits, u))
+    body = (fixed_spread(rows, fits, u) + tuned_spread(spec, rows, tuned, u) + article_answer(spec, articles)
+            + what_to_do(rows, fits, tuned, arms, u) + warnings(spec, rows, studies, fits, u))
     return ["## The answer", "", *body, ""] if body else []

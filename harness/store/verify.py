@@ -110,11 +110,12 @@ def repair(store: Store, verdict: Verdict) -> list[str]:
     first), then rewrite the shard without them (atomically). A torn last line that holds a complete
     record is kept, terminated. Run it while no `harness run` writes to the store."""
     done: list[str] = []
+    digest = store.spec.digest()
     for path in sorted({p.path for p in verdict.problems if p.movable}):
         bad = {p.line for p in verdict.problems if p.movable and p.path == path}
         keep, moved = [], []
         for n, raw, terminated in shard_lines(path.read_bytes()):
-            complete = line_problem(raw, store.spec.digest())[0] is not None
+            complete = line_problem(raw, digest)[0] is not None
             (moved if n in bad and not (not terminated and complete) else keep).append(raw)
         if moved:
             with open(quarantine_path(path), "ab") as q:

@@ -30,7 +30,7 @@ import numpy as np
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
 from harness.training.data import Dataset, load
-from harness.training.models import BUILDERS, dense_initial_weights
+from harness.training.models import dense_initial_weights
 from harness.training.trainer import Trainer
 
 GLOBAL_SEED = 42            # Example 2's tf.random.set_seed(42), np.random.seed(42)
@@ -77,7 +77,7 @@ def _policy_objective(policy: str, spec: JobSpec, ds: Dataset) -> Callable[[dict
     seeds = training_seeds(spec, {"init": spec.levels["init"][0], "order": spec.levels["order"][0]})
 
     def harness(config: dict[str, Any]) -> tuple[float, str]:
-        args = {**BUILDERS[spec.model.builder].defaults, **spec.model.args, "units": int(config["units"])}
+        args = trainer.settings(config)[1]
         start = dense_initial_weights(int(np.prod(ds.x_train.shape[1:])), ds.n_classes, seeds["init"], **args)
         return trainer.train(config, seeds).accuracy, _weights_hash(start)
     return harness

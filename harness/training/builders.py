@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.job.seeds import layer_seed
 
 REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 HARNESS, KERASTUNER = "harness", "kerastuner"
@@ -186,7 +187,7 @@ def reseed_noise(model: Any, noise_seed: int) -> Seeding:
         if getattr(sg, "_initial_seed", None) is not None:
             fixed.append(name)
             continue
-        seed = int(np.random.SeedSequence([noise_seed, i]).generate_state(1)[0] & 0x7FFFFFFF)
+        seed = layer_seed(noise_seed, i)
         sg.state.assign(np.array([seed, 0], dtype=sg.state.dtype))
         reseeded.append(name)
     return Seeding(tuple(reseeded), tuple(fixed))

@@ -46,7 +46,6 @@ class Dataset:
         return 0 if self.y_val is None else len(self.y_val)
 
 
-DIGITS_SIZE, MNIST_TEST_SIZE = 1797, 10_000
 
 
 def env_var(name: str) -> str:
@@ -57,17 +56,6 @@ def env_var(name: str) -> str:
 def keras_name(spec: DataSpec) -> str | None:
     """The Keras dataset a spec names (source mnist, or source keras with a name)."""
     return "mnist" if spec.source == "mnist" else spec.name if spec.source == "keras" else None
-
-
-def test_size(spec: DataSpec) -> int:
-    """Examples in the held-out split, without loading the data where it is known in advance."""
-    if spec.source == "digits":
-        n = round(DIGITS_SIZE * spec.test_fraction)
-    elif spec.source == "mnist":
-        n = MNIST_TEST_SIZE
-    else:
-        n = len(load(spec, 0).y_test)
-    return min(n, spec.max_test) if spec.max_test else n
 
 
 def check(spec: DataSpec, job_file: str = "") -> None:

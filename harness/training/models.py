@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.job.seeds import layer_seed
+
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "selu", "swish", "linear")
 
 
@@ -22,12 +24,6 @@ class BuilderInfo:
     build: Callable[..., Any] | None = None
     reset: Callable[..., None] | None = None   # (model, init_seed, noise_seed): a fresh build's state
     open_params: bool = False  # every configuration value is the builder's (a user's builder)
-
-
-def layer_seed(init_seed: int, layer: int) -> int:
-    """The initializer seed of one layer, derived from the unit's init seed."""
-    import numpy as np
-    return int(np.random.SeedSequence([init_seed, layer]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def dense_kernel_initializer(init_seed: int, layer: int) -> Any:

@@ -12,18 +12,18 @@ from harness.errors import UserError
 from harness.job.spec import METRICS, TRAINING_FIELDS, JobSpec
 from harness.training import data
 from harness.training.models import builder_info
+from harness.training.trainer import model_args
 
 
 def check(spec: JobSpec) -> None:
     """Raise UserError on data or a model that a worker could not train."""
-    data.check(spec.data, spec.path)
     if spec.model.builder == "dense" and spec.objective_metric in METRICS:
+        data.check(spec.data, spec.path)
         return  # the harness's own dense model: nothing to build here (the driver stays TensorFlow-free)
-    ds = data.load(spec.data, 0, spec.path)
+    ds = data.load(spec.data, 0, spec.path)  # raises what data.check would, and loads the data once
     info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
     config = dict(spec.configurations[0]) if spec.configurations else {}
-    args = {**info.defaults, **spec.model.args,
-            **{k: v for k, v in config.items() if info.open_params or k in info.params}}
+    args = model_args(spec, info, config)
     where = {"file": spec.path, "key": "model.builder"}
     assert info.build is not None
     try:

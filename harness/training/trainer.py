@@ -13,7 +13,7 @@ from harness.training import data as data_mod
 from harness.training.determinism import backend_name
 from harness.training.engines import make_engine, resolve
 from harness.training.metrics import Metrics, Split, TrainingFailed, split_metrics
-from harness.training.models import builder_info
+from harness.training.models import BuilderInfo, builder_info
 
 
 class Trainer:
@@ -41,9 +41,7 @@ class Trainer:
         configuration value (a hypermodel may ask for `learning_rate` itself)."""
         spec, info = self.spec, self.info
         training = {**spec.training.fixed, **{k: v for k, v in config.items() if k in TRAINING_FIELDS}}
-        model_args = {**info.defaults, **spec.model.args,
-                      **{k: v for k, v in config.items() if info.open_params or k in info.params}}
-        return training, model_args
+        return training, model_args(spec, info, config)
 
     def metrics(self, out: np.ndarray, ds: data_mod.Dataset) -> Metrics:
         """An engine's outputs on `ds.x_eval` (validation, then test) as metrics of each split."""
@@ -88,3 +86,10 @@ class Trainer:
     def test_size(self, split_seed: int) -> int:
         """Examples in the held-out split of this split seed (recorded with every result)."""
         return len(self.dataset(split_seed).y_test)
+
+
+def model_args(spec: JobSpec, info: BuilderInfo, config: dict[str, Any]) -> dict[str, Any]:
+    """The builder's arguments for one configuration: its defaults, the job's fixed `model.args`,
+    then the configuration's values the builder takes (a user's builder takes every one)."""
+    return {**info.defaults, **spec.model.args,
+            **{k: v for k, v in config.items() if info.open_params or k in info.params}}

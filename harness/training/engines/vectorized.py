@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.job.seeds import layer_seed
 from harness.training.data import Dataset
 from harness.training.engines.base import ENGINE_CACHE, Engine, Tensors, batch_plan
-from harness.training.models import BuilderInfo, dense_initial_weights, layer_seed
+from harness.training.models import BuilderInfo, dense_initial_weights
 
 _M32 = 0xFFFFFFFF
 
