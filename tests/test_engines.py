@@ -89,17 +89,23 @@ def test_exact_is_bit_identical_to_fit(base: JobSpec, model: dict[str, Any], tra
         assert ours == [fit.train(config, s) for s in seeds]
 
 
-def test_vectorized_ignores_companions_slot_and_r(base: JobSpec) -> None:
-    for model, training in (MODELS[0], MODELS[1], MODELS[2]):
-        trainer = Trainer(variant(base, "vectorized", model, training))
-        assert trainer.engine.label == "vectorized"
-        seeds = seeds_of(base, 5)
-        together = trainer.train_many({"units": 8}, seeds)
-        alone = [trainer.train({"units": 8}, s) for s in seeds[:2]]
-        reordered = trainer.train_many({"units": 8}, [seeds[3], seeds[1], seeds[0]])
-        assert together[:2] == alone
-        assert [together[3], together[1], together[0]] == reordered
-        assert len({m.loss for m in together if isinstance(m, Metrics)}) == 5
+@pytest.mark.parametrize("model,training", MODELS[:4])
+def test_vectorized_ignores_companions_slot_and_r(base: JobSpec, model: dict[str, Any],
+                                                  training: dict[str, Any]) -> None:
+    """A seed's result is a function of its own seeds: the same bits whether it trains alone, with
+    1, 4 or 15 companions (R = 1, 2, 5, 16: stacks are padded to one shape, since oneDNN picked
+    another batched-matmul kernel per R on an AVX2-only CPU), or in another slot. Compared within
+    this process, on this machine."""
+    trainer = Trainer(variant(base, "vectorized", model, training))
+    assert trainer.engine.label == "vectorized"
+    seeds = seeds_of(base, 16)
+    together = trainer.train_many({"units": 8}, seeds)
+    for r in (1, 2, 5):
+        assert trainer.train_many({"units": 8}, seeds[:r]) == together[:r], f"R = {r}"
+    assert trainer.train({"units": 8}, seeds[9]) == together[9]
+    slots = [11, 3, 15, 0, 6]
+    assert trainer.train_many({"units": 8}, [seeds[i] for i in slots]) == [together[i] for i in slots]
+    assert len({m.loss for m in together if isinstance(m, Metrics)}) == 16
 
 
 def test_vectorized_is_close_to_fit(base: JobSpec) -> None:

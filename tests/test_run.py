@@ -57,6 +57,8 @@ def test_debug_run_resume_export_report(tmp_path: Path) -> None:
     spec = load_job(str(job))
     states = Store(store, spec).states()
     assert all(states[u.id].ok for u in plan(spec))
+    env = next(iter(states.values())).ok["env"]  # the hardware its bits belong to
+    assert env["cpu_isa"] and isinstance(env["cpu_flags"], list) and {"cpu", "gpus", "gpu_driver"} <= set(env)
 
     again = harness("run", str(job), "--store", str(store), "--executor", "debug", "--no-progress")
     assert again.returncode == 0 and "0 trainings" in again.stderr, again.stderr
@@ -76,6 +78,8 @@ def test_debug_run_resume_export_report(tmp_path: Path) -> None:
         assert abs(sum(shares) - 100) < 0.2, shares
     assert "95% CI (GPQ) of std (pts)" in text and "generalized pivotal quantities (GPQ)" in text
     assert "> Warning: only 2 init seeds: the 95% interval of its std spans [" in text
+    assert any(ln.startswith("| hardware ") and f"| {env['cpu']} [{env['cpu_isa']}] (" in ln
+               for ln in text.splitlines()) and "mixes" not in text
 
     # the report is read from the store: change one stored accuracy and the tables change
     shard = next(p for p in Store(store, spec).shards.glob("*.jsonl"))

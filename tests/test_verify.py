@@ -92,6 +92,21 @@ def test_duplicates_and_disagreements_are_counted(store: Store, capsys: pytest.C
                                           "1 disagree with the first")
 
 
+def test_a_store_of_two_machines_says_so(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bits are claimed per machine: a unit trained on an AVX2 and an AVX-512 CPU may differ in the
+    last bits without being a disagreement; verify names the machines, status stays quiet."""
+    def on(isa: str, acc: float) -> Record:
+        return {**_ok(store.spec, 0, acc), "env": {"cpu": "AMD EPYC", "cpu_isa": isa, "gpus": []}}
+    store.writer("w1").append(on("avx2", 0.5))
+    store.writer("w2").append(on("avx512", 0.5000001))
+    code, out = _verify(store, capsys)
+    assert code == 0 and out[-2].endswith("1 duplicate(s), 0 disagree with the first"), out
+    assert out[-1] == ("mixed hardware: 2 machines (AMD EPYC [avx2]: 1 record(s); AMD EPYC [avx512]: 1 record(s)); "
+                       "bit-identity is claimed per machine: 1 duplicate(s) differ across machines")
+    assert main(["status", store.spec.path, "--store", str(store.root)]) == 0
+    assert "not deterministic" not in capsys.readouterr().out
+
+
 def test_a_record_of_another_spec_is_reported_and_never_moved(store: Store,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     w = store.writer("w0")

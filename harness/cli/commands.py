@@ -220,6 +220,11 @@ class Verify(Command):
             verdict = verify(store)
         print(f"{store.dir}: {verdict.shards} shard(s), {verdict.records} record(s), {len(verdict.problems)} bad "
               f"line(s); {verdict.duplicates} duplicate(s), {verdict.disagreements} disagree with the first")
+        if len(verdict.machines) > 1:
+            print(f"mixed hardware: {len(verdict.machines)} machines ("
+                  + "; ".join(f"{m}: {n} record(s)" for m, n in verdict.machines.most_common())
+                  + f"); bit-identity is claimed per machine: {verdict.across_machines} duplicate(s) differ "
+                    f"across machines")
         return 0 if verdict.clean else 1
 
 

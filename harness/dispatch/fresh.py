@@ -5,6 +5,7 @@ each run starts a new Python (nothing imported, no random state) that loads the 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -41,4 +42,5 @@ def main(job: str, digest: str, policy: str, bo_seed: int) -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # its worker ignores Ctrl-C (the driver's); this run ends with it
     main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))

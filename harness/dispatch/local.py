@@ -11,7 +11,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from harness.dispatch.base import Batch, Done, take
-from harness.dispatch.process import worker_main
+from harness.dispatch.process import sigint_held, worker_main
 from harness.dispatch.slots import Slot, plan_slots, shard_prefix
 from harness.errors import UserError
 from harness.job.spec import JobSpec
@@ -77,7 +77,8 @@ class LocalExecutor:
         self._spawned += 1
         proc = self._ctx.Process(target=worker_main, name=name, daemon=True,
                                  args=(child, self.spec, str(self.store.root), name, slot, mode, self.engine))
-        proc.start()
+        with sigint_held():  # Ctrl-C is the driver's alone, from the worker's first instruction
+            proc.start()
         child.close()
         return _Live(name, proc, parent, slot, mode)
 

@@ -84,10 +84,31 @@ def native_stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """SIGINT blocked in this thread for a while. A process started meanwhile starts with it
+    blocked (the mask survives fork and exec), so a Ctrl-C during its start-up reaches only the
+    driver; one that reached the driver meanwhile is delivered when the block ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def ignore_sigint() -> None:
+    """A worker leaves Ctrl-C to its driver, which stops it (SIGTERM) and says so in one line:
+    ignored from here (a SIGINT still pending from start-up is dropped), then unblocked."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, slot: Slot, mode: str,
                 engine: str) -> None:
-    """Entry point of a worker process: set up once (in op-determinism `mode` where the backend
-    fixes it at start), then loop over batches until told to stop or the driver is gone."""
+    """Entry point of a worker process (started under `sigint_held`): set up once (in
+    op-determinism `mode` where the backend fixes it at start), then loop over batches until
+    told to stop or the driver is gone."""
+    ignore_sigint()
     die_with_parent()
     start_worker_env(slot, mode)
     log = Store(store_root, spec).dir / "logs" / f"{shard}.log"

@@ -46,7 +46,7 @@ from harness.reporting.common import safe_fit as _fit
 from harness.reporting.summary import summary
 from harness.reporting.units import POINTS, Units, units_of
 from harness.stats import Decomposition, decompose, decompose_groups
-from harness.store.records import training_rows
+from harness.store.records import machine, training_rows
 from harness.store.store import Store, UnitState
 
 SEED_FACTORS = (*TRAINING_SOURCES, "bo", "search_init", "search_order")
@@ -107,6 +107,7 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
     units = plan(spec)
     ok = [st.ok for st in states.values() if st.ok is not None]
     env = ok[0]["env"] if ok else {}
+    machines = Counter(machine(r) for r in ok)
     lv = spec.levels
     matrix = (f"{len(spec.configurations)} configurations x "
               + " x ".join(f"{len(lv[s])} {s}" for s in EVAL_SOURCES if s in lv)
@@ -119,8 +120,8 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
              ("units", f"{done} done, {failed} failed, {len(units) - done - failed} pending, of {len(units)}"),
              ("engine", ", ".join(engines)), ("op determinism", ", ".join(spec.determinism.modes)),
              ("environment", ", ".join(f"{k} {env[k]}" for k in ("backend", "keras", "tensorflow", "jax", "cuda",
-                                                                 "cudnn", "cpu", "host") if env.get(k))),
-             ("GPUs", ", ".join(env.get("gpus") or []) or "none"),
+                                                                 "cudnn", "host") if env.get(k))),
+             ("hardware", "; ".join(f"{m} ({n} units)" for m, n in machines.most_common()) or "none recorded"),
              ("test split", _test_sizes(rows)), ("scores", _scores(spec))]
     seeding = next((r["seeding"] for r in ok if r.get("seeding")), None)
     if seeding is not None:
@@ -128,6 +129,9 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
     out = [f"# Variance report: {spec.name}", "", tabulate(table, headers=("", ""), tablefmt="github"), ""]
     if failed or done < len(units):
         out += [f"> {len(units) - done} units have no result yet; tables use what is recorded.", ""]
+    if len(machines) > 1:
+        out += [f"> This store mixes {len(machines)} machines. Bit-identity is claimed per machine: the same seeds "
+                f"on another CPU or GPU may differ in the last bits.", ""]
     return out
 
 
@@ -293,7 +297,9 @@ def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[st
                       f"{walls['on'] / walls['off']:.2f}x" if len(walls) == 2 else ""))
     return ["## Determinism", "",
             "The same matrix with op determinism on and off: the residual (repeats with every seed equal) is the "
-            "implementation noise each mode leaves, and the median wall time per training its cost on this device.", "",
+            "implementation noise each mode leaves, and the median wall time per training its cost on this device. "
+            "Bit-identity is claimed per machine (the header's hardware): a rerun there repeats every bit; "
+            "another CPU or GPU may differ in the last bits.", "",
             tabulate(table, headers=("engine", f"residual on ({u.short}²)", f"residual off ({u.short}²)",
                                      "s/training on", "s/training off", "slowdown"), tablefmt="github"), ""]
 

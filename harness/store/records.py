@@ -37,6 +37,15 @@ def new_record(spec: JobSpec, unit: Unit, attempt: int, engine: str, worker: str
             "spec": spec.digest(), "worker": worker, **arm}
 
 
+def machine(record: Record) -> str:
+    """The hardware a record's bits belong to (its env's CPU model and instruction-set level, GPUs
+    and driver): bit-identity is claimed per machine, so records of one unit may differ across them."""
+    env = record.get("env") or {}
+    cpu = f"{env.get('cpu', 'unknown CPU')} [{env.get('cpu_isa', 'ISA not recorded')}]"
+    gpus = ", ".join(env.get("gpus") or [])
+    return cpu + (f"; {gpus} (driver {env.get('gpu_driver') or 'unknown'})" if gpus else "")
+
+
 def failed(record: Record, error: str, traceback: str | None = None) -> Record:
     """Mark a record failed with a one-line error (and, for a bug, its traceback)."""
     record["status"] = "failed"

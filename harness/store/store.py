@@ -22,7 +22,7 @@ from typing import IO
 from harness.errors import UserError
 from harness.files import atomic_write, under
 from harness.job.spec import JobSpec
-from harness.store.records import Record
+from harness.store.records import Record, machine
 
 RECORD_FORMAT = 2  # 2: test_size, each trial run's seeds, a study's library_seed (migrate.py: from 1)
 
@@ -126,7 +126,7 @@ class UnitState:
 
     ok: Record | None = None
     failures: list[Record] = field(default_factory=list)
-    disagreements: int = 0
+    disagreements: int = 0  # ok records of the same machine whose result differs from the first's
 
 
 class Store:
@@ -189,8 +189,8 @@ class Store:
                 st.failures.append(rec)
             elif st.ok is None:
                 st.ok = rec
-            elif rec.get("result") != st.ok.get("result"):
-                st.disagreements += 1
+            elif rec.get("result") != st.ok.get("result") and machine(rec) == machine(st.ok):
+                st.disagreements += 1  # bits are claimed per machine: other hardware may differ
         return states
 
     def ok_records(self) -> list[Record]:

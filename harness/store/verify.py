@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.files import atomic_open
-from harness.store.records import Record, record_problem
+from harness.store.records import Record, machine, record_problem
 from harness.store.store import RECORD_FORMAT, Store
 
 
@@ -42,7 +43,9 @@ class Verdict:
     records: int = 0
     problems: list[Problem] = field(default_factory=list)
     duplicates: int = 0       # ok records of a unit after its first
-    disagreements: int = 0    # ... whose result differs from the first's
+    disagreements: int = 0    # ... of the first's machine, whose result differs from the first's
+    across_machines: int = 0  # ... of another machine, whose result differs (bits are claimed per machine)
+    machines: Counter[str] = field(default_factory=Counter)  # ok records per machine (`records.machine`)
 
     @property
     def clean(self) -> bool:
@@ -77,7 +80,8 @@ def shard_lines(blob: bytes) -> list[tuple[int, bytes, bool]]:
 def verify(store: Store) -> Verdict:
     """Check every line of every shard of `store` (read only)."""
     store.check_format()
-    verdict, first_ok = Verdict(), {}
+    verdict = Verdict()
+    first_ok: dict[str, Record] = {}
     digest = store.spec.digest()
     for path in store.shard_paths():
         verdict.shards += 1
@@ -93,12 +97,22 @@ def verify(store: Store) -> Verdict:
                 continue
             verdict.records += 1
             if rec["status"] == "ok":
-                if rec["unit"] in first_ok:
-                    verdict.duplicates += 1
-                    verdict.disagreements += rec["result"] != first_ok[rec["unit"]]
-                else:
-                    first_ok[rec["unit"]] = rec["result"]
+                _count_ok(verdict, first_ok, rec)
     return verdict
+
+
+def _count_ok(verdict: Verdict, first_ok: dict[str, Record], rec: Record) -> None:
+    """An ok record: its machine, and whether it duplicates (and disagrees with) an earlier one."""
+    verdict.machines[machine(rec)] += 1
+    first = first_ok.setdefault(rec["unit"], rec)
+    if first is rec:
+        return
+    verdict.duplicates += 1
+    if rec["result"] != first["result"]:
+        if machine(rec) == machine(first):
+            verdict.disagreements += 1
+        else:
+            verdict.across_machines += 1
 
 
 def quarantine_path(shard: Path) -> Path:

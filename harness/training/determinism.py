@@ -104,12 +104,61 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# CPU features that change which kernels oneDNN, Eigen and XLA pick (so the last bits of a result)
+KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+                "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",
+                "asimd", "sve", "sve2")
+
+
+def cpu_flags() -> list[str]:
+    """The kernel-relevant features /proc/cpuinfo lists (x86 `flags`, Arm `Features`)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in KERNEL_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
+def cpu_isa(flags: list[str]) -> str:
+    """The widest vector instruction set among `flags` (what oneDNN and XLA dispatch on)."""
+    for level, needs in (("avx512+amx", ("avx512f", "amx_tile")), ("avx512", ("avx512f",)),
+                         ("avx2", ("avx2", "fma")), ("avx", ("avx",)), ("sse4.2", ("sse4_2",)),
+                         ("sve", ("sve",)), ("neon", ("asimd",))):
+        if all(n in flags for n in needs):
+            return level
+    return platform.machine() or "unknown"
+
+
+def gpu_driver() -> str | None:
+    """The NVIDIA kernel driver's version, where one is loaded."""
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            words = f.readline().split()
+    except OSError:
+        return None
+    return next((w for w in words if w[:1].isdigit() and "." in w), None)
+
+
+def hardware() -> dict[str, Any]:
+    """The machine a result's bits belong to: CPU model, its instruction-set level and kernel
+    flags, oneDNN's ISA cap where set, and the GPU driver (the GPUs' names come from the backend).
+    oneDNN does not say which ISA it chose (its verbose log only), so the cap is what is recorded."""
+    flags = cpu_flags()
+    return {"cpu": _cpu_model(), "cpu_isa": cpu_isa(flags), "cpu_flags": flags,
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"),
+            "gpu_driver": gpu_driver()}
+
+
 def fingerprint() -> dict[str, Any]:
-    """Versions, devices and host: what a reader needs to compare two runs."""
+    """Versions, hardware (`hardware`), devices and host: what a reader needs to compare two runs."""
     import keras
     fp: dict[str, Any] = {"backend": backend_name(), "keras": keras.__version__,
-                          "python": platform.python_version(), "host": socket.gethostname(),
-                          "cpu": _cpu_model(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                          "python": platform.python_version(), "host": socket.gethostname(), **hardware(),
+                          "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                           "pythonhashseed": os.environ.get("PYTHONHASHSEED")}
     backend = backend_name()
     if backend == "tensorflow":

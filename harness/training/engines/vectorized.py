@@ -21,6 +21,7 @@ from harness.training.engines.base import ENGINE_CACHE, Engine, Tensors, batch_p
 from harness.training.models import BuilderInfo, dense_initial_weights
 
 _M32 = 0xFFFFFFFF
+REPLICAS = 8  # every stack has this many replicas: one shape, so one kernel choice, for any R
 
 
 def _fmix32(h: Any) -> Any:
@@ -165,8 +166,19 @@ class VectorizedEngine(Engine):
 
     def train_many(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
                    seeds: list[dict[str, int]]) -> list[np.ndarray]:
-        """Trainings of one configuration, one per seed dict, as one stacked run; test
+        """Trainings of one configuration, one per seed dict, in stacks of `REPLICAS` (the last
+        one padded with copies of its first seeds, whose outputs are dropped); test
         probabilities [R, n_test, C]."""
+        out: list[np.ndarray] = []
+        for i in range(0, len(seeds), REPLICAS):
+            block = seeds[i:i + REPLICAS]
+            out += self._train_block(ds, training, model_args, block + [block[0]] * (REPLICAS - len(block)))
+            del out[len(out) - (REPLICAS - len(block)):]
+        return out
+
+    def _train_block(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
+                     seeds: list[dict[str, int]]) -> list[np.ndarray]:
+        """One stack of exactly `REPLICAS` trainings."""
         import keras
         input_dim = int(np.prod(ds.x_train.shape[1:]))
         inits = [dense_initial_weights(input_dim, ds.n_classes, s["init"], **model_args) for s in seeds]
