@@ -48,11 +48,11 @@ def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
     """Train the first `n_units` evaluation units in a fresh store with fresh worker processes;
     (wall seconds from spawn to last record, the records)."""
     from harness.dispatch.local import LocalExecutor
-    from harness.job.matrix import batches, plan
     from harness.store import Store
     from harness.store.claims import BatchClaims
     from harness.training.determinism import backend_name
     from harness.training.engines import resolve
+    from harness.units import batches, plan
     units = [u for u in plan(spec) if u.kind == "eval"][:n_units]
     with tempfile.TemporaryDirectory() as root:
         store = Store(root, spec)

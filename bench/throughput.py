@@ -87,9 +87,9 @@ def fresh_process(n: int) -> float:
 def executor(engine: str, workers: int, n_units: int) -> tuple[float, float]:
     """(trainings per minute, share of recorded unit time outside the trainer) of LocalExecutor."""
     from harness.dispatch.local import LocalExecutor
-    from harness.job.matrix import batches, plan
     from harness.store import Store
     from harness.store.claims import BatchClaims
+    from harness.units import batches, plan
     spec = job(engine)
     units = [u for u in plan(spec) if u.kind == "eval"][:n_units]
     with tempfile.TemporaryDirectory() as root:

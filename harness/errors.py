@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
+
+class Where(TypedDict, total=False):
+    """Where a user's mistake is (UserError's keywords, passed as **where)."""
+
+    file: str
+    key: str
+    line: int | None
+
 
 class UserError(Exception):
     """A mistake the user can fix (bad job file, missing data, bad CLI argument).

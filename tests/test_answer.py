@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 import harness
-from harness.job import load_job, plan
+from harness.job import load_job
 from harness.store import Store
 from harness.store.records import new_record
+from harness.units import plan
 from tests.conftest import REPO, write_job
 from tests.conftest import harness as cli
 

@@ -64,11 +64,11 @@ def test_batch_plan_is_epoch_batches(base: JobSpec) -> None:
 
 
 def test_reset_gives_a_fresh_builds_weights(base: JobSpec) -> None:
-    model = build_dense((64,), 10, 5, 6, units=8, layers=2, dropout=0.5)
+    model = build_dense((64,), 10, 5, 6, units=8, layers=2, dropout=0.5).model
     info = BUILDERS["dense"]
     assert info.reset is not None
     info.reset(model, 3, 4)
-    fresh = build_dense((64,), 10, 3, 4, units=8, layers=2, dropout=0.5)
+    fresh = build_dense((64,), 10, 3, 4, units=8, layers=2, dropout=0.5).model
     for a, b in zip(model.get_weights(), fresh.get_weights(), strict=True):
         assert np.array_equal(a, b)
     for a, b in zip(dense_initial_weights(64, 10, 3, units=8, layers=2), fresh.get_weights(), strict=True):

@@ -34,9 +34,9 @@ import pytest
 
 from harness.errors import UserError
 from harness.job import load_job
-from harness.job.matrix import plan
 from harness.store.claims import HOST, BatchClaims, Claims
 from harness.store.store import Store, StoreFull, read_shard
+from harness.units import plan
 from tests.conftest import REPO, harness, write_job
 
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}

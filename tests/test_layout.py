@@ -93,3 +93,29 @@ def test_readme_layout_names_every_module() -> None:
     missing = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                if p.name != "__init__.py" and f"`{p.relative_to(PACKAGE).with_suffix('')}`" not in layout]
     assert not missing, f"README's layout section does not name: {', '.join(sorted(missing))}"
+
+
+# the layers, bottom up: a subpackage imports only those below it (harness/ top-level modules:
+# errors and files at the bottom, api on top); the README's layout table lists them in this order
+LAYERS = ("harness.errors", "harness.files", "harness.resources", "harness.job", "harness.search",
+          "harness.training", "harness.units", "harness.store", "harness.dispatch", "harness.stats",
+          "harness.reporting", "harness.api", "harness.cli")
+
+
+def _layer(module: str) -> int:
+    return max(i for i, prefix in enumerate(LAYERS) if module == prefix or module.startswith(prefix + "."))
+
+
+def test_subpackages_import_only_layers_below() -> None:
+    modules = _modules()
+    up = sorted(f"{name} -> {dep}" for name, path in modules.items() if name not in ("harness", "harness.__main__")
+                for dep in _imports(path, name, modules)
+                if dep not in ("harness", "harness.__main__") and _layer(dep) > _layer(name))
+    assert not up, "imports that point up the layers: " + "; ".join(up)
+
+
+def test_readme_layout_lists_the_layers_in_order() -> None:
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## Layout"):].split("\n\n")[2]
+    rows = [line.split("|")[1].strip().strip("`").rstrip("/").replace("/", ".") for line in table.splitlines()[2:]]
+    assert [r for r in rows if r in LAYERS] == [layer for layer in LAYERS if layer in rows], rows

@@ -8,10 +8,11 @@ import numpy as np
 from hyperopt import Trials, fmin
 
 from harness.job import load_job
-from harness.job.matrix import batches, plan, shard, training_seeds
+from harness.job.matrix import array_part, training_seeds
 from harness.job.seeds import derive_seed
 from harness.search import make_search
 from harness.search.hyperopt import hyperopt_algo, hyperopt_space
+from harness.units import batches, plan
 from tests.conftest import write_job
 
 
@@ -46,7 +47,7 @@ def test_more_configurations_keep_existing_unit_ids(tmp_path: Path) -> None:
 def test_shards_partition_the_plan(tmp_path: Path) -> None:
     units = plan(load_job(str(write_job(tmp_path))))
     for n in (1, 2, 3, 4, len(units), len(units) + 7):
-        parts = [shard(units, i, n) for i in range(n)]
+        parts = [array_part(units, i, n) for i in range(n)]
         assert sorted(u.index for p in parts for u in p) == list(range(len(units)))
 
 

@@ -17,11 +17,28 @@ def _records(store: Store) -> dict[str, list[dict]]:
     return {p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in store.shard_paths()}
 
 
-def _downgrade_to_v1(store: Store) -> None:
-    """Rewrite a format-2 store as format 1 wrote it: no test sizes, no trial-run seeds, no library seed."""
+def _as_v2(rec: dict) -> dict:
+    """A format-3 record as format 2 wrote it: timings beside (a study's, a policy run's: inside)
+    the result, kind `article` for a seeding-policy run."""
+    timings = rec.pop("timings")
+    rec["format"] = 2
+    rec["kind"] = "article" if rec["kind"] == "policy" else rec["kind"]
+    rec.update({k: timings.pop(k) for k in ("wall_s", "train_s") if k in timings and rec["kind"] != "article"})
+    if rec["status"] == "ok":
+        rec["result"].update(timings)
+    return rec
+
+
+def _downgrade(store: Store, to: int) -> None:
+    """Rewrite a store as format `to` (1 or 2) wrote it; format 1 had no test sizes, no trial-run
+    seeds, no library seed."""
     for path in store.shard_paths():
         out = []
         for rec in map(json.loads, path.read_text().splitlines()):
+            rec = _as_v2(rec)
+            if to == 2:
+                out.append(json.dumps(rec, sort_keys=True))
+                continue
             rec["format"] = 1
             rec.pop("test_size", None)
             if rec["kind"] == "study" and rec["status"] == "ok":
@@ -32,7 +49,7 @@ def _downgrade_to_v1(store: Store) -> None:
             out.append(json.dumps(rec, sort_keys=True))
         path.write_text("".join(line + "\n" for line in out))
     header = json.loads((store.dir / "spec.json").read_text())
-    (store.dir / "spec.json").write_text(json.dumps({**header, "format": 1}))
+    (store.dir / "spec.json").write_text(json.dumps({**header, "format": to}))
 
 
 def test_a_format_1_store_is_refused_then_migrated_to_what_this_harness_writes(tmp_path: Path) -> None:
@@ -41,14 +58,38 @@ def test_a_format_1_store_is_refused_then_migrated_to_what_this_harness_writes(t
     store = Store(root, load_job(str(job)))
     written = _records(store)
     assert any(r["kind"] == "study" for recs in written.values() for r in recs)
-    _downgrade_to_v1(store)
+    _downgrade(store, 1)
     refused = harness("report", str(job), "--store", str(root), "--out", str(tmp_path / "r"))
     assert refused.returncode == 2 and "older harness (format 1" in refused.stderr
     assert "harness migrate" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     r = harness("migrate", str(job), "--store", str(root))
-    assert r.returncode == 0 and "format 1 -> 2" in r.stdout, r.stderr
+    assert r.returncode == 0 and "format 1 -> 2" in r.stdout and "format 2 -> 3" in r.stdout, r.stderr
     assert _records(store) == written
     assert "already" in harness("migrate", str(job), "--store", str(root)).stdout
+
+
+def test_format_2_moves_timings_out_of_results_and_names_policy_runs(tmp_path: Path) -> None:
+    """From format 2: every result identical but for its timings, which move to `timings`; a
+    seeding-policy run's kind `article` becomes `policy` (records written by the seeding job's
+    shape, without training)."""
+    job, root = write_job(tmp_path), tmp_path / "store"
+    assert harness("run", str(job), "--store", str(root), "--executor", "debug", "--no-progress").returncode == 0
+    store = Store(root, load_job(str(job)))
+    written = _records(store)
+    study = next(r for recs in written.values() for r in recs if r["kind"] == "study")
+    assert {"wall_s", "train_s", "optimiser_s"} <= set(study["timings"]) and "optimiser_s" not in study["result"]
+    _downgrade(store, 2)
+    v2 = _records(store)
+    assert any("optimiser_s" in r["result"] for recs in v2.values() for r in recs)
+    r = harness("migrate", str(job), "--store", str(root))
+    assert r.returncode == 0 and r.stdout.strip().endswith("format 2 -> 3: 9 records"), r.stdout + r.stderr
+    assert _records(store) == written
+    article = {"format": 2, "kind": "article", "status": "ok", "wall_s": 9.0,
+               "result": {"policy": "none", "train_s": 7.0, "process_s": 8.0, "best_score": 0.5}}
+    from harness.store.migrate import MIGRATIONS
+    moved = MIGRATIONS[2](store.spec, article, lambda split: 0)
+    assert moved["kind"] == "policy" and moved["result"] == {"policy": "none", "best_score": 0.5}
+    assert moved["timings"] == {"wall_s": 9.0, "train_s": 7.0, "process_s": 8.0}
 
 
 def test_the_report_reads_the_test_size_from_the_store(tmp_path: Path) -> None:

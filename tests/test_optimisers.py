@@ -183,11 +183,11 @@ def test_factor_plans_each_optimiser_and_averaging_count(tmp_path: Path) -> None
     job = write_job(tmp_path, replace={"search": {**search, "algorithms": ["tpe", "optuna.tpe"]},
                                        "objective": {"runs": [1, 2]}})
     spec = load_job(str(job))
-    from harness.job.matrix import plan
+    from harness.units import plan, planned_trainings
     studies = [u for u in plan(spec) if u.kind == "study"]
     assert {(u.algorithm, u.runs) for u in studies} == {(a, r) for a in ("hyperopt.tpe", "optuna.tpe") for r in (1, 2)}
     assert len({u.id for u in studies}) == len(studies) == spec.study_units()
-    assert spec.trainings() == sum(spec.unit_trainings(u.kind, u.runs) for u in plan(spec))
+    assert spec.trainings() == planned_trainings(spec)
 
 
 @pytest.mark.slow

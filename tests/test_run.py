@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.job import load_job
-from harness.job.matrix import plan
 from harness.store import Store
+from harness.units import plan
 from tests.conftest import REPO, harness, write_job
 
 
@@ -170,8 +170,8 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> N
 def test_fit_workers_are_recycled_and_nothing_is_lost(tmp_path: Path) -> None:
     """Engine fit grows a process per training: its workers are replaced after N trainings."""
     from harness.dispatch.local import LocalExecutor
-    from harness.job.matrix import batches
     from harness.store.claims import BatchClaims
+    from harness.units import batches
 
     spec = load_job(str(write_job(tmp_path, training={"engine": "fit"}, dispatch={"batch_units": 2})))
     store = Store(tmp_path / "store", spec)

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from harness.job import JobSpec, load_job
-from harness.job.matrix import plan
 from harness.store.store import Store, read_shard
+from harness.units import plan
 from tests.conftest import REPO, harness, write_job
 
 CLUSTER = REPO / "slurm" / "one-node-cluster.sh"
@@ -186,7 +186,7 @@ def test_workers_per_gpu_share_the_gpu_slurm_gives(cluster: None, tmp_path: Path
     env = {**os.environ, "STORE": str(tmp_path / "runs"), "VENV": sys.prefix, "PYTHONHASHSEED": "0"}
     job_id = _run("sbatch", "--parsable", "--array=0", "--gres=gpu:1", "--cpus-per-task=1", "--mem=1G",
                   f"--chdir={REPO}", f"--output={tmp_path}/%A_%a.out", str(REPO / "slurm" / "array.sh"),
-                  str(job), "--shard", "1/4", env=env).strip().split(";")[0]
+                  str(job), "--part", "1/4", env=env).strip().split(";")[0]
     assert _wait(job_id) == 0, (tmp_path / f"{job_id}_0.out").read_text()
     recs = list(Store(tmp_path / "runs", load_job(str(job))).records())
     assert sorted(r["index"] for r in recs) == [1, 5] and all(r["status"] == "ok" for r in recs)
@@ -250,11 +250,11 @@ def test_array_is_sized_to_the_clusters_max_array_size(job: Path, tmp_path: Path
 
 def test_array_task_numbering_maps_to_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     """--array=3-9:3 numbers its 3 tasks 3, 6, 9: shards 0, 1, 2 of 3."""
-    from harness.dispatch.array import parse_shard
+    from harness.dispatch.array import parse_part
     for var, value in (("SLURM_ARRAY_TASK_MIN", "3"), ("SLURM_ARRAY_TASK_STEP", "3"),
                        ("SLURM_ARRAY_TASK_COUNT", "3")):
         monkeypatch.setenv(var, value)
     for task, index in (("3", 0), ("6", 1), ("9", 2)):
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
-        assert parse_shard(None) == (index, 3)
-    assert parse_shard("1/2") == (1, 2)
+        assert parse_part(None) == (index, 3)
+    assert parse_part("1/2") == (1, 2)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,18 @@ from harness.store.store import RECORD_FORMAT, Store, read_shard
 from tests.conftest import write_job
 
 
+@functools.cache
+def _digest() -> str:
+    """The tiny job's spec digest (the same wherever the job file is)."""
+    return load_job(str(write_job(Path(tempfile.mkdtemp())))).digest()
+
+
 def _rec(unit: str, status: str = "ok", acc: float = 0.5) -> dict:
-    return {"unit": unit, "index": 0, "status": status, "result": {"metrics": {"accuracy": acc}}}
+    """A complete record of an evaluation unit `unit` (ids need not be the plan's here)."""
+    outcome = ({"result": {"metrics": {"accuracy": acc}}, "seeds": {"init": 1}, "timings": {"wall_s": 0.1}}
+               if status == "ok" else {"error": "boom"})
+    return {"unit": unit, "index": 0, "kind": "eval", "mode": "on", "levels": {"init": 0}, "config": {},
+            "attempt": 1, "job": "tiny", "spec": _digest(), "worker": "w0", "status": status, **outcome}
 
 
 def test_torn_tail_skipped_then_cut_by_the_next_writer(tmp_path: Path) -> None:
@@ -26,7 +38,7 @@ def test_torn_tail_skipped_then_cut_by_the_next_writer(tmp_path: Path) -> None:
     w.close()
     path = store.shards / "w0.jsonl"
     with open(path, "ab") as f:
-        f.write(b'{"format": 2, "unit": "b", "sta')  # a crash mid-write
+        f.write(b'{"format": 3, "unit": "b", "sta')  # a crash mid-write
     recs, torn = read_shard(path)
     assert [r["unit"] for r in recs] == ["a"] and torn == 1
     w = store.writer("w0")  # a rerun reopens the shard: the torn line must not glue to the next
@@ -80,7 +92,7 @@ def test_corrupt_middle_line_is_an_error_naming_file_and_line(tmp_path: Path) ->
     w.close()
     path = store.shards / "w0.jsonl"
     with open(path, "ab") as f:
-        f.write(b'{"format": 2, "unit": "b", "sta\n')  # a damaged line with a newline after it
+        f.write(b'{"format": 3, "unit": "b", "sta\n')  # a damaged line with a newline after it
     w = store.writer("w0")
     w.append(_rec("c"))
     w.close()

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from harness.job.spec import DataSpec
+from harness.job.usercode import HP
 from harness.job.usermodel import recorded_space
 from harness.training import data
-from harness.training.builders import HP
 from harness.training.engines import ExactEngine, FitEngine
 from harness.training.models import builder_info
 from tests.conftest import REPO
@@ -86,12 +86,12 @@ def test_hp_answers_the_configuration_and_records_the_space() -> None:
 
 
 def _weights(info: Any, ds: data.Dataset, init: int, noise: int, args: dict[str, Any]) -> list[np.ndarray]:
-    model = info.build(ds.x_train.shape[1:], ds.n_classes, init, noise, **args)
+    model = info.build(ds.x_train.shape[1:], ds.n_classes, init, noise, **args).model
     return [np.array(w) for w in model.get_weights()]
 
 
 def _dropout_output(info: Any, ds: data.Dataset, init: int, noise: int) -> np.ndarray:
-    model = info.build(ds.x_train.shape[1:], ds.n_classes, init, noise, filters=4, dropout=0.5)
+    model = info.build(ds.x_train.shape[1:], ds.n_classes, init, noise, filters=4, dropout=0.5).model
     dropout = next(layer for layer in model.layers if "Dropout" in type(layer).__name__)
     return np.array(dropout(np.ones((4, 64), np.float32), training=True))
 
@@ -122,10 +122,10 @@ def test_exact_gives_fits_bits_for_any_model(module_dir: str, ds: data.Dataset, 
     outs = []
     for seeds in ({"init": 1, "order": 2, "noise": 3}, {"init": 4, "order": 5, "noise": 6}):
         a, b = fit.train(images, TRAINING, args, seeds), exact.train(images, TRAINING, args, seeds)
-        assert np.array_equal(a, b), (ref, seeds)
-        outs.append(a)
+        assert np.array_equal(a.outputs, b.outputs), (ref, seeds)
+        assert a.seeding == b.seeding and a.seeding is not None and a.seeding["reseeded"]  # returned, not left behind
+        outs.append(a.outputs)
     assert not np.array_equal(outs[0], outs[1])
-    assert fit.seeding == exact.seeding and fit.seeding is not None and fit.seeding["reseeded"]
 
 
 SCRIPT = """
@@ -138,7 +138,7 @@ ds = data.load(DataSpec("digits", None, 0.25, 160, 60), 1)
 engine = FitEngine(builder_info("user_cnn_mod:build", (sys.argv[1],)), "sparse_categorical_crossentropy", "tensorflow")
 out = engine.train(ds, {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "epochs": 2},
                    {"filters": 4, "dropout": 0.3}, {"init": 11, "order": 12, "noise": 13})
-print(hashlib.sha256(out.tobytes()).hexdigest())
+print(hashlib.sha256(out.outputs.tobytes()).hexdigest())
 """
 
 
@@ -170,6 +170,6 @@ def test_a_seed_the_models_code_fixed_is_recorded_not_claimed(tmp_path: Path) ->
                                      keras.layers.GaussianNoise(0.1), keras.layers.Dense(n_classes)])
     '''))
     info = builder_info("fixed_seed_mod:build", (str(tmp_path),))
-    model = info.build((4,), 3, 1, 2)
-    assert model.harness_seeding.fixed == ("Dropout@2",)
-    assert model.harness_seeding.reseeded == ("GaussianNoise@3",)
+    built = info.build((4,), 3, 1, 2)
+    assert built.seeding == {"fixed": ["Dropout@2"], "reseeded": ["GaussianNoise@3"]}
+    assert not hasattr(built.model, "harness_seeding")  # nothing is left on the Keras model

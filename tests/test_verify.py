@@ -11,17 +11,19 @@ import pytest
 
 from harness.cli.main import main
 from harness.errors import UserError
-from harness.job import load_job, plan
+from harness.job import load_job
 from harness.job.spec import JobSpec
 from harness.store import Store
 from harness.store.records import Record, new_record
+from harness.units import plan
 from tests.conftest import write_job
 
 
 def _ok(spec: JobSpec, i: int, acc: float = 0.5) -> Record:
     """A complete ok record of the plan's i-th unit, as a worker writes it."""
     rec = new_record(spec, plan(spec)[i], 1, "exact", "w0")
-    return {**rec, "status": "ok", "result": {"metrics": {"accuracy": acc, "loss": 1.0}}}
+    return {**rec, "status": "ok", "result": {"metrics": {"accuracy": acc, "loss": 1.0}}, "seeds": {"init": 1},
+            "timings": {"wall_s": 0.1}}
 
 
 @pytest.fixture
@@ -56,13 +58,13 @@ def test_corruption_is_reported_by_line_and_repair_keeps_every_record(
     w.close()
     shard = store.shards / "w0.jsonl"
     with open(shard, "ab") as f:
-        f.write(b'{"format": 2, "unit": "b", "sta\n')                  # line 2: a damaged line
+        f.write(b'{"format": 3, "unit": "b", "sta\n')                  # line 2: a damaged line
         f.write(b"[1, 2]\n")                                              # line 3: JSON, not a record
         no_unit = {k: v for k, v in _ok(store.spec, 1).items() if k != "unit"}
-        f.write(json.dumps({"format": 2, **no_unit}).encode() + b"\n")    # line 4: a field missing
-        f.write(json.dumps({"format": 2, **_ok(store.spec, 2)}).encode() + b"\n")  # line 5: fine
+        f.write(json.dumps({"format": 3, **no_unit}).encode() + b"\n")    # line 4: a field missing
+        f.write(json.dumps({"format": 3, **_ok(store.spec, 2)}).encode() + b"\n")  # line 5: fine
         f.write(b"\xff\xfe garbage\n")                                    # line 6: not even UTF-8
-        f.write(b'{"format": 2, "unit": "c", "sta')                       # line 7: torn tail
+        f.write(b'{"format": 3, "unit": "c", "sta')                       # line 7: torn tail
     with pytest.raises(UserError, match="line 2 is corrupt"):
         store.states()  # what every other verb sees
     code, out = _verify(store, capsys)
@@ -75,7 +77,7 @@ def test_corruption_is_reported_by_line_and_repair_keeps_every_record(
     code, out = _verify(store, capsys, "--repair")
     assert code == 0 and f"{shard}: moved 5 line(s) to w0.jsonl.quarantine, kept 2" in out
     quarantine = store.shards / "w0.jsonl.quarantine"
-    assert len(_lines(quarantine)) == 5 and _lines(quarantine)[0].startswith(b'{"format": 2, "unit": "b"')
+    assert len(_lines(quarantine)) == 5 and _lines(quarantine)[0].startswith(b'{"format": 3, "unit": "b"')
     states = store.states()  # readable again, every complete record still there
     assert sorted(states) == sorted(u.id for u in plan(store.spec)[:3:2])
     assert _verify(store, capsys)[0] == 0
@@ -119,11 +121,13 @@ def test_a_record_of_another_spec_is_reported_and_never_moved(store: Store,
     assert code == 1 and out[0] == f"{shard}:2: a record of spec 0123456789abcdef, this store is spec " \
                                    f"{store.spec.digest()}"
     assert shard.read_bytes() == before and not (store.shards / "w0.jsonl.quarantine").exists()
+    assert list(store.states()) == [plan(store.spec)[0].id]  # every reader skips it, and says so
+    assert "1 record(s) of another spec" in capsys.readouterr().err
 
 
 def test_a_torn_tail_holding_a_whole_record_is_kept(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     shard = store.shards / "w0.jsonl"
-    shard.write_bytes(json.dumps({"format": 2, **_ok(store.spec, 0)}).encode())  # only the newline is missing
+    shard.write_bytes(json.dumps({"format": 3, **_ok(store.spec, 0)}).encode())  # only the newline is missing
     code, out = _verify(store, capsys)
     assert code == 1 and out[0].endswith(":1: torn last line (no newline: a write cut short); it holds a "
                                          "complete record")

@@ -66,32 +66,34 @@ class Run(Command):
         p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: from the job)")
         p.add_argument("--executor", choices=("local", "debug"), default="local",
                        help="local: persistent worker processes; debug: in this process")
-        p.add_argument("--shard", default=None, metavar="I/N",
-                       help="run only array shard I of N (default: from SLURM_ARRAY_TASK_ID/COUNT)")
+        p.add_argument("--part", "--shard", dest="part", default=None, metavar="I/N",
+                       help="run only part I of N of the plan, as array task I of N would (default: from "
+                            "SLURM_ARRAY_TASK_ID/COUNT; --shard is its old name)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         return p
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> int:
-        return cls.run(args.job, args.store, args.workers, args.executor, args.shard, not args.no_progress)
+        return cls.run(args.job, args.store, args.workers, args.executor, args.part, not args.no_progress)
 
     @staticmethod
-    def run(job: str, store_root: str, workers: int | None, executor: str, shard_text: str | None,
+    def run(job: str, store_root: str, workers: int | None, executor: str, part_text: str | None,
             progress: bool) -> int:
         from harness.cli.progress import progress_factory
-        from harness.dispatch.array import parse_shard
+        from harness.dispatch.array import parse_part
         from harness.dispatch.driver import run_units
         from harness.dispatch.executors import make_executor
-        from harness.job import load_job, plan
-        from harness.job.matrix import shard
+        from harness.job import load_job
+        from harness.job.matrix import array_part
         from harness.store import Store
         from harness.training import determinism, engines, preflight
+        from harness.units import plan
 
         spec = load_job(job)
         units = plan(spec)
-        part = parse_shard(shard_text)
+        part = parse_part(part_text)
         if part is not None:
-            units = shard(units, *part)
+            units = array_part(units, *part)
         preflight.check(spec)  # data and model, before any worker starts or anything is written
         store = Store(store_root, spec)
         engine = engines.resolve(spec.training.engine, determinism.backend_name(), spec.model.builder,
@@ -123,8 +125,9 @@ class Status(Command):
 
     @staticmethod
     def run(job: str, store_root: str, check: bool = False) -> int:
-        from harness.job import load_job, plan
+        from harness.job import load_job
         from harness.store import Store
+        from harness.units import plan
         spec = load_job(job)
         store = Store(store_root, spec)
         states = store.states()

@@ -1,6 +1,6 @@
-"""Which part of the plan this process runs: `--shard I/N`, else the Slurm array task it is
+"""Which part of the plan this process runs: `--part I/N`, else the Slurm array task it is
 (SLURM_ARRAY_TASK_ID / _COUNT / _MIN / _STEP), else all of it. Array task i of n runs every
-unit whose plan index is i mod n (`harness.job.matrix.shard`)."""
+unit whose plan index is i mod n (`harness.job.matrix.array_part`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import os
 from harness.errors import UserError
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """--shard I/N, else Slurm's array variables, else None (run everything)."""
-    where = "--shard"
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """--part I/N, else Slurm's array variables, else None (run everything)."""
+    where = "--part"
     if text is None:
         env = os.environ
         task, count = env.get("SLURM_ARRAY_TASK_ID"), env.get("SLURM_ARRAY_TASK_COUNT")
@@ -19,7 +19,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
             return None
         where = (f"Slurm array task {task} (min {env.get('SLURM_ARRAY_TASK_MIN', '0')}, "
                  f"step {env.get('SLURM_ARRAY_TASK_STEP', '1')}, count {count}); submit a contiguous "
-                 f"--array=0-N[:step] or pass --shard I/N")
+                 f"--array=0-N[:step] or pass --part I/N")
         step = int(env.get("SLURM_ARRAY_TASK_STEP", "1"))  # --array=0-30:10: tasks 0, 10, 20, 30
         text = f"{(int(task) - int(env.get('SLURM_ARRAY_TASK_MIN', '0'))) // step}/{count}"
     try:
@@ -27,5 +27,5 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise UserError(f"{where}: expected I/N with integers, got {text!r}") from None
     if not (n >= 1 and 0 <= i < n):
-        raise UserError(f"{where}: expected shard I/N with 0 <= I < N, got {text!r}")
+        raise UserError(f"{where}: expected part I/N with 0 <= I < N, got {text!r}")
     return i, n

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.dispatch.base import Done, Executor
-from harness.job.matrix import Unit, batches
+from harness.job.matrix import Unit
 from harness.job.spec import JobSpec
 from harness.store.claims import BatchClaims
 from harness.store.store import Store, UnitState
+from harness.units import batches
 
 # the units about to run -> the per-unit callback, and a function that closes it and returns the
 # trainings it counted

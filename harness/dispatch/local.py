@@ -112,10 +112,10 @@ class _Run:
 
     def loop(self) -> None:
         while self.live:
-            for conn in wait(list(self.live), timeout=self._time_left()):
-                w = self.live[conn]
+            ready = wait(list(self.live), timeout=self._time_left())
+            for w in [w for conn, w in self.live.items() if conn in ready]:
                 try:
-                    kind, payload = conn.recv()
+                    kind, payload = w.conn.recv()
                 except (EOFError, OSError):
                     self.on_death(w)
                     continue

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.files import under
-from harness.job.matrix import plan
 from harness.job.spec import JobSpec
 from harness.resources import REPO, in_checkout, slurm_dir
+from harness.units import plan
 
 ARRAY_SCRIPT, REPORT_SCRIPT = slurm_dir() / "array.sh", slurm_dir() / "report.sh"
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize: task indices 0-1000
@@ -47,7 +47,7 @@ def max_array_size() -> int:
         if key.strip() == "MaxArraySize" and value.strip().isdigit():
             if int(value.strip()) == 0:
                 raise UserError("this cluster has job arrays turned off (MaxArraySize = 0 in `scontrol show "
-                                "config`); run `harness run JOB --shard I/N` in N ordinary jobs instead")
+                                "config`); run `harness run JOB --part I/N` in N ordinary jobs instead")
             return int(value.strip())
     return DEFAULT_MAX_ARRAY_SIZE
 

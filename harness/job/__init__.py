@@ -1,8 +1,9 @@
 """The job: a YAML file validated into a `JobSpec` (spec, load, yamldoc), its seed streams
-(seeds) and its plan of units (matrix)."""
+(seeds) and what identifies a unit of work (matrix); the unit kinds that plan them are
+`harness.units`."""
 
 from harness.job.load import load_job
-from harness.job.matrix import Unit, plan
+from harness.job.matrix import Unit
 from harness.job.spec import JobSpec
 
-__all__ = ["JobSpec", "Unit", "load_job", "plan"]
+__all__ = ["JobSpec", "Unit", "load_job"]

@@ -12,6 +12,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from harness.errors import UserError
 from harness.job import algorithms as algs
 from harness.job.seeds import REQUIRED_SOURCES, SEED_SOURCES
 from harness.job.spec import (
+    BUILTIN_BUILDERS,
     DEFAULT_LEASE,
     DEFAULT_MAX_TRAININGS,
     DIRECTIONS,
@@ -43,11 +45,10 @@ from harness.job.spec import (
     TrainingSpec,
     cast_value,
 )
+from harness.job.usercode import is_ref
 from harness.job.usermodel import free_configurations, optional_search, user_model
 from harness.job.yamldoc import MAX_BYTES, Doc, Section, decode, finite
 from harness.resources import jobs_dir
-from harness.training.builders import is_ref
-from harness.training.models import BUILDERS
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a job name is a directory under the store and reports
 MAX_NAME = 100
@@ -88,11 +89,11 @@ def load_job(job: str) -> JobSpec:
     if model is None:
         builder, model_args = _model(top, search)
         model = ModelSpec(builder=builder, args=model_args)
-    types = {**TRAINING_TYPES, **(BUILDERS[model.builder].params if model.builder in BUILDERS else {})}
+    types = {**TRAINING_TYPES, **(BUILTIN_BUILDERS[model.builder].params if model.builder in BUILTIN_BUILDERS else {})}
     configurations = _evaluate(top, search, model.builder, types)
     space_names = {d.name for d in search.space} if search else {k for c in configurations for k in c}
     training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names,
-                         model.builder in BUILDERS)
+                         model.builder in BUILTIN_BUILDERS)
     root, levels = _seeds(top.section("seeds", ("root",) + SEED_SOURCES, required=("root",)))
     if search is not None:
         _check_chains(doc, search, levels)
@@ -198,7 +199,9 @@ def _dispatch(disp: Section) -> DispatchSpec:
 def _warn_random_search(spec: JobSpec) -> None:
     """A model-based optimiser whose random startup covers the whole budget is a random search."""
     s = spec.search
-    for name in algs.arm_algorithms(s) if s is not None else ():
+    if s is None:
+        return
+    for name in algs.arm_algorithms(s):
         alg = algs.algorithm(name)
         startup = algs.effective_options(s, name).get(alg.startup or "", 0)
         if alg.startup and s.max_evals <= startup:
@@ -259,7 +262,7 @@ def _options(sec: Section, names: tuple[str, ...]) -> dict[str, Any]:
         alg = algs.algorithm(name)
         path = ("options",) if len(names) == 1 else ("options", name)
         opts = Section(sec.doc, sec.keypath + path, given, tuple(alg.options) or ("(none)",))
-        if alg.startup in opts.value and sec.has("startup_trials"):
+        if alg.startup is not None and alg.startup in opts.value and sec.has("startup_trials"):
             raise opts.err(alg.startup, "also set as search.startup_trials; keep it in one place")
         out[alg.name] = {k: _option(opts, k, alg.options[k]) for k in opts.value}
     return {k: v for k, v in out.items() if v}
@@ -296,14 +299,14 @@ def _data(sec: Section, search_path: tuple[str, ...]) -> DataSpec:
             raise sec.err(key, f"applies to data.source {needs} only")
     if source in ("npz", "csv"):
         sec.string("path")
-    fraction = dict(check=lambda v: 0 < v < 1, expect="a fraction between 0 and 1 (exclusive)")
+    fraction = partial(splits.number, check=lambda v: 0 < v < 1, expect="a fraction between 0 and 1 (exclusive)")
     return DataSpec(
         source=source, path=sec.string("path", None, allow_none=True),
-        test_fraction=splits.number("test", 0.25, **fraction),
+        test_fraction=fraction("test", 0.25),
         max_train=splits.integer("max_train", None, low=10, allow_none=True),
         max_test=splits.integer("max_test", None, low=10, allow_none=True),
         name=sec.choice("name", KERAS_DATASETS) if source == "keras" else None,
-        validation=splits.number("validation", **fraction) if splits.has("validation") else None,
+        validation=fraction("validation") if splits.has("validation") else None,
         target=sec.string("target") if source == "csv" else None, task=task,
         classes=sec.integer("classes", None, low=2, allow_none=True),
         search_path=search_path if is_ref(source) else ())
@@ -331,8 +334,8 @@ def _model(top: Section, search: SearchSpec | None) -> tuple[str, dict[str, Any]
     """The builder and its fixed arguments; every search dimension must be a training field or
     an argument of the builder, and fixed in one place only."""
     sec = top.section("model", ("builder", "args"), required=("builder",))
-    builder = sec.choice("builder", tuple(sorted(BUILDERS)))
-    info = BUILDERS[builder]
+    builder = sec.choice("builder", tuple(sorted(BUILTIN_BUILDERS)))
+    info = BUILTIN_BUILDERS[builder]
     args_sec = sec.section("args", tuple(info.params))
     args: dict[str, Any] = {}
     for key, typ in info.params.items():

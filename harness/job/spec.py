@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, Literal
+from typing import Any
 
 from harness.job.seeds import EVAL_SOURCES
 
@@ -29,8 +29,30 @@ METRICS = ("accuracy", "loss", "mse", "mae")  # computed by the harness; any oth
 DIRECTIONS = ("max", "min")
 TRAINING_FIELDS = ("optimizer", "learning_rate", "batch_size", "epochs")
 DEFAULT_MAX_TRAININGS = 100_000
-UnitKind = Literal["eval", "study", "article"]
 POLICIES = ("none", "global", "average3", "harness")  # the article's Examples 1-3, and every source seeded
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "selu", "swish", "linear")
+
+
+@dataclass(frozen=True)
+class BuilderParams:
+    """What a job file may set for a built-in model builder: its parameters (name -> type),
+    defaults and allowed string values (`training.models` builds the models)."""
+
+    params: dict[str, type]
+    defaults: dict[str, Any]
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+BUILTIN_BUILDERS: dict[str, BuilderParams] = {
+    "dense": BuilderParams(params={"units": int, "layers": int, "activation": str, "dropout": float},
+                           defaults={"units": 64, "layers": 1, "activation": "relu", "dropout": 0.0},
+                           choices={"activation": ACTIVATIONS}),
+    "conv": BuilderParams(params={"blocks": int, "filters": int, "kernel_size": int, "pooling": str,
+                                  "dropout": float, "dense_units": int, "activation": str},
+                          defaults={"blocks": 2, "filters": 16, "kernel_size": 3, "pooling": "max",
+                                    "dropout": 0.0, "dense_units": 64, "activation": "relu"},
+                          choices={"activation": ACTIVATIONS, "pooling": ("max", "average")}),
+}
 
 
 @dataclass(frozen=True)
@@ -196,18 +218,12 @@ class JobSpec:
         """Stable short hash of `canonical()`: names the store directory."""
         return stable_hash(self.canonical())
 
-    def unit_trainings(self, kind: UnitKind, runs: int | None = None) -> int:
-        """Trainings one unit of `kind` needs: one for an evaluation; a chain's trials (each the
-        mean of `runs`, by default `objective_runs`) plus its re-evaluations for a study."""
-        if kind == "eval":
-            return 1
-        if kind == "article":  # the largest policy's run (a progress bar's unit size)
-            assert self.seeding is not None
-            return max(self.seeding.trainings(p, self.search.max_evals) for p in self.seeding.policies)
-        s = self.search
-        if s is None:
-            return 0
-        return s.max_evals * (runs or self.objective_runs) + s.reevaluate_init * s.reevaluate_order
+    @property
+    def searched(self) -> SearchSpec:
+        """The search section, where the caller knows the job has one (chains were planned)."""
+        if self.search is None:
+            raise AssertionError(f"job {self.name} has no search section")
+        return self.search
 
     def eval_units(self) -> int:
         """Evaluation units: configurations x crossed seed levels x determinism modes."""
@@ -226,18 +242,20 @@ class JobSpec:
         arms = max(len(self.search.algorithms), 1) * len(self.runs_factor())
         return arms * len(self.levels["bo"]) * self.search.chains_init * self.search.chains_order
 
-    def article_trainings(self) -> int:
+    def policy_trainings(self) -> int:
         """Trainings of every seeding-policy run."""
-        if self.seeding is None:
+        if self.seeding is None or self.search is None:
             return 0
         return self.seeding.runs * sum(self.seeding.trainings(p, self.search.max_evals) for p in self.seeding.policies)
 
     def trainings(self) -> int:
-        """Trainings the whole job needs (without building the plan)."""
-        per_runs = self.study_units() // len(self.runs_factor())
-        return (self.eval_units() * self.unit_trainings("eval")
-                + sum(per_runs * self.unit_trainings("study", r) for r in self.runs_factor())
-                + self.article_trainings())
+        """Trainings the whole job needs, in closed form (the job's size limit is checked before any
+        plan is built; `harness.units.planned_trainings` counts the same from the plan)."""
+        s = self.search
+        reeval = 0 if s is None else s.reevaluate_init * s.reevaluate_order
+        per_arm = self.study_units() // len(self.runs_factor())
+        chains = sum(per_arm * ((0 if s is None else s.max_evals) * r + reeval) for r in self.runs_factor())
+        return self.eval_units() + chains + self.policy_trainings()
 
 
 def _drop_defaults(canonical: dict[str, Any]) -> None:

@@ -12,11 +12,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from harness.errors import UserError
-from harness.job.spec import TRAINING_FIELDS, Dimension, ModelSpec, SearchSpec
+from harness.errors import UserError, Where
+from harness.job.spec import BUILTIN_BUILDERS, TRAINING_FIELDS, Dimension, ModelSpec, SearchSpec
+from harness.job.usercode import HP, KERASTUNER, convention, import_function, is_ref, source_digest
 from harness.job.yamldoc import Section
-from harness.training.builders import HP, KERASTUNER, convention, import_function, is_ref, source_digest
-from harness.training.models import BUILDERS
 
 
 def user_model(top: Section, search_path: tuple[str, ...]) -> tuple[ModelSpec | None, tuple[Dimension, ...] | None]:
@@ -24,15 +23,15 @@ def user_model(top: Section, search_path: tuple[str, ...]) -> tuple[ModelSpec | 
     None) for a built-in builder, which the loader validates itself."""
     sec = top.section("model", ("builder", "args"), required=("builder",))
     builder = sec.string("builder")
-    if builder in BUILDERS:
+    if builder in BUILTIN_BUILDERS:
         return None, None
     if not is_ref(builder):
-        raise sec.err("builder", f"expected one of {', '.join(sorted(BUILDERS))} or \"package.module:function\", "
-                                 f"got {builder!r}")
+        raise sec.err("builder", f"expected one of {', '.join(sorted(BUILTIN_BUILDERS))} or "
+                                 f"\"package.module:function\", got {builder!r}")
     args = sec.raw("args", {}) or {}
     if not isinstance(args, Mapping) or any(isinstance(v, (dict, list)) for v in args.values()):
         raise sec.err("args", "expected a mapping of plain values (numbers, strings, booleans)")
-    where = {"file": top.doc.path, "key": "model.builder", "line": top.doc.lines.get(("model", "builder"))}
+    where = Where(file=top.doc.path, key="model.builder", line=top.doc.lines.get(("model", "builder")))
     fn = import_function(builder, search_path, where)
     space = None
     if convention(fn, builder, where) == KERASTUNER:
@@ -79,7 +78,7 @@ def free_configurations(sec: Section, builder: str) -> tuple[dict[str, Any], ...
     v = sec.raw("configurations", [])
     if not isinstance(v, list) or not v:
         raise sec.err("configurations", "a job without a search needs a non-empty list of configurations")
-    info = BUILDERS.get(builder)
+    info = BUILTIN_BUILDERS.get(builder)
     allowed = TRAINING_FIELDS + tuple(info.params) if info else None
     out = []
     for i, c in enumerate(v):

@@ -15,6 +15,8 @@ import numpy as np
 from harness.errors import UserError
 from harness.job.spec import JobSpec
 from harness.stats import Decomposition, decompose
+from harness.store.records import Record
+from harness.units import EVAL_ROW, REEVAL_ROW
 
 Row = dict[str, Any]
 BOOTSTRAP = 1000  # replicates of the paired-win bootstrap in the decisions section
@@ -78,7 +80,7 @@ def all_blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
     """Every (engine, mode) block, identical ones included (for timings)."""
     out: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in rows:
-        if r["kind"] == "eval":
+        if r["kind"] == EVAL_ROW:
             out[(str(r["engine"]), str(r["mode"]))].append(r)
     return dict(out)
 
@@ -108,7 +110,7 @@ def tuned_fit(spec: JobSpec, rows: Sequence[Row], metric: str = "accuracy") -> D
     """The chosen configurations' fresh-seed scores decomposed over the chain cells (bo x search init
     x search order; the fresh seeds are the replication); None without chains."""
     reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
-              for r in rows if r["kind"] == "reeval"]
+              for r in rows if r["kind"] == REEVAL_ROW]
     names = factors(reeval, ("bo", "search_init", "search_order"))
     if not names or len(reeval) < 2:
         return None
@@ -116,7 +118,7 @@ def tuned_fit(spec: JobSpec, rows: Sequence[Row], metric: str = "accuracy") -> D
                         seed=spec.root_seed % 2**31))
 
 
-def curse(spec: JobSpec, studies: Sequence[dict[str, Any]], metric: str, higher_is_better: bool
+def curse(spec: JobSpec, studies: Sequence[Record], metric: str, higher_is_better: bool
           ) -> list[tuple[float, float]]:
     """Per chain: (the chosen configuration's mean on fresh seeds, the winner's curse: how much better
     its best score looked), both on the split the search scored (validation where there is one)."""

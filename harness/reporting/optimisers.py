@@ -21,11 +21,12 @@ from tabulate import tabulate
 
 from harness.errors import UserError
 from harness.job.algorithms import algorithm
-from harness.job.matrix import study_arms
 from harness.job.spec import JobSpec
 from harness.reporting.common import BOOTSTRAP, pts
 from harness.stats import decompose
+from harness.store.records import Record
 from harness.store.store import UnitState
+from harness.units import STUDY, study_arms
 
 Arm = tuple[str, int]
 SHARES = (("bo", "bo"), ("search_init", "search init"), ("search_order", "search order"),
@@ -53,14 +54,14 @@ class ArmSummary:
     noise_from: str
 
 
-def arm_studies(spec: JobSpec, states: dict[str, UnitState]) -> dict[Arm, list[dict[str, Any]]]:
+def arm_studies(spec: JobSpec, states: dict[str, UnitState]) -> dict[Arm, list[Record]]:
     """The finished study records of each arm, in the plan's arm order."""
     if spec.search is None:
         return {}
-    out: dict[Arm, list[dict[str, Any]]] = {arm: [] for arm in study_arms(spec)}
+    out: dict[Arm, list[Record]] = {arm: [] for arm in study_arms(spec)}
     for st in states.values():
         rec = st.ok
-        if rec and rec["kind"] == "study":
+        if rec and STUDY.owns(rec):
             arm = (rec.get("algorithm") or algorithm(spec.search.algorithm).name,
                    rec.get("runs") or spec.objective_runs)
             out.setdefault(arm, []).append(rec)
@@ -79,7 +80,7 @@ def _bootstrap(chains: list[list[float]], seed: int) -> tuple[tuple[float, float
             (float(np.percentile(stds, 2.5)), float(np.percentile(stds, 97.5))))
 
 
-def _shares(studies: list[dict[str, Any]], seed: int) -> dict[str, float] | None:
+def _shares(studies: list[Record], seed: int) -> dict[str, float] | None:
     """Variance shares of the chosen configurations' re-trainings over bo x search init x search order,
     the fresh seeds as replication (residual: re-training)."""
     rows = [{"bo": r["levels"]["bo"], "search_init": r["levels"]["init"], "search_order": r["levels"]["order"],
@@ -100,7 +101,7 @@ def _shares(studies: list[dict[str, Any]], seed: int) -> dict[str, float] | None
     return out
 
 
-def _noise(studies: list[dict[str, Any]]) -> tuple[float, str]:
+def _noise(studies: list[Record]) -> tuple[float, str]:
     """The noise of one trial's score, measured: the same configuration tried by chains that train
     under different seeds (search init or order) scores differently only by seed luck, so the pooled
     std of a configuration's trial scores across those seed cells is the per-trial noise (chains that
@@ -117,7 +118,7 @@ def _noise(studies: list[dict[str, Any]]) -> tuple[float, str]:
     return math.sqrt(pooled), f"{len(groups)} configurations x {max(map(len, groups))} seed cells"
 
 
-def summarise(studies: list[dict[str, Any]], seed: int) -> ArmSummary:
+def summarise(studies: list[Record], seed: int) -> ArmSummary:
     chains = [[x["metrics"]["accuracy"] for x in r["result"]["reeval"]] for r in studies]
     every = [x for c in chains for x in c]
     chain_means = [statistics.fmean(c) for c in chains]
@@ -131,8 +132,8 @@ def summarise(studies: list[dict[str, Any]], seed: int) -> ArmSummary:
         curse=statistics.fmean(r["result"]["best_score"] - m for r, m in zip(studies, chain_means, strict=True)),
         trainings=sum(len(t["runs"]) for r in studies for t in r["result"]["trials"])
         + sum(len(r["result"]["reeval"]) for r in studies),
-        train_s=sum(r.get("train_s") or 0.0 for r in studies),
-        optimiser_s=sum(r["result"].get("optimiser_s") or 0.0 for r in studies),
+        train_s=sum(r["timings"].get("train_s") or 0.0 for r in studies),
+        optimiser_s=sum(r["timings"].get("optimiser_s") or 0.0 for r in studies),
         noise=noise, noise_from=noise_from)
 
 
@@ -192,7 +193,7 @@ def averaging_table(arms: dict[Arm, ArmSummary]) -> list[str]:
                                      "distinct chosen", "trainings x", "training s x"), tablefmt="github"), ""]
 
 
-def plot(name: str, studies: dict[Arm, list[dict[str, Any]]], show_runs: bool, out: Path) -> Path:
+def plot(name: str, studies: dict[Arm, list[Record]], show_runs: bool, out: Path) -> Path:
     """Each chain's fresh-seed mean per arm (dots), with the arm's box."""
     import matplotlib
     matplotlib.use("Agg")
@@ -224,8 +225,8 @@ def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path | None) -
     show_runs = len({r for _, r in studies}) > 1
     arms = {arm: summarise(recs, spec.root_seed % 2**31) for arm, recs in studies.items()}
     out = ["## Optimisers side by side", "",
-           f"The same chain cells (bo x search init x search order) and budget ({spec.search.max_evals} trials, "
-           f"{spec.search.reevaluate_init} x {spec.search.reevaluate_order} fresh re-trainings of the chosen "
+           f"The same chain cells (bo x search init x search order) and budget ({spec.searched.max_evals} trials, "
+           f"{spec.searched.reevaluate_init} x {spec.searched.reevaluate_order} fresh re-trainings of the chosen "
            f"configuration) under each optimiser{' and averaging count' if show_runs else ''}. Scores are the "
            f"chosen configuration's accuracy on fresh seeds; intervals are {BOOTSTRAP}-replicate bootstraps over "
            f"chains. Shares: the tuned model's variance from the optimiser's seed, the seeds the search ran under, "

@@ -13,6 +13,8 @@ import numpy as np
 from harness.job.seeds import EVAL_SOURCES
 from harness.reporting.units import POINTS, Units
 from harness.stats.results import Decomposition
+from harness.store.records import Record
+from harness.units import EVAL_ROW, REEVAL_ROW
 
 COLOURS = {"init": "#4c72b0", "order": "#dd8452", "init:order": "#8172b3", "residual": "#937860",
            "split": "#55a868", "noise": "#c44e52", "configuration": "#8c8c8c"}
@@ -58,8 +60,8 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
 
 def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
     """Per source: how far each of its levels moves the mean score (deviation from the configuration's mean)."""
-    evals = [r for r in rows if r["kind"] == "eval"]
-    reeval = [r for r in rows if r["kind"] == "reeval"]
+    evals = [r for r in rows if r["kind"] == EVAL_ROW]
+    reeval = [r for r in rows if r["kind"] == REEVAL_ROW]
     panels: dict[str, list[float]] = {}
     for source in EVAL_SOURCES:
         groups: dict[tuple[str, Any], list[float]] = defaultdict(list)
@@ -91,7 +93,7 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units
     return _save(fig, out / f"{name}_sources.png")
 
 
-def chains(name: str, studies: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
+def chains(name: str, studies: Sequence[Record], out: Path, u: Units = POINTS) -> Path | None:
     if not studies:
         return None
     plt = _plt()
@@ -114,13 +116,13 @@ def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POIN
     """What to expect from one run: the tuned model's fresh-seed scores (per optimiser and averaging
     count, where a job compares several) beside one training of the best fixed configuration."""
     groups: dict[str, list[float]] = defaultdict(list)
-    evals = [r for r in rows if r["kind"] == "eval" and r["mode"] == "on"]
+    evals = [r for r in rows if r["kind"] == EVAL_ROW and r["mode"] == "on"]
     pick = max if u.higher_is_better else min
     if evals:
         best = pick({r["configuration"] for r in evals},
                     key=lambda c: np.mean([r[u.metric] for r in evals if r["configuration"] == c]))
         groups[f"one training of\n{best}"] = [u.scale * r[u.metric] for r in evals if r["configuration"] == best]
-    reeval = [r for r in rows if r["kind"] == "reeval"]
+    reeval = [r for r in rows if r["kind"] == REEVAL_ROW]
     arms = len({(r.get("algorithm"), r.get("objective_runs")) for r in reeval}) > 1
     for r in reeval:
         label = f" {r.get('algorithm')} x{r.get('objective_runs')}" if arms else ""
@@ -139,7 +141,7 @@ def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POIN
 
 
 def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],
-         studies: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> list[tuple[str, str, Path]]:
+         studies: Sequence[Record], out: Path, u: Units = POINTS) -> list[tuple[str, str, Path]]:
     """Every figure that has data; (title, one-line caption, path) for the markdown."""
     m = f"held-out {u.metric}" + (" (%)" if u.points else "")
     figures = [

@@ -14,18 +14,15 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
 from harness.errors import UserError
 from harness.files import atomic_write, under
-from harness.job.matrix import plan
 from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
 from harness.job.spec import JobSpec
 from harness.reporting import optimisers, plots
-from harness.reporting.article import article_section
 from harness.reporting.common import (
     BOOTSTRAP,
     CI,
@@ -43,11 +40,13 @@ from harness.reporting.common import blocks as _blocks
 from harness.reporting.common import columns as _columns
 from harness.reporting.common import factors as _factors
 from harness.reporting.common import safe_fit as _fit
+from harness.reporting.policies import policy_section
 from harness.reporting.summary import summary
 from harness.reporting.units import POINTS, Units, units_of
 from harness.stats import Decomposition, decompose, decompose_groups
-from harness.store.records import machine, training_rows
+from harness.store.records import Record, machine, training_rows
 from harness.store.store import Store, UnitState
+from harness.units import POLICY, REEVAL_ROW, STUDY, plan, planned_trainings
 
 SEED_FACTORS = (*TRAINING_SOURCES, "bo", "search_init", "search_order")
 
@@ -116,7 +115,7 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
     failed = sum(1 for u in units if u.id in states and states[u.id].ok is None)
     engines = sorted({str(r["engine"]) for r in rows}) or [spec.training.engine]
     table = [("job", f"{spec.name} (`{spec.path}`)"), ("store", f"`{store.dir}`"), ("matrix", matrix),
-             ("trainings", f"{len(rows)} recorded of {spec.trainings()} planned"),
+             ("trainings", f"{len(rows)} recorded of {planned_trainings(spec, units)} planned"),
              ("units", f"{done} done, {failed} failed, {len(units) - done - failed} pending, of {len(units)}"),
              ("engine", ", ".join(engines)), ("op determinism", ", ".join(spec.determinism.modes)),
              ("environment", ", ".join(f"{k} {env[k]}" for k in ("backend", "keras", "tensorflow", "jax", "cuda",
@@ -220,8 +219,8 @@ def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None,
     return [*note, component_table(fit, u), "", *warn, reading(fit, what, residual, u), ""]
 
 
-def _studies(states: dict[str, UnitState]) -> list[dict[str, Any]]:
-    return sorted((st.ok for st in states.values() if st.ok and st.ok["kind"] == "study"),
+def _studies(states: dict[str, UnitState]) -> list[Record]:
+    return sorted((st.ok for st in states.values() if st.ok and STUDY.owns(st.ok)),
                   key=lambda r: r["index"])
 
 
@@ -245,7 +244,7 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
             f"frequent, {top}, by {n} of {len(studies)} ({100 * n / len(studies):.0f}%).", ""]
     spread = []
-    for d in spec.search.space:
+    for d in spec.searched.space:
         vals = [r["result"]["chosen"][d.name] for r in studies]
         if all(isinstance(v, (int, float)) for v in vals):
             spread.append((d.name, min(vals), statistics.median(vals), max(vals), len(set(vals))))
@@ -255,7 +254,7 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     return out + _winners_curse(spec, studies, u)
 
 
-def _winners_curse(spec: JobSpec, studies: list[dict[str, Any]], u: Units) -> list[str]:
+def _winners_curse(spec: JobSpec, studies: list[Record], u: Units) -> list[str]:
     """Best score seen vs the chosen configuration's mean on fresh seeds, on the split the search
     scored (validation where there is one); a gap is how much better the best looked."""
     assert spec.search is not None
@@ -377,13 +376,13 @@ def configuration_table(rows: Sequence[Row], u: Units = POINTS) -> list[str]:
 
 def report_rows(spec: JobSpec, states: dict[str, UnitState]) -> list[Row]:
     """Training rows with a configuration label and the chain's cell on re-evaluations."""
-    chains = {st.ok["unit"]: st.ok["levels"] for st in states.values() if st.ok and st.ok["kind"] == "study"}
+    chains = {st.ok["unit"]: st.ok["levels"] for st in states.values() if st.ok and STUDY.owns(st.ok)}
     rows = []
     for r in training_rows([st.ok for st in states.values() if st.ok is not None]):
         r = {**r, "configuration": config_label(spec, r)}
         for s in (*EVAL_SOURCES, "bo"):
             r[s] = r.get(f"{s}_level")
-        if r["kind"] == "reeval":
+        if r["kind"] == REEVAL_ROW:
             r["chain_init"], r["chain_order"] = chains[r["unit"]]["init"], chains[r["unit"]]["order"]
         rows.append(r)
     return rows
@@ -402,9 +401,9 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
     body += determinism_section(rows, fits, units_of(spec))
     body += decisions_section(spec, rows, fits)
     body += configuration_table(rows, units_of(spec))
-    articles = [st.ok for st in states.values() if st.ok and st.ok["kind"] == "article"]
-    body += article_section(spec, articles)
-    answer = summary(spec, rows, _studies(states), fits, articles, optimisers.answer(spec, states), units_of(spec),
+    policy_runs = [st.ok for st in states.values() if st.ok and POLICY.owns(st.ok)]
+    body += policy_section(spec, policy_runs)
+    answer = summary(spec, rows, _studies(states), fits, policy_runs, optimisers.answer(spec, states), units_of(spec),
                      tuned)
     figures: list[str] = []
     if out_dir is not None:

@@ -8,11 +8,9 @@ import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 from harness.job.algorithms import algorithm, arm_algorithms, effective_options
 from harness.job.spec import JobSpec
-from harness.reporting.article import article_answer
 from harness.reporting.common import (
     Row,
     all_blocks,
@@ -25,8 +23,11 @@ from harness.reporting.common import (
     source_text,
     trainings_needed,
 )
+from harness.reporting.policies import policy_answer
 from harness.reporting.units import POINTS, Units
 from harness.stats import Component, Decomposition
+from harness.store.records import Record
+from harness.units import REEVAL_ROW
 
 Fits = dict[tuple[str, str], dict[str, Decomposition]]
 SPREAD, OPTIMISER, DETERMINISM, DECISIONS = ("#where-the-spread-comes-from", "#the-optimiser", "#determinism",
@@ -92,7 +93,7 @@ def _others(per: dict[str, Decomposition], worst: str) -> str:
 def _chain_means(rows: Sequence[Row], metric: str = "accuracy") -> dict[str, float]:
     by_unit: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        if r["kind"] == "reeval":
+        if r["kind"] == REEVAL_ROW:
             by_unit[r["unit"]].append(r[metric])
     return {u: statistics.fmean(v) for u, v in by_unit.items()}
 
@@ -106,7 +107,7 @@ def tuned_spread(spec: JobSpec, rows: Sequence[Row], fit: Decomposition | str | 
         return []
     out = [_link(f"- **The tuned model's score moves by a std of {u.value(statistics.stdev(means.values()))} {u.long} "
                  f"between searches**: {len(means)} chains, each chosen configuration re-trained on "
-                 f"{spec.search.reevaluate_init} x {spec.search.reevaluate_order} fresh seeds, averaged "
+                 f"{spec.searched.reevaluate_init} x {spec.searched.reevaluate_order} fresh seeds, averaged "
                  f"{u.value(min(means.values()))}{pct} to {u.value(max(means.values()))}{pct}.", OPTIMISER)]
     if isinstance(fit, Decomposition):
         parts = sorted(fit.components, key=lambda c: -c.share)[:3]
@@ -181,11 +182,12 @@ def _optimiser_seed(fit: Decomposition | str | None) -> list[str]:
     return [_link(text, OPTIMISER)]
 
 
-def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
+def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Record], fits: Fits,
              u: Units = POINTS) -> list[str]:
     """Only what the data (or the job's own settings) shows."""
-    s, out = spec.search, []
-    for name in arm_algorithms(s) if studies else ():
+    out: list[str] = []
+    for name in arm_algorithms(spec.searched) if studies else ():
+        s = spec.searched
         alg = algorithm(name)
         startup = effective_options(s, name).get(alg.startup or "", 0)
         if alg.startup and s.max_evals <= startup:
@@ -200,7 +202,7 @@ def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any
     return (["- **Warnings:**"] + [f"  {line}" for line in out]) if out else []
 
 
-def _curse_and_floor(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
+def _curse_and_floor(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Record], fits: Fits,
                      u: Units = POINTS) -> list[str]:
     """Winner's curse and test-set floor, each against the gap between the two best configurations."""
     _, block, per = _main(rows, fits)
@@ -225,11 +227,11 @@ def _curse_and_floor(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[
     return out
 
 
-def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[dict[str, Any]], fits: Fits,
-            articles: Sequence[dict[str, Any]] = (), arms: Sequence[str] = (), u: Units = POINTS,
+def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Record], fits: Fits,
+            policy_runs: Sequence[Record] = (), arms: Sequence[str] = (), u: Units = POINTS,
             tuned: Decomposition | str | None = None) -> list[str]:
     """The report's opening section (empty when nothing is recorded yet); `arms`: the optimisers'
     line (reporting.optimisers.answer), when the optimiser or averaging count is a factor."""
-    body = (fixed_spread(rows, fits, u) + tuned_spread(spec, rows, tuned, u) + article_answer(spec, articles)
+    body = (fixed_spread(rows, fits, u) + tuned_spread(spec, rows, tuned, u) + policy_answer(spec, policy_runs)
             + what_to_do(rows, fits, tuned, arms, u) + warnings(spec, rows, studies, fits, u))
     return ["## The answer", "", *body, ""] if body else []

@@ -167,9 +167,9 @@ def _prepare(columns: Mapping[str, object], value: str, factors: Sequence[str], 
     if y.size == 0:
         raise UserError("no rows")
     coded = [as_codes(f, columns[f]) for f in factors]
-    for f, c in zip(factors, coded, strict=True):
+    for fname, c in zip(factors, coded, strict=True):
         if c.codes.shape != y.shape:
-            raise UserError(f"{c.codes.size} rows, the value column has {y.size}", key=f)
+            raise UserError(f"{c.codes.size} rows, the value column has {y.size}", key=fname)
     ancestors = _parse_nested(nested, factors)
     axes: list[np.ndarray] = [c.codes for c in coded]
     sizes = [len(c.levels) for c in coded]
@@ -182,6 +182,7 @@ def _prepare(columns: Mapping[str, object], value: str, factors: Sequence[str], 
             within = " within each level of " + "/".join(
                 factors[a] for a in range(len(factors)) if ancestors[f] >> a & 1) if ancestors[f] else ""
             raise UserError(f"factor has one level{within}; a variance needs at least two", key=factors[f])
+    glabels: tuple[str, ...]
     if group is None:
         gcodes, glabels = np.zeros(0, np.int32), ("",)
     else:
@@ -252,7 +253,8 @@ def _anova(layout: Layout, means: np.ndarray, within: np.ndarray) -> tuple[np.nd
     """
     d = layout.design
     full = d.terms[-1]
-    marginal = {full: means.reshape((means.shape[0],) + d.sizes)}
+    # annotated: numpy's stubs infer a 0-d shape for a reshape to a concatenated tuple
+    marginal: dict[int, np.ndarray] = {full: means.reshape((means.shape[0],) + d.sizes)}
     for mask in reversed(d.terms[:-1]):
         # average one more axis out of the marginal of a term with one more factor
         f = min((f for f in range(len(d.sizes)) if not mask >> f & 1 and (d.ancestors[f] & ~mask) == 0),
@@ -347,8 +349,10 @@ class _Batch:
         """The record of the batch's i-th group (built on demand: 200 groups cost milliseconds)."""
         lay, d = self.layout, self.layout.design
         s = len(lay.sources)
-        lo, hi = (self.ci[0, i].tolist(), self.ci[1, i].tolist()) if self.ci is not None else (None, None)
-        ratios = lo is not None and len(lo) > s  # MLS bounds the variances only
+        # no intervals: empty bounds, so `if lo` and `ratios` are false
+        lo: list[float] = self.ci[0, i].tolist() if self.ci is not None else []
+        hi: list[float] = self.ci[1, i].tolist() if self.ci is not None else []
+        ratios = len(lo) > s  # MLS bounds the variances only
         v, t, sh, m = (a[i].tolist() for a in (self.variance, self.truncated, self.share, self.ms))
         comps = tuple(Component(name, v[j], v[j] ** 0.5, sh[j],
                                 (lo[j], hi[j]) if lo else None, (lo[s + j], hi[s + j]) if ratios else None,

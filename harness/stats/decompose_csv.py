@@ -23,11 +23,9 @@ def decompose_csv(path: str, *, value: str, factors: Sequence[str], nested: Sequ
         if group is None:
             fit = decompose(columns, value, factors, nested=nested, ci=ci, draws=draws, bootstrap=bootstrap,
                             seed=seed)
-            obj, text = (fit.to_json_obj(), None) if as_json else (None, fit.to_markdown())
-        else:
-            grouped = decompose_groups(columns, value, factors, group, nested=nested, ci=ci, draws=draws,
-                                       bootstrap=bootstrap, seed=seed)
-            obj, text = (grouped.to_json_obj(), None) if as_json else (None, grouped.to_markdown())
+            return json.dumps(fit.to_json_obj(), indent=1) if as_json else fit.to_markdown()
+        grouped = decompose_groups(columns, value, factors, group, nested=nested, ci=ci, draws=draws,
+                                   bootstrap=bootstrap, seed=seed)
+        return json.dumps(grouped.to_json_obj(), indent=1) if as_json else grouped.to_markdown()
     except UserError as exc:
         raise UserError(str(exc), file=path) from None
-    return json.dumps(obj, indent=1) if as_json else text

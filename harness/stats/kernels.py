@@ -275,8 +275,8 @@ def bootstrap(means, within, gkeys, seed, nrep, keys, slot_start, levels, stride
             base = _replicate_key(seed64, gkeys[g], rep)
             for f in range(nfac):
                 fkey = _factor_key(base, f)
-                for s in range(slot_start[f], slot_start[f + 1]):
-                    off[s] = _draw(fkey, s, levels[f]) * strides[f]
+                for slot in range(slot_start[f], slot_start[f + 1]):
+                    off[slot] = _draw(fkey, slot, levels[f]) * strides[f]
             acc[:] = 0.0
             tot = 0.0
             sq = 0.0

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import csv
-from typing import TextIO
+from typing import IO
 
 from harness.job.spec import JobSpec
 from harness.store.records import columns, training_rows
 from harness.store.store import Store
 
 
-def write_csv(spec: JobSpec, store: Store, out: TextIO) -> int:
+def write_csv(spec: JobSpec, store: Store, out: IO[str]) -> int:
     """Write the header and one row per training; returns the number of rows."""
     rows = training_rows(store.ok_records())
     w = csv.DictWriter(out, fieldnames=columns(spec), extrasaction="ignore", lineterminator="\n")

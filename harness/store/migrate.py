@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UserError
 from harness.files import atomic_write
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
-from harness.store.records import Record
 from harness.store.store import RECORD_FORMAT, Store, check_format, parse_shard
 
+Raw = dict[str, Any]  # a record of an older format, as parsed
 TestSize = Callable[[int], int]  # split seed -> held-out examples (the data are loaded to know it)
 
 
-def _v1_to_v2(spec: JobSpec, rec: Record, test_size: TestSize) -> Record:
+def _v1_to_v2(spec: JobSpec, rec: Raw, test_size: TestSize) -> Raw:
     """Format 2 records what format 1 left to be recomputed: the test-set size, every trial
     run's seeds and the seed the optimiser library was given (hyperopt's: the bo seed)."""
     rec = {**rec, "format": 2}
@@ -37,14 +38,34 @@ def _v1_to_v2(spec: JobSpec, rec: Record, test_size: TestSize) -> Record:
     return rec
 
 
-MIGRATIONS: dict[int, Callable[[JobSpec, Record, TestSize], Record]] = {1: _v1_to_v2}
+TIMINGS = ("wall_s", "train_s")  # format 2 kept them beside the result
+
+
+def _v2_to_v3(spec: JobSpec, rec: Raw, test_size: TestSize) -> Raw:
+    """Format 3 keeps what a unit cost apart from what it produced: wall_s and train_s (record),
+    optimiser_s (a study's result), train_s and process_s (a policy run's result) move to
+    `timings`; kind `article` is named `policy`. Results are otherwise unchanged."""
+    rec = {**rec, "format": 3}
+    if rec.get("kind") == "article":
+        rec["kind"] = "policy"
+    timings = {k: rec.pop(k) for k in TIMINGS if k in rec}
+    if rec.get("status") == "ok":
+        result = dict(rec["result"])
+        timings.update({k: result.pop(k) for k in ("optimiser_s", "train_s", "process_s") if k in result})
+        rec["result"] = result
+    rec["timings"] = timings
+    return rec
+
+
+MIGRATIONS: dict[int, Callable[[JobSpec, Raw, TestSize], Raw]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _migrate_shard(path: Path, version: int, spec: JobSpec, test_size: TestSize) -> int:
-    records, _ = parse_shard(path, path.read_bytes())
-    for n, rec in enumerate(records, start=1):
+    numbered, _ = parse_shard(path, path.read_bytes())
+    records = [rec for _, rec in numbered]
+    for n, rec in numbered:
         if rec.get("format") != version:
-            check_format(rec.get("format"), f"{path} (record {n})")
+            check_format(rec.get("format"), f"{path}:{n}")
     out = [MIGRATIONS[version](spec, rec, test_size) if rec.get("format") == version else rec for rec in records]
     atomic_write(path, "".join(json.dumps(r, sort_keys=True, allow_nan=True) + "\n" for r in out))
     return len(records)

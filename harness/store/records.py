@@ -1,49 +1,74 @@
-"""The record: the one place its fields are named. A record is one JSON line of a shard, one per
-attempt at a unit; `new_record` builds it, `training_rows` flattens finished ones into one row per
-training (what export, the report and the notebook read).
+"""The record: the one place its fields are named and checked. A record is one JSON line of a
+shard, one per attempt at a unit; `new_record` starts it, the worker completes it, `record_problem`
+checks one read back, `training_rows` flattens finished ones into one row per training (what
+export, the report and the notebook read).
 
-Fields of every record: format, unit, index, kind, mode, levels, config, attempt, engine, job,
-spec, worker, status; then either `error` (+ `traceback` for bugs) or the result. An ok record also
-has seeds (the unit's training seeds; a study's adds `bo`), test_size (held-out examples),
-wall_s / train_s, time and env. A study's result holds its trials (config, score, runs: each run's
-metrics and seeds), the chosen configuration, best_score, its re-evaluations, and `library_seed`:
-the exact seed its optimiser library was given, and `optimiser_s` (seconds inside ask/tell). A
-study record also names its arm (`algorithm`, full name, and `runs`, the trainings averaged per
-trial), has `train_s` (seconds training) and its env adds `search_library` ('name version').
+A record keeps three things apart: what the unit *is* (unit, index, kind, mode, levels, config,
+spec, job; a study's arm: algorithm, runs), what it *produced* (`result`, the same bits on every
+rerun, with the seeds it trained under and the held-out size) and what it *cost* (`timings` in
+seconds: wall_s, train_s; a study's optimiser_s; a policy run's process_s) and where (`env`, `time`,
+`worker`, `engine`). Two ok records of one unit agree when their results are equal.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict
 
 from harness.job.matrix import Unit
 from harness.job.seeds import SEED_SOURCES
 from harness.job.spec import JobSpec
+from harness.units import KINDS, Row, kind_of
 
 Status = Literal["ok", "failed"]
-Kind = Literal["eval", "study", "article"]
-RowKind = Literal["eval", "trial", "reeval"]  # one row per training: a unit's, a chain trial's, a re-evaluation's
-Record = dict[str, Any]
-Row = dict[str, Any]
 METRIC_COLUMNS = ("accuracy", "loss")             # a classification's
 REGRESSION_COLUMNS = ("loss", "mse", "mae")       # a regression's
 
 
+class Record(TypedDict, total=False):
+    """One shard line (`FIELD_TYPES` are in every record; the rest as the docstring says)."""
+
+    format: int
+    unit: str
+    index: int
+    kind: str
+    mode: str
+    levels: dict[str, int]
+    config: dict[str, Any] | None
+    attempt: int
+    engine: str
+    job: str
+    spec: str
+    worker: str
+    status: Status
+    algorithm: str | None          # a study's optimiser (full name)
+    runs: int | None               # ... and trainings averaged per trial
+    result: dict[str, Any]         # ok: what the unit produced
+    seeds: dict[str, int]          # ok: the seeds it trained under
+    test_size: int | None          # ok: held-out examples
+    seeding: dict[str, Any]        # ok: what the noise stream reached in a model the harness did not write
+    error: str                     # failed: one line
+    traceback: str                 # failed: for a bug
+    timings: dict[str, float]
+    env: dict[str, Any]
+    time: str
+
+
+# the fields every record has, with their JSON types; an ok record adds `result`, a failed one `error`
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "format": int, "unit": str, "index": int, "kind": str, "mode": str, "levels": dict,
+    "config": (dict, type(None)), "attempt": int, "job": str, "spec": str, "worker": str, "status": str}
+OUTCOME_FIELDS: dict[str, tuple[str, type]] = {"ok": ("result", dict), "failed": ("error", str)}
+
+
 def new_record(spec: JobSpec, unit: Unit, attempt: int, engine: str, worker: str) -> Record:
     """A unit's record before its outcome (status and result or error are set by whoever ran it)."""
-    arm = {"algorithm": unit.algorithm, "runs": unit.runs} if unit.kind == "study" else {}
-    return {"unit": unit.id, "index": unit.index, "kind": unit.kind, "mode": unit.mode, "levels": unit.levels,
-            "config": unit.config, "attempt": attempt, "engine": engine, "job": spec.name,
-            "spec": spec.digest(), "worker": worker, **arm}
-
-
-def machine(record: Record) -> str:
-    """The hardware a record's bits belong to (its env's CPU model and instruction-set level, GPUs
-    and driver): bit-identity is claimed per machine, so records of one unit may differ across them."""
-    env = record.get("env") or {}
-    cpu = f"{env.get('cpu', 'unknown CPU')} [{env.get('cpu_isa', 'ISA not recorded')}]"
-    gpus = ", ".join(env.get("gpus") or [])
-    return cpu + (f"; {gpus} (driver {env.get('gpu_driver') or 'unknown'})" if gpus else "")
+    rec = Record(unit=unit.id, index=unit.index, kind=unit.kind, mode=unit.mode, levels=unit.levels,
+                 config=unit.config, attempt=attempt, engine=engine, job=spec.name, spec=spec.digest(),
+                 worker=worker)
+    if unit.algorithm is not None:  # a study's arm
+        rec["algorithm"], rec["runs"] = unit.algorithm, unit.runs
+    return rec
 
 
 def failed(record: Record, error: str, traceback: str | None = None) -> Record:
@@ -53,6 +78,15 @@ def failed(record: Record, error: str, traceback: str | None = None) -> Record:
     if traceback:
         record["traceback"] = traceback
     return record
+
+
+def machine(record: Mapping[str, Any]) -> str:
+    """The hardware a record's bits belong to (its env's CPU model and instruction-set level, GPUs
+    and driver): bit-identity is claimed per machine, so records of one unit may differ across them."""
+    env = record.get("env") or {}
+    cpu = f"{env.get('cpu', 'unknown CPU')} [{env.get('cpu_isa', 'ISA not recorded')}]"
+    gpus = ", ".join(env.get("gpus") or [])
+    return cpu + (f"; {gpus} (driver {env.get('gpu_driver') or 'unknown'})" if gpus else "")
 
 
 def columns(spec: JobSpec) -> list[str]:
@@ -73,52 +107,14 @@ def metric_columns(spec: JobSpec) -> list[str]:
     return names + ([f"val_{n}" for n in names] if spec.data.validation else [])
 
 
-def _row(kind: RowKind, rec: Record, config: dict[str, Any], levels: dict[str, int],
-         seeds: dict[str, int], metrics: dict[str, Any], **extra: Any) -> Row:
-    values = {k: v for k, v in metrics.items() if k not in ("seeds", "per_class_accuracy", "validation")}
-    values.update({f"val_{k}": v for k, v in (metrics.get("validation") or {}).items()})
-    row: Row = {"kind": kind, "unit": rec["unit"], "mode": rec["mode"], "engine": rec.get("engine"),
-                **config, **values, "test_size": rec.get("test_size"), **extra}
-    for s, v in levels.items():
-        row[f"{s}_level"] = v
-    for s, v in seeds.items():
-        row[f"{s}_seed"] = v
-    return row
-
-
-def _study_rows(rec: Record) -> list[Row]:
-    """A chain's trials (every averaged run) and its chosen configuration's re-evaluations."""
-    res, chain, bo = rec["result"], rec["levels"], rec["seeds"]["bo"]
-    arm = {"algorithm": rec.get("algorithm"), "objective_runs": rec.get("runs")}
-    rows = [_row("trial", rec, trial["config"], chain, {**run["seeds"], "bo": bo}, run, trial=t, run=j, **arm)
-            for t, trial in enumerate(res["trials"]) for j, run in enumerate(trial["runs"])]
-    rows += [_row("reeval", rec, res["chosen"], {**chain, **r["levels"]}, {**r["seeds"], "bo": bo}, r["metrics"],
-                  **arm) for r in res["reeval"]]
-    return rows
-
-
 def training_rows(ok_records: list[Record]) -> list[Row]:
-    """One row per finished training, in plan order (evaluations, chain trials, re-evaluations)."""
-    rows: list[Row] = []
-    for rec in sorted(ok_records, key=lambda r: r["index"]):
-        if rec["kind"] == "eval":  # wall_s: for the report, not an export column
-            rows.append(_row("eval", rec, rec["config"], rec["levels"], rec["seeds"], rec["result"]["metrics"],
-                             wall_s=rec.get("wall_s")))
-        elif rec["kind"] == "study":
-            rows += _study_rows(rec)  # seeding-policy runs ("article") are read from their records
-    return rows
-
-
-# the fields every record has, with their JSON types; an ok record adds `result`, a failed one `error`
-FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "format": int, "unit": str, "index": int, "kind": str, "mode": str, "levels": dict,
-    "config": (dict, type(None)), "attempt": int, "job": str, "spec": str, "worker": str, "status": str}
-OUTCOME_FIELDS: dict[str, tuple[str, type]] = {"ok": ("result", dict), "failed": ("error", str)}
+    """One row per finished training, in plan order (each kind flattens its own records)."""
+    return [r for rec in sorted(ok_records, key=lambda r: r["index"]) for r in kind_of(rec["kind"]).rows(rec)]
 
 
 def record_problem(rec: object) -> str | None:
     """What makes a parsed JSON line not a record (None: it is one): missing or mistyped fields,
-    an unknown kind or status."""
+    an unknown kind or status, an ok record whose result its kind does not recognise."""
     if not isinstance(rec, dict):
         return f"a JSON {type(rec).__name__}, not a record"
     for name, typ in FIELD_TYPES.items():
@@ -126,11 +122,16 @@ def record_problem(rec: object) -> str | None:
             return f"no '{name}' field"
         if isinstance(rec[name], bool) or not isinstance(rec[name], typ):
             return f"field '{name}' is {type(rec[name]).__name__}"
-    if rec["kind"] not in ("eval", "study"):
-        return f"unknown kind {rec['kind']!r}"
+    if rec["kind"] not in KINDS:
+        return f"unknown kind {rec['kind']!r} (known: {', '.join(KINDS)})"
     if rec["status"] not in OUTCOME_FIELDS:
         return f"unknown status {rec['status']!r}"
     name, typ = OUTCOME_FIELDS[rec["status"]]
     if not isinstance(rec.get(name), typ):
         return f"a{'n' if rec['status'] == 'ok' else ''} {rec['status']} record without '{name}'"
+    if rec["status"] == "ok":
+        for field, ftyp in (("seeds", dict), ("timings", dict)):
+            if not isinstance(rec.get(field), ftyp):
+                return f"an ok record without '{field}'"
+        return KINDS[rec["kind"]].check(rec["result"])
     return None

@@ -17,14 +17,16 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from harness.errors import UserError
 from harness.files import atomic_write, under
 from harness.job.spec import JobSpec
-from harness.store.records import Record, machine
+from harness.store.records import Record, machine, record_problem
 
-RECORD_FORMAT = 2  # 2: test_size, each trial run's seeds, a study's library_seed (migrate.py: from 1)
+# 2: test_size, each trial run's seeds, a study's library_seed; 3: timings apart from results, kind
+# `policy` (was `article`) (migrate.py: one version at a time)
+RECORD_FORMAT = 3
 
 
 class StoreFull(UserError):
@@ -91,9 +93,10 @@ def check_format(found: object, where: str) -> None:
     raise UserError(f"not a harness record (format {found!r})", file=where)
 
 
-def parse_shard(path: Path, blob: bytes) -> tuple[list[Record], bool]:
-    """The complete records of a shard's bytes and whether its last line is torn. A line that is
-    not a JSON object before the last one is corruption: a UserError naming file and line."""
+def parse_shard(path: Path, blob: bytes) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """The complete records of a shard's bytes, with their line numbers, and whether its last line
+    is torn. A line that is not a JSON object before the last one is corruption: a UserError naming
+    file and line."""
     lines = blob.split(b"\n")
     torn = bool(lines[-1])
     out = []
@@ -107,17 +110,17 @@ def parse_shard(path: Path, blob: bytes) -> tuple[list[Record], bool]:
         if not isinstance(rec, dict):
             raise UserError(f"line {n} is corrupt (not a JSON record); `harness verify --repair` moves it to a "
                             f"quarantine file", file=str(path))
-        out.append(rec)
+        out.append((n, rec))
     return out, torn
 
 
-def read_shard(path: Path, check: bool = True) -> tuple[list[Record], int]:
+def read_shard(path: Path, check: bool = True) -> tuple[list[dict[str, Any]], int]:
     """Complete records of one shard and the number of torn (unterminated) last lines (0 or 1)."""
-    recs, torn = parse_shard(path, path.read_bytes())
+    numbered, torn = parse_shard(path, path.read_bytes())
     if check:
-        for n, rec in enumerate(recs, start=1):
-            check_format(rec.get("format"), f"{path} (record {n})")
-    return recs, int(torn)
+        for n, rec in numbered:
+            check_format(rec.get("format"), f"{path}:{n}")
+    return [rec for _, rec in numbered], int(torn)
 
 
 @dataclass
@@ -172,13 +175,29 @@ class Store:
         return sorted(self.shards.glob("*.jsonl")) if self.shards.is_dir() else []
 
     def records(self, warn: bool = True) -> Iterator[Record]:
-        """Every complete record of every shard, shard files in name order."""
+        """Every complete record of this spec in every shard, shard files in name order. Each is
+        checked (`records.record_problem`): one that is not a record is an error naming file and
+        line; one of another spec (appended from elsewhere) is skipped with a warning."""
         self.check_format()
+        digest = self.spec.digest()
         for path in self.shard_paths():
-            recs, torn = read_shard(path)
-            if torn and warn:
-                print(f"harness: skipped {torn} torn line(s) in {path}", file=sys.stderr)
-            yield from recs
+            numbered, torn = parse_shard(path, path.read_bytes())
+            foreign = 0
+            for n, rec in numbered:
+                check_format(rec.get("format"), f"{path}:{n}")
+                problem = record_problem(rec)
+                if problem is not None:
+                    raise UserError(f"line {n} is not a record: {problem}; `harness verify --repair` moves it to a "
+                                    f"quarantine file", file=str(path))
+                if rec["spec"] != digest:
+                    foreign += 1
+                    continue
+                yield cast(Record, rec)  # checked just above
+            if warn and (torn or foreign):
+                print(f"harness: skipped in {path}: " + ", ".join(
+                    ([f"{int(torn)} torn line(s)"] if torn else [])
+                    + ([f"{foreign} record(s) of another spec (`harness verify` names them)"] if foreign else [])),
+                    file=sys.stderr)
 
     def states(self) -> dict[str, UnitState]:
         """Per unit id: the first ok record (later ok records are duplicates) and failures."""

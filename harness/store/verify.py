@@ -127,7 +127,8 @@ def repair(store: Store, verdict: Verdict) -> list[str]:
     digest = store.spec.digest()
     for path in sorted({p.path for p in verdict.problems if p.movable}):
         bad = {p.line for p in verdict.problems if p.movable and p.path == path}
-        keep, moved = [], []
+        keep: list[bytes] = []
+        moved: list[bytes] = []
         for n, raw, terminated in shard_lines(path.read_bytes()):
             complete = line_problem(raw, digest)[0] is not None
             (moved if n in bad and not (not terminated and complete) else keep).append(raw)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.errors import UserError, Where
 from harness.job.spec import DataSpec
 from harness.training import datafiles
 
@@ -145,7 +145,7 @@ def _keras(path: str | None, name: str, job_file: str) -> tuple[np.ndarray, ...]
 
 def _read_npz(path: Path, name: str, job_file: str, keys_only: bool = False) -> tuple[np.ndarray, ...]:
     """The four arrays of a staged Keras dataset file (none with `keys_only`: just check it)."""
-    where = dict(file=job_file, key="data.path")
+    where = Where(file=job_file, key="data.path")
     if not path.is_file():
         raise UserError(f"{name} file {path} not found (set data.path or ${env_var(name)} to a staged "
                         f"{name}.npz, or clear both to download with Keras)", **where)

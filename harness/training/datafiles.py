@@ -7,16 +7,15 @@ lengths, the wrong dtype, NaN / inf, or labels outside 0..classes-1."""
 from __future__ import annotations
 
 import csv
-import importlib
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.errors import UserError, Where
 from harness.job.spec import DataSpec
+from harness.job.usercode import import_function
 
 FOUR = ("x_train", "y_train", "x_test", "y_test")
 
@@ -109,15 +108,8 @@ def _target(values: list[str], task: str, path: Path, job_file: str) -> np.ndarr
 
 
 def _function(spec: DataSpec, job_file: str) -> dict[str, Any]:
-    module, _, name = spec.source.partition(":")
-    where = dict(file=job_file, key="data.source")
-    for d in reversed(spec.search_path):
-        if d not in sys.path:
-            sys.path.insert(0, d)
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except Exception as exc:  # the user's module: any error it raises is theirs
-        raise UserError(f"cannot load data function {spec.source} ({type(exc).__name__}: {exc})", **where) from None
+    where = Where(file=job_file, key="data.source")
+    fn = import_function(spec.source, spec.search_path, where, what="data function")
     try:
         out = fn()
     except Exception as exc:
@@ -133,7 +125,7 @@ def _function(spec: DataSpec, job_file: str) -> dict[str, Any]:
 def validate(arrays: tuple[np.ndarray, ...], spec: DataSpec, job_file: str) -> tuple[np.ndarray, ...]:
     """The four arrays as float32 features and int32 labels (float32 targets for regression), or one
     UserError line naming what is wrong."""
-    where = dict(file=job_file, key="data.source")
+    where = Where(file=job_file, key="data.source")
     out = []
     for (xk, yk), (x, y) in zip((FOUR[:2], FOUR[2:]), (arrays[:2], arrays[2:]), strict=True):
         x, y = np.asarray(x), np.asarray(y)
@@ -152,7 +144,7 @@ def validate(arrays: tuple[np.ndarray, ...], spec: DataSpec, job_file: str) -> t
     return tuple(out)
 
 
-def _labels(y: np.ndarray, key: str, spec: DataSpec, where: dict[str, Any]) -> np.ndarray:
+def _labels(y: np.ndarray, key: str, spec: DataSpec, where: Where) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.number):
         raise UserError(f"{key} has dtype {y.dtype}; expected numbers (map class names to ids, or use csv)",
                         **where)

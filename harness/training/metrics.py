@@ -25,6 +25,7 @@ class Metrics:
     values: dict[str, float]                       # the test split's
     per_class_accuracy: list[float] | None = None  # classification only
     validation: dict[str, float] | None = None     # the validation split's, where there is one
+    seeding: dict[str, Any] | None = field(default=None, compare=False)  # the model's noise seeding (not a metric)
 
     @property
     def accuracy(self) -> float:

@@ -1,6 +1,7 @@
 """Model builders: the built-in `dense` and `conv`, and `builder_info`, which gives the
-`BuilderInfo` of a built-in name or of a user's "package.module:function" (harness/training/
-builders.py). Parameters are declared here without importing Keras; the build functions import it
+`BuilderInfo` of a built-in name or of a user's "package.module:function" (harness/job/usercode.py
+resolves it, harness/training/builders.py seeds it). A build returns `Built`: the model and what
+the noise stream reached in it. Parameters are declared here without importing Keras; the build functions import it
 lazily (only the trainer and the driver's check call them)."""
 
 from __future__ import annotations
@@ -9,9 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import Where
 from harness.job.seeds import layer_seed
+from harness.job.spec import BUILTIN_BUILDERS
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "selu", "swish", "linear")
+
+@dataclass(frozen=True)
+class Built:
+    """A built model and what the noise stream reaches in it (`builders.Seeding.as_dict`; None for
+    a builder that seeds every layer itself)."""
+
+    model: Any
+    seeding: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -21,7 +31,7 @@ class BuilderInfo:
     params: dict[str, type]
     defaults: dict[str, Any]
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    build: Callable[..., Any] | None = None
+    build: Callable[..., Built] | None = None  # (input_shape, n_classes, init_seed, noise_seed, backend_seed, **args)
     reset: Callable[..., None] | None = None   # (model, init_seed, noise_seed): a fresh build's state
     open_params: bool = False  # every configuration value is the builder's (a user's builder)
 
@@ -59,12 +69,13 @@ def reset_dense(model: Any, init_seed: int, noise_seed: int) -> None:
 
 
 def build_dense(input_shape: tuple[int, ...], n_classes: int, init_seed: int, noise_seed: int,
-                units: int = 64, layers: int = 1, activation: str = "relu", dropout: float = 0.0) -> Any:
+                backend_seed: bool = True, units: int = 64, layers: int = 1, activation: str = "relu",
+                dropout: float = 0.0) -> Built:
     """Flatten -> `layers` x [Dense(units, activation) (+ Dropout)] -> Dense(n_classes, softmax).
 
     Every kernel initializer is seeded explicitly from the init seed (Keras's defaults draw from
     Python's `random`); dropout is seeded from the noise seed. A regression (n_classes 0) ends in
-    one linear unit.
+    one linear unit. No global seed is read (`backend_seed` has nothing to leave alone).
     """
     import keras
 
@@ -76,7 +87,7 @@ def build_dense(input_shape: tuple[int, ...], n_classes: int, init_seed: int, no
             stack.append(keras.layers.Dropout(dropout, seed=layer_seed(noise_seed, i)))
     stack.append(keras.layers.Dense(n_classes or 1, activation="softmax" if n_classes else "linear",
                                     kernel_initializer=dense_kernel_initializer(init_seed, layers)))
-    return keras.Sequential(stack)
+    return Built(keras.Sequential(stack))
 
 
 def _conv_model(input_shape: tuple[int, ...], n_classes: int, blocks: int, filters: int, kernel_size: int,
@@ -99,28 +110,25 @@ def _conv_model(input_shape: tuple[int, ...], n_classes: int, blocks: int, filte
 
 
 def build_conv(input_shape: tuple[int, ...], n_classes: int, init_seed: int, noise_seed: int,
-               blocks: int = 2, filters: int = 16, kernel_size: int = 3, pooling: str = "max",
-               dropout: float = 0.0, dense_units: int = 64, activation: str = "relu") -> Any:
+               backend_seed: bool = True, blocks: int = 2, filters: int = 16, kernel_size: int = 3,
+               pooling: str = "max", dropout: float = 0.0, dense_units: int = 64, activation: str = "relu") -> Built:
     """`blocks` x [Conv2D(filters x 2^block, kernel_size, same) -> pooling 2] -> Flatten
     [-> Dropout] [-> Dense(dense_units)] -> Dense(n_classes, softmax); built under the init seed,
     dropout from the noise stream (`builders.seeded_build`)."""
     from harness.training.builders import seeded_build
     model, seeding = seeded_build(lambda: _conv_model(tuple(input_shape), n_classes, blocks, filters, kernel_size,
-                                                      pooling, dropout, dense_units, activation), init_seed, noise_seed)
-    model.harness_seeding = seeding
-    return model
+                                                      pooling, dropout, dense_units, activation),
+                                  init_seed, noise_seed, backend_seed)
+    return Built(model, seeding.as_dict())
 
 
-BUILDERS: dict[str, BuilderInfo] = {
-    "dense": BuilderInfo(params={"units": int, "layers": int, "activation": str, "dropout": float},
-                         defaults={"units": 64, "layers": 1, "activation": "relu", "dropout": 0.0},
-                         choices={"activation": ACTIVATIONS}, build=build_dense, reset=reset_dense),
-    "conv": BuilderInfo(params={"blocks": int, "filters": int, "kernel_size": int, "pooling": str,
-                                "dropout": float, "dense_units": int, "activation": str},
-                        defaults={"blocks": 2, "filters": 16, "kernel_size": 3, "pooling": "max",
-                                  "dropout": 0.0, "dense_units": 64, "activation": "relu"},
-                        choices={"activation": ACTIVATIONS, "pooling": ("max", "average")}, build=build_conv),
-}
+def _builtin(name: str, build: Callable[..., Any], reset: Callable[..., None] | None = None) -> BuilderInfo:
+    p = BUILTIN_BUILDERS[name]
+    return BuilderInfo(params=p.params, defaults=p.defaults, choices=p.choices, build=build, reset=reset)
+
+
+BUILDERS: dict[str, BuilderInfo] = {"dense": _builtin("dense", build_dense, reset_dense),
+                                    "conv": _builtin("conv", build_conv)}
 
 
 def builder_info(builder: str, search_path: tuple[str, ...] = (), job_file: str = "") -> BuilderInfo:
@@ -130,17 +138,17 @@ def builder_info(builder: str, search_path: tuple[str, ...] = (), job_file: str 
         return BUILDERS[builder]
     from functools import partial
 
-    from harness.training import builders
-    where = {"file": job_file, "key": "model.builder"}
-    fn = builders.import_function(builder, search_path, where)
-    conv = builders.convention(fn, builder, where)
+    from harness.job import usercode
+    where = Where(file=job_file, key="model.builder")
+    fn = usercode.import_function(builder, search_path, where)
+    conv = usercode.convention(fn, builder, where)
     return BuilderInfo(params={}, defaults={}, build=partial(build_user, fn, conv, builder), open_params=True)
 
 
 def build_user(fn: Callable[..., Any], conv: str, ref: str, input_shape: tuple[int, ...], n_classes: int,
-               init_seed: int, noise_seed: int, **hp: Any) -> Any:
-    """A user's model for configuration `hp`, seeded as `builders.seeded_build` says; the Seeding
-    is kept on the model as `harness_seeding` (for the record)."""
+               init_seed: int, noise_seed: int, backend_seed: bool = True, **hp: Any) -> Built:
+    """A user's model for configuration `hp`, seeded as `builders.seeded_build` says, with what
+    the noise stream reached in it (for the record)."""
     import keras
 
     from harness.training.builders import call_builder, seeded_build
@@ -151,6 +159,5 @@ def build_user(fn: Callable[..., Any], conv: str, ref: str, input_shape: tuple[i
             raise TypeError(f"model builder {ref} returned {type(model).__name__}, not a keras.Model")
         return model
 
-    model, seeding = seeded_build(checked, init_seed, noise_seed)
-    model.harness_seeding = seeding
-    return model
+    model, seeding = seeded_build(checked, init_seed, noise_seed, backend_seed)
+    return Built(model, seeding.as_dict())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.errors import UserError
+from harness.errors import UserError, Where
 from harness.job.spec import METRICS, TRAINING_FIELDS, JobSpec
 from harness.training import data
 from harness.training.models import builder_info
@@ -24,10 +24,10 @@ def check(spec: JobSpec) -> None:
     info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
     config = dict(spec.configurations[0]) if spec.configurations else {}
     args = model_args(spec, info, config)
-    where = {"file": spec.path, "key": "model.builder"}
+    where = Where(file=spec.path, key="model.builder")
     assert info.build is not None
     try:
-        model = info.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **args)
+        model = info.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **args).model
     except Exception as exc:  # the user's code: any error is theirs, one line
         raise UserError(f"model builder {spec.model.builder} failed: {type(exc).__name__}: {exc}", **where) from None
     _check_outputs(spec, model, ds, where)
@@ -42,7 +42,7 @@ def check(spec: JobSpec) -> None:
         _check_reported(spec, model, ds, compiled)
 
 
-def _check_outputs(spec: JobSpec, model: Any, ds: data.Dataset, where: dict[str, Any]) -> None:
+def _check_outputs(spec: JobSpec, model: Any, ds: data.Dataset, where: Where) -> None:
     """One forward pass on two training examples; the output's width must fit the task."""
     try:
         out = model(ds.x_train[:2], training=False)
@@ -61,7 +61,7 @@ def _check_outputs(spec: JobSpec, model: Any, ds: data.Dataset, where: dict[str,
 
 def _check_reported(spec: JobSpec, model: Any, ds: data.Dataset, compiled: bool) -> None:
     """objective.metric, when not one the harness computes, must be one the compiled model reports."""
-    where = {"file": spec.path, "key": "objective.metric"}
+    where = Where(file=spec.path, key="objective.metric")
     if not compiled:
         raise UserError(f"metric {spec.objective_metric!r} is neither computed by the harness "
                         f"({', '.join(METRICS)}) nor reported by the model (its builder does not compile it)",

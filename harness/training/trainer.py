@@ -4,14 +4,14 @@ to its engine (harness/training/engines/), which the driver chose once with `eng
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
-
-import numpy as np
 
 from harness.job.spec import METRICS, TRAINING_FIELDS, JobSpec
 from harness.training import data as data_mod
 from harness.training.determinism import backend_name
 from harness.training.engines import make_engine, resolve
+from harness.training.engines.base import Trained
 from harness.training.metrics import Metrics, Split, TrainingFailed, split_metrics
 from harness.training.models import BuilderInfo, builder_info
 
@@ -27,9 +27,8 @@ class Trainer:
         label = engine or resolve(spec.training.engine, self.backend, spec.model.builder, spec.training.xla,
                                   spec.data.task)
         self.info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
-        self.engine = make_engine(label, self.info, spec.training.loss, self.backend)
-        if spec.objective_metric not in METRICS:
-            self.engine.report_names = (spec.objective_metric,)
+        report = () if spec.objective_metric in METRICS else (spec.objective_metric,)
+        self.engine = make_engine(label, self.info, spec.training.loss, self.backend, report)
 
     def dataset(self, split_seed: int) -> data_mod.Dataset:
         if split_seed not in self._data:
@@ -43,12 +42,14 @@ class Trainer:
         training = {**spec.training.fixed, **{k: v for k, v in config.items() if k in TRAINING_FIELDS}}
         return training, model_args(spec, info, config)
 
-    def metrics(self, out: np.ndarray, ds: data_mod.Dataset) -> Metrics:
-        """An engine's outputs on `ds.x_eval` (validation, then test) as metrics of each split."""
-        reported = self.engine.reported
+    @staticmethod
+    def metrics(done: Trained, ds: data_mod.Dataset) -> Metrics:
+        """A training's outputs on `ds.x_eval` (validation, then test) as metrics of each split, with
+        what the noise stream reached in its model."""
+        out, reported = done.outputs, done.reported
         test = Split(out[ds.n_val:], ds.y_test, reported.get("test", {}))
         val = None if ds.y_val is None else Split(out[:ds.n_val], ds.y_val, reported.get("validation", {}))
-        return split_metrics(test, val, ds.n_classes)
+        return dataclasses.replace(split_metrics(test, val, ds.n_classes), seeding=done.seeding)
 
     def train(self, config: dict[str, Any], seeds: dict[str, int]) -> Metrics:
         """One training of `config` with seeds init, order, split and noise."""
@@ -66,8 +67,8 @@ class Trainer:
         for split in sorted({s["split"] for s in seeds}):  # one dataset per run
             pos = [i for i, s in enumerate(seeds) if s["split"] == split]
             ds = self.dataset(split)
-            probs = self.engine.train_many(ds, training, model_args, [seeds[i] for i in pos])
-            for i, p in zip(pos, probs, strict=True):
+            done = self.engine.train_many(ds, training, model_args, [seeds[i] for i in pos])
+            for i, p in zip(pos, done, strict=True):
                 results[i] = self._guarded(lambda p=p, ds=ds: self.metrics(p, ds))
         return [results[i] for i in range(len(seeds))]
 
@@ -77,11 +78,6 @@ class Trainer:
             return train()
         except TrainingFailed as exc:
             return exc
-
-    @property
-    def seeding(self) -> dict[str, Any] | None:
-        """What the noise stream reaches in the last model built (`builders.Seeding`), if recorded."""
-        return self.engine.seeding
 
     def test_size(self, split_seed: int) -> int:
         """Examples in the held-out split of this split seed (recorded with every result)."""

@@ -41,8 +41,9 @@ def resolve(engine: str, backend: str, builder: str, xla: bool, task: str = "cla
     return engine + ("+xla" if xla else "")
 
 
-def make_engine(label: str, builder: BuilderInfo, loss: str, backend: str) -> Engine:
-    """The engine a `resolve` label names (`exact+xla`: exact compiled by XLA)."""
+def make_engine(label: str, builder: BuilderInfo, loss: str, backend: str, report: tuple[str, ...] = ()) -> Engine:
+    """The engine a `resolve` label names (`exact+xla`: exact compiled by XLA); `report`: metrics
+    only the compiled model reports."""
     name, _, xla = label.partition("+")
-    return ENGINE_CLASSES[name](builder, loss, backend, xla == "xla")
+    return ENGINE_CLASSES[name](builder, loss, backend, xla == "xla", report)
 

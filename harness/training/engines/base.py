@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,20 +28,30 @@ def notice(text: str) -> None:
         print(f"harness: {text}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What one training gave: the model's outputs on `ds.x_eval` (validation then test examples),
+    what the noise stream reached in the model (`models.Built.seeding`), and the metrics only the
+    compiled model reports, per split ("test", "validation")."""
+
+    outputs: np.ndarray
+    seeding: dict[str, Any] | None = None
+    reported: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
 class Engine(ABC):
     """One way of training. `train` runs one training; `train_many` runs several of one
-    configuration (together where `batched`, else one by one). Both return test-set
-    probabilities; a training that diverges raises (or, in `train_many`, yields) `TrainingFailed`
-    from the metrics, not here."""
+    configuration (together where `batched`, else one by one). Both return what they did
+    (`Trained`); a training that diverges raises (or, in `train_many`, yields) `TrainingFailed`
+    from the metrics, not here. `report`: metrics only the compiled model reports, evaluated by
+    Keras after each training."""
 
     name: ClassVar[str]
     batched: ClassVar[bool] = False  # trains a batch's seeds together (the worker hands it whole batches)
 
-    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False) -> None:
-        self.builder, self.loss, self.backend, self.xla = builder, loss, backend, xla
-        self.seeding: dict[str, Any] | None = None  # the last model's `builders.Seeding`, where it has one
-        self.report_names: tuple[str, ...] = ()     # metrics only the compiled model reports (the trainer sets them)
-        self.reported: dict[str, dict[str, float]] = {}  # their values after the last training: "test", "validation"
+    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False,
+                 report: tuple[str, ...] = ()) -> None:
+        self.builder, self.loss, self.backend, self.xla, self.report = builder, loss, backend, xla, report
 
     @property
     def label(self) -> str:
@@ -49,11 +60,11 @@ class Engine(ABC):
 
     @abstractmethod
     def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-              seeds: dict[str, int]) -> np.ndarray:
-        """One training; the model's outputs on `ds.x_eval` (validation then test examples)."""
+              seeds: dict[str, int]) -> Trained:
+        """One training."""
 
     def train_many(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-                   seeds: list[dict[str, int]]) -> list[np.ndarray]:
+                   seeds: list[dict[str, int]]) -> list[Trained]:
         """Trainings of one configuration, one per seed dict."""
         return [self.train(ds, training, model_args, s) for s in seeds]
 
@@ -64,7 +75,7 @@ def epoch_batches(n: int, batch_size: int, epochs: int, order_seed: int) -> list
 
     One `fit` over these batches gives the same bits as one `fit(shuffle=False)` per epoch."""
     rng = np.random.default_rng(order_seed)
-    out = []
+    out: list[np.ndarray] = []
     for _ in range(epochs):
         perm = rng.permutation(n)
         out.extend(perm[i:i + batch_size] for i in range(0, n, batch_size))
@@ -117,21 +128,15 @@ def predict(model: Any, ds: Dataset) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(ds.x_eval, training=False))
 
 
-def outputs(engine: Engine, model: Any, ds: Dataset) -> np.ndarray:
+def trained(engine: Engine, model: Any, ds: Dataset, seeding: dict[str, Any] | None) -> Trained:
     """After a training: the model's outputs on `ds.x_eval`, and the metrics only the compiled model
-    reports (`engine.report_names`, evaluated by Keras on each split) in `engine.reported`."""
-    engine.reported = {}
+    reports (`engine.report`, evaluated by Keras on each split)."""
+    reported = {}
     for split, x, y in (("validation", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
-        if engine.report_names and x is not None:
+        if engine.report and x is not None:
             res = model.evaluate(x, y, verbose=0, return_dict=True)
-            engine.reported[split] = {n: float(res[n]) for n in engine.report_names}
-    return predict(model, ds)
-
-
-def note_seeding(engine: Engine, model: Any) -> None:
-    """Keep the built model's Seeding (built-in conv and users' builders have one) for the record."""
-    seeding = getattr(model, "harness_seeding", None)
-    engine.seeding = None if seeding is None else seeding.as_dict()
+            reported[split] = {n: float(res[n]) for n in engine.report}
+    return Trained(predict(model, ds), seeding, reported)
 
 
 class Tensors:

@@ -18,17 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from harness.training.builders import backend_seed_untouched
 from harness.training.data import Dataset
 from harness.training.engines.base import (
     ENGINE_CACHE,
     Engine,
     Tensors,
+    Trained,
     batch_plan,
     compile_model,
     fit_batches,
-    note_seeding,
-    outputs,
+    trained,
 )
 from harness.training.models import BuilderInfo
 
@@ -102,8 +101,9 @@ class ExactEngine(Engine):
 
     name = "exact"
 
-    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False) -> None:
-        super().__init__(builder, loss, backend, xla)
+    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False,
+                 report: tuple[str, ...] = ()) -> None:
+        super().__init__(builder, loss, backend, xla, report)
         self._built: OrderedDict[tuple[Any, ...], _Built] = OrderedDict()
         self._tensors = Tensors()
         self._throwaway_builds = 0
@@ -114,7 +114,7 @@ class ExactEngine(Engine):
             self._built.move_to_end(key)
             return self._built[key]
         assert self.builder.build is not None
-        model = self.builder.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **model_args)
+        model = self.builder.build(ds.x_train.shape[1:], ds.n_classes, 0, 0, **model_args).model
         # As engine fit compiles it: under TensorFlow Keras's jit_compile stays off (it silently
         # drops XLA under op determinism) and the engine's tf.function is what XLA compiles when
         # asked; under jax, Keras's own jitted train function is the loop.
@@ -133,21 +133,21 @@ class ExactEngine(Engine):
         return built
 
     def _reset(self, built: _Built, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-               seeds: dict[str, int]) -> None:
+               seeds: dict[str, int]) -> dict[str, Any] | None:
         """The state a fresh build with these seeds starts training from: weights, seed generator
         states, optimizer variables (and learning rate, unless the builder compiled the model),
-        metrics; the global seeds as `builders.seeded_build` leaves them."""
-        model = built.model
+        metrics; the global seeds as `builders.seeded_build` leaves them (the backend's left alone).
+        Returns what the noise stream reached in the fresh build (`models.Built.seeding`)."""
+        model, seeding = built.model, None
         if self.builder.reset is not None:
             self.builder.reset(model, seeds["init"], seeds["noise"])
         else:
             assert self.builder.build is not None
-            with backend_seed_untouched():
-                fresh = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"],
-                                           **model_args)
-            for var, value in zip(model.variables, fresh.variables, strict=True):
+            fresh = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"],
+                                       backend_seed=False, **model_args)
+            for var, value in zip(model.variables, fresh.model.variables, strict=True):
                 var.assign(value.value)
-            note_seeding(self, fresh)
+            seeding = fresh.seeding
             del fresh
             self._throwaway_builds += 1
             if self.backend == "tensorflow" and self._throwaway_builds % CLEAR_KERNELS_EVERY == 0:
@@ -158,12 +158,13 @@ class ExactEngine(Engine):
             model.optimizer.learning_rate = training["learning_rate"]
         for metric in model.metrics:
             metric.reset_state()
+        return seeding
 
     def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-              seeds: dict[str, int]) -> np.ndarray:
-        """One training; returns the model's outputs on the evaluated examples."""
+              seeds: dict[str, int]) -> Trained:
+        """One training."""
         built = self._get(ds, training, model_args)
-        self._reset(built, ds, training, model_args, seeds)
+        seeding = self._reset(built, ds, training, model_args, seeds)
         if built.loop is None:  # not TensorFlow: Keras's own fit, its compiled train function reused
             fit_batches(built.model, ds, training, seeds["order"])
         else:
@@ -171,4 +172,4 @@ class ExactEngine(Engine):
                                      seeds["order"])
             x, y, _ = self._tensors.get(ds)
             built.loop(x, y, full, short)
-        return outputs(self, built.model, ds)
+        return trained(self, built.model, ds, seeding)

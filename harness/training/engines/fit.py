@@ -6,10 +6,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-import numpy as np
-
 from harness.training.data import Dataset
-from harness.training.engines.base import Engine, compile_model, fit_batches, note_seeding, outputs
+from harness.training.engines.base import Engine, Trained, compile_model, fit_batches, trained
 from harness.training.models import BuilderInfo
 
 
@@ -18,20 +16,20 @@ class FitEngine(Engine):
 
     name = "fit"
 
-    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False) -> None:
-        super().__init__(builder, loss, backend, xla)
+    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False,
+                 report: tuple[str, ...] = ()) -> None:
+        super().__init__(builder, loss, backend, xla, report)
         if backend != "tensorflow" and importlib.util.find_spec("tensorflow"):
             import tensorflow  # noqa: F401  keras.utils.set_random_seed imports it whatever the backend:
             # now, while a local worker's start-up lines go to its log, not at its first training
 
     def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-              seeds: dict[str, int]) -> np.ndarray:
+              seeds: dict[str, int]) -> Trained:
         import keras
 
         keras.utils.set_random_seed(seeds["noise"])
         assert self.builder.build is not None
-        model = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"], **model_args)
-        compile_model(model, training, self.loss, self.backend)
-        note_seeding(self, model)
-        fit_batches(model, ds, training, seeds["order"])
-        return outputs(self, model, ds)
+        built = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"], **model_args)
+        compile_model(built.model, training, self.loss, self.backend)
+        fit_batches(built.model, ds, training, seeds["order"])
+        return trained(self, built.model, ds, built.seeding)

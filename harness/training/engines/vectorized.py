@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.job.seeds import layer_seed
 from harness.training.data import Dataset
-from harness.training.engines.base import ENGINE_CACHE, Engine, Tensors, batch_plan
+from harness.training.engines.base import ENGINE_CACHE, Engine, Tensors, Trained, batch_plan
 from harness.training.models import BuilderInfo, dense_initial_weights
 
 _M32 = 0xFFFFFFFF
@@ -150,8 +150,9 @@ class VectorizedEngine(Engine):
     name = "vectorized"
     batched = True
 
-    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False) -> None:
-        super().__init__(builder, loss, backend, xla)
+    def __init__(self, builder: BuilderInfo, loss: str, backend: str, xla: bool = False,
+                 report: tuple[str, ...] = ()) -> None:
+        super().__init__(builder, loss, backend, xla, report)
         self._loops: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._tensors = Tensors(flat=True)
 
@@ -165,11 +166,10 @@ class VectorizedEngine(Engine):
         return self._loops[key]
 
     def train_many(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-                   seeds: list[dict[str, int]]) -> list[np.ndarray]:
+                   seeds: list[dict[str, int]]) -> list[Trained]:
         """Trainings of one configuration, one per seed dict, in stacks of `REPLICAS` (the last
-        one padded with copies of its first seeds, whose outputs are dropped); test
-        probabilities [R, n_test, C]."""
-        out: list[np.ndarray] = []
+        one padded with copies of its first seeds, whose outputs are dropped)."""
+        out: list[Trained] = []
         for i in range(0, len(seeds), REPLICAS):
             block = seeds[i:i + REPLICAS]
             out += self._train_block(ds, training, model_args, block + [block[0]] * (REPLICAS - len(block)))
@@ -177,8 +177,8 @@ class VectorizedEngine(Engine):
         return out
 
     def _train_block(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-                     seeds: list[dict[str, int]]) -> list[np.ndarray]:
-        """One stack of exactly `REPLICAS` trainings."""
+                     seeds: list[dict[str, int]]) -> list[Trained]:
+        """One stack of exactly `REPLICAS` trainings (outputs: test probabilities [n_eval, C] each)."""
         import keras
         input_dim = int(np.prod(ds.x_train.shape[1:]))
         inits = [dense_initial_weights(input_dim, ds.n_classes, s["init"], **model_args) for s in seeds]
@@ -193,9 +193,9 @@ class VectorizedEngine(Engine):
         loop = self._loop(str(model_args.get("activation", "relu")), float(model_args.get("dropout", 0.0)),
                           training["optimizer"], layers)
         probs = loop(x, y, x_test, params, full, short, dseeds, np.float32(training["learning_rate"]))
-        return list(keras.ops.convert_to_numpy(probs))
+        return [Trained(p) for p in keras.ops.convert_to_numpy(probs)]
 
     def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
-              seeds: dict[str, int]) -> np.ndarray:
-        """One training: a stack of one."""
+              seeds: dict[str, int]) -> Trained:
+        """One training: a stack of one (padded)."""
         return self.train_many(ds, training, model_args, [seeds])[0]

@@ -9,20 +9,26 @@ Dense(units, relu) x epochs, then the fixed configuration trained once, under on
 - `harness`: every source seeded from its stream (hyperopt's rstate from bo, per-layer initializer
   seeds, the harness's own batch order, op determinism), through engine `fit`.
 The article's inconsistency is across processes, so each run trains in a fresh process
-(`harness.dispatch.worker` starts it). What the unseeded policies draw is recorded: the harness seeds
-Python's `random` (where Keras's default initializers take their seeds) and hyperopt's `rstate`
-from fresh OS entropy, as a fresh process would, and records both numbers, so a surprising run can be
-replayed; TensorFlow's own unseeded shuffle under `none` is not recorded (TensorFlow draws it).
+(`run_fresh` starts one: `python -m harness.training.policies`, nothing imported, no random
+state). What the unseeded policies draw is recorded: the harness seeds Python's `random` (where
+Keras's default initializers take their seeds) and hyperopt's `rstate` from fresh OS entropy, as a
+fresh process would, and records both numbers, so a surprising run can be replayed; TensorFlow's
+own unseeded shuffle under `none` is not recorded (TensorFlow draws it).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import random
 import secrets
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,10 +116,44 @@ def run_policy(spec: JobSpec, policy: str, bo_seed: int) -> dict[str, Any]:
         trials.append({"config": config, "score": accuracy})
         return {"loss": -accuracy, "status": STATUS_OK}
 
-    fmin(objective, hyperopt_space(spec.search.space), algo=hyperopt_algo(spec.search),
-         max_evals=spec.search.max_evals, trials=Trials(), rstate=rstate, show_progressbar=False)
+    fmin(objective, hyperopt_space(spec.searched.space), algo=hyperopt_algo(spec.searched),
+         max_evals=spec.searched.max_evals, trials=Trials(), rstate=rstate, show_progressbar=False)
     best = max(trials, key=lambda t: t["score"])  # first of equals, as fmin's argmin
     fixed_score, fixed_init = train(spec.seeding.fixed)
     return {"policy": policy, "trials": trials, "best": best["config"], "best_score": best["score"],
             "fixed_score": fixed_score, "fixed_init_hash": fixed_init, "drawn": drawn,
             "train_s": round(time.perf_counter() - start, 3)}
+
+
+def run_fresh(spec: JobSpec, policy: str, bo_seed: int, log: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """One run in a new process (its stderr in `log`): (its result, its timings: `train_s` inside
+    the process, `process_s` from the start of the process)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "ab") as err:
+        out = subprocess.run([sys.executable, "-m", "harness.training.policies", spec.path, spec.digest(), policy,
+                              str(bo_seed)], stdout=subprocess.PIPE, stderr=err, check=False)
+    lines = out.stdout.decode().strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"the fresh process of a {policy} run failed (exit code {out.returncode}); see {log}")
+    result = json.loads(lines[-1])
+    timings = {"train_s": result.pop("train_s"), "process_s": round(time.perf_counter() - start, 3)}
+    return result, timings
+
+
+def main(job: str, digest: str, policy: str, bo_seed: int) -> None:
+    """The fresh process: load the job (unchanged since the run started), run, print one JSON line."""
+    from harness.job import load_job
+    from harness.training import determinism
+    determinism.prepare_process("on")
+    spec = load_job(job)
+    if spec.digest() != digest:
+        raise SystemExit(f"{job} changed since the run started (spec {spec.digest()}, expected {digest})")
+    determinism.apply_threads(spec.determinism.intra_op_threads, spec.determinism.inter_op_threads)
+    determinism.set_ops("on" if policy == "harness" else "off")  # the article sets no op determinism
+    print(json.dumps(run_policy(spec, policy, bo_seed)))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # its worker ignores Ctrl-C (the driver's); this run ends with it
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -1,4 +1,4 @@
-"""The article section: the article's three examples and the harness's seeding, each run several
+"""The seeding-policy section ("The article"): the article's three examples and the harness's seeding, each run several
 times in fresh processes, as one table, and the causes of the inconsistency that the table shows.
 A cause is named only when the measured numbers show it; the sentence says what they are."""
 
@@ -15,8 +15,8 @@ from tabulate import tabulate
 from harness.job.algorithms import algorithm, effective_options
 from harness.job.spec import JobSpec
 from harness.reporting.common import config_label, pts
+from harness.store.records import Record
 
-Record = dict[str, Any]
 NAMES = {"none": "Ex. 1, no seeds", "global": "Ex. 2, tf + np seeds", "average3": "Ex. 3, mean of 3 seeds",
          "harness": "every source seeded (harness)"}
 
@@ -28,7 +28,7 @@ def _std(xs: Sequence[float]) -> float:
 def _by_policy(records: Sequence[Record]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in sorted(records, key=lambda r: r["index"]):
-        out[rec["result"]["policy"]].append(rec["result"])
+        out[rec["result"]["policy"]].append({**rec["result"], **rec["timings"]})  # process_s: its cost
     return dict(out)
 
 
@@ -83,7 +83,7 @@ def _cause_rstate(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def _cause_startup(spec: JobSpec) -> list[str]:
-    s = spec.search
+    s = spec.searched
     alg = algorithm(s.algorithm)
     startup = effective_options(s, s.algorithm).get(alg.startup or "", 0)
     if not alg.startup or s.max_evals > startup:
@@ -120,7 +120,7 @@ def _cause_average(spec: JobSpec, runs: dict[str, list[dict[str, Any]]]) -> list
             f"time{still}."]
 
 
-def article_section(spec: JobSpec, records: Sequence[Record]) -> list[str]:
+def policy_section(spec: JobSpec, records: Sequence[Record]) -> list[str]:
     """The table of the seeding policies and the causes it shows (empty without policy runs)."""
     runs = _by_policy(records)
     if not runs or spec.seeding is None:
@@ -130,9 +130,9 @@ def article_section(spec: JobSpec, records: Sequence[Record]) -> list[str]:
     causes = (_cause_seeds(runs) + _cause_rstate(runs) + _cause_startup(spec) + _cause_noise(runs)
               + _cause_average(spec, runs))
     return ["## The article", "",
-            f"The article's examples, each run {spec.seeding.runs} times in fresh processes: a {spec.search.max_evals}"
-            f"-trial hyperopt search over its space, then the fixed configuration ({fixed}) trained once under the "
-            f"same seeding. Accuracy in points; s/run includes the process start.", "",
+            f"The article's examples, each run {spec.seeding.runs} times in fresh processes: a "
+            f"{spec.searched.max_evals}-trial hyperopt search over its space, then the fixed configuration ({fixed}) "
+            f"trained once under the same seeding. Accuracy in points; s/run includes the process start.", "",
             tabulate(table, headers=("policy", "runs", "proposal sequences that differ", "best accuracy std",
                                      "runs agreeing on the best configuration", f"fixed ({fixed}) accuracy std",
                                      "s/run"), tablefmt="github"), "",
@@ -140,7 +140,7 @@ def article_section(spec: JobSpec, records: Sequence[Record]) -> list[str]:
             *causes, ""]
 
 
-def article_answer(spec: JobSpec, records: Sequence[Record]) -> list[str]:
+def policy_answer(spec: JobSpec, records: Sequence[Record]) -> list[str]:
     """One line for the report's answer: how much the article's seeding moves a tuned result."""
     runs = _by_policy(records)
     loose = {p: rs for p, rs in runs.items() if p != "harness"}
@@ -153,6 +153,6 @@ def article_answer(spec: JobSpec, records: Sequence[Record]) -> list[str]:
     tail = (f"; with every source seeded all {len(seeded)} runs were identical" if seeded and _sequences(seeded) == 1
             and _std([r["best_score"] for r in seeded]) == 0 else "")
     return [f"- **The article's seeding, run in fresh processes**: the best accuracy of a "
-            f"{spec.search.max_evals}-trial search had a std of {pts(min(stds))} to {pts(max(stds))} points "
+            f"{spec.searched.max_evals}-trial search had a std of {pts(min(stds))} to {pts(max(stds))} points "
             f"and runs agreed on the best configuration {min(agree)} to {max(agree)} of {n} times{tail} "
             f"([table](#the-article))."]

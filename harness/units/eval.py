@@ -1,0 +1,73 @@
+"""Kind `eval`: one configuration trained once under given seed levels. Units are independent;
+those of one configuration and mode share a batch, which a batched engine trains as one run."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from harness.job.matrix import Unit, result_fields, training_seeds
+from harness.job.seeds import EVAL_SOURCES
+from harness.job.spec import JobSpec, stable_hash
+from harness.training.metrics import Metrics
+from harness.units._base import EVAL_ROW, Context, Outcome, Row, UnitKind, missing, row
+
+
+class EvalKind(UnitKind):
+    name, title, together = "eval", "evaluation", True
+
+    def plan(self, spec: JobSpec, start: int) -> list[Unit]:
+        """Per determinism mode and configuration, every combination of the crossed seed levels."""
+        units: list[Unit] = []
+        base = result_fields(spec)
+        sources = [s for s in EVAL_SOURCES if s in spec.levels]
+        for mode in spec.determinism.modes:
+            for config in spec.configurations:
+                for combo in itertools.product(*(spec.levels[s] for s in sources)):
+                    levels = dict(zip(sources, combo, strict=True))
+                    uid = stable_hash({**base, "kind": self.name, "mode": mode, "config": config, "levels": levels})
+                    units.append(Unit(uid, start + len(units), self.name, mode, levels, dict(config)))
+        return units
+
+    def trainings(self, spec: JobSpec, unit: Unit) -> int:
+        return 1
+
+    def run(self, ctx: Context, units: list[Unit]) -> list[Outcome | Exception]:
+        """Under a batched engine the batch's units (one configuration) train as one run, each
+        timed at an equal share; else one by one."""
+        if not ctx.trainer.engine.batched:
+            return super().run(ctx, units)
+        seeds = [training_seeds(ctx.spec, u.levels) for u in units]
+        start = time.perf_counter()
+        try:
+            results: list[Metrics | Exception] = ctx.trainer.train_many(units[0].config or {}, seeds)
+        except Exception as exc:  # the whole run failed: every unit records it
+            return [exc] * len(units)
+        train_s = (time.perf_counter() - start) / len(units)
+        out = [m if isinstance(m, Exception) else self._outcome(ctx, s, m, train_s)
+               for s, m in zip(seeds, results, strict=True)]
+        for o in out:
+            if isinstance(o, Outcome):
+                o.timings["wall_s"] = round((time.perf_counter() - start) / len(units), 4)
+        return out
+
+    def run_one(self, ctx: Context, unit: Unit) -> Outcome:
+        seeds = training_seeds(ctx.spec, unit.levels)
+        start = time.perf_counter()
+        metrics = ctx.trainer.train(unit.config or {}, seeds)
+        return self._outcome(ctx, seeds, metrics, time.perf_counter() - start)
+
+    @staticmethod
+    def _outcome(ctx: Context, seeds: dict[str, int], metrics: Metrics, train_s: float) -> Outcome:
+        return Outcome({"metrics": metrics.as_dict()}, seeds, ctx.trainer.test_size(seeds["split"]), 1,
+                       {"train_s": round(train_s, 4)}, seeding=metrics.seeding)
+
+    def check(self, result: Mapping[str, Any]) -> str | None:
+        return missing(result, {"metrics": dict})
+
+    def rows(self, rec: Mapping[str, Any]) -> list[Row]:
+        """Its one training (wall_s: for the report's timings, not an export column)."""
+        return [row(EVAL_ROW, rec, rec["config"], rec["levels"], rec["seeds"], rec["result"]["metrics"],
+                    wall_s=rec["timings"].get("wall_s"))]
