@@ -17,7 +17,7 @@ import harness
 from harness.job import load_job
 from harness.store import Store
 from harness.store.records import new_record
-from harness.units import plan
+from harness.units import POLICY, plan
 from tests.conftest import REPO, write_job
 from tests.conftest import harness as cli
 
@@ -111,7 +111,7 @@ def _article_store(tmp_path: Path, global_starts: list[str], harness_sequences: 
     store = Store(root, spec)
     store.init()
     w = store.writer("synthetic")
-    for unit in (u for u in plan(spec) if u.kind == "article"):
+    for unit in (u for u in plan(spec) if u.kind == POLICY.name):
         policy, run = spec.seeding.policies[unit.levels["policy"]], unit.levels["run"]
         seq = run % harness_sequences if policy == "harness" else run
         trials = [{"config": {"epochs": 5 + (seq + t) % 11, "units": 32 + 16 * ((seq * 3 + t) % 7)},
@@ -122,7 +122,8 @@ def _article_store(tmp_path: Path, global_starts: list[str], harness_sequences: 
                    result={"policy": policy, "trials": trials, "best": trials[0]["config"],
                            "best_score": trials[0]["score"], "fixed_score": fixed,
                            "fixed_init_hash": global_starts[run % len(global_starts)] if policy == "global" else "h",
-                           "drawn": {}, "train_s": 1.0, "process_s": 3.0 if policy == "average3" else 1.0})
+                           "drawn": {}},
+                   timings={"train_s": 1.0, "process_s": 3.0 if policy == "average3" else 1.0})
         w.append(rec)
     w.close()
     return job, root
@@ -159,7 +160,7 @@ def test_seeding_policies_run_in_fresh_processes_and_record_what_they_drew(tmp_p
     r = cli("run", str(job), "--store", str(root), "--executor", "debug", "--no-progress", timeout=600)
     assert r.returncode == 0, r.stderr
     spec = load_job(str(job))
-    runs = [st.ok for st in Store(root, spec).states().values() if st.ok and st.ok["kind"] == "article"]
+    runs = [st.ok for st in Store(root, spec).states().values() if st.ok and POLICY.owns(st.ok)]
     by = {p: [x["result"] for x in runs if x["result"]["policy"] == p] for p in ("none", "harness")}
     assert len(by["none"]) == len(by["harness"]) == 2
     assert by["harness"][0]["trials"] == by["harness"][1]["trials"]

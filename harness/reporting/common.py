@@ -49,31 +49,31 @@ def factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
     return [f for f in candidates if len({r[f] for r in rows}) > 1]
 
 
-def columns(rows: Sequence[Row], names: Sequence[str], metric: str = "accuracy") -> dict[str, Any]:
+def columns(rows: Sequence[Row], names: Sequence[str], metric: str) -> dict[str, Any]:
     cols: dict[str, Any] = {n: np.array([str(r[n]) for r in rows]) for n in names}
     cols[metric] = np.array([r[metric] for r in rows], dtype=np.float64)
     return cols
 
 
-def blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+def blocks(rows: Sequence[Row], metric: str) -> dict[tuple[str, str], list[Row]]:
     """Evaluation rows by (engine, determinism mode): never decomposed together. An op-determinism
     'off' block whose scores are bit-identical to its engine's 'on' block is left out (shown once;
     `identical_modes` names them)."""
     out = all_blocks(rows)
-    same = identical_modes(out)
+    same = identical_modes(out, metric)
     return dict(sorted(((k, v) for k, v in out.items() if not (k[1] == "off" and k[0] in same)),
                        key=lambda kv: (kv[0][0], kv[0][1] != "on")))
 
 
-def _scores(block: Sequence[Row]) -> list[tuple[str, str, float]]:
+def _scores(block: Sequence[Row], metric: str) -> list[tuple[str, str, float]]:
     return sorted((r["configuration"], str(sorted((k, v) for k, v in r.items() if k.endswith("_level"))),
-                   r["accuracy"]) for r in block)
+                   r[metric]) for r in block)
 
 
-def identical_modes(by_block: dict[tuple[str, str], list[Row]]) -> list[str]:
-    """Engines whose op-determinism 'off' rows gave exactly the scores of their 'on' rows."""
+def identical_modes(by_block: dict[tuple[str, str], list[Row]], metric: str) -> list[str]:
+    """Engines whose op-determinism 'off' rows gave exactly the scores (`metric`) of their 'on' rows."""
     return sorted(e for e, m in by_block if m == "off" and (e, "on") in by_block
-                  and _scores(by_block[(e, "on")]) == _scores(by_block[(e, "off")]))
+                  and _scores(by_block[(e, "on")], metric) == _scores(by_block[(e, "off")], metric))
 
 
 def all_blocks(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
@@ -106,7 +106,7 @@ def safe_fit(make: Callable[[], Decomposition]) -> Decomposition | str:
         return str(exc)
 
 
-def tuned_fit(spec: JobSpec, rows: Sequence[Row], metric: str = "accuracy") -> Decomposition | str | None:
+def tuned_fit(spec: JobSpec, rows: Sequence[Row], metric: str) -> Decomposition | str | None:
     """The chosen configurations' fresh-seed scores decomposed over the chain cells (bo x search init
     x search order; the fresh seeds are the replication); None without chains."""
     reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])

@@ -22,7 +22,8 @@ from tabulate import tabulate
 from harness.errors import UserError
 from harness.job.algorithms import algorithm
 from harness.job.spec import JobSpec
-from harness.reporting.common import BOOTSTRAP, pts
+from harness.reporting.common import BOOTSTRAP
+from harness.reporting.units import Units, units_of
 from harness.stats import decompose
 from harness.store.records import Record
 from harness.store.store import UnitState
@@ -35,7 +36,8 @@ SHARES = (("bo", "bo"), ("search_init", "search init"), ("search_order", "search
 
 @dataclass(frozen=True)
 class ArmSummary:
-    """What one arm's chains gave (accuracies as fractions, times in seconds)."""
+    """What one arm's chains gave (the job's metric in its own scale: accuracy as a fraction; times
+in seconds)."""
 
     chains: int
     mean: float                      # over every fresh-seed re-training of every chain
@@ -80,18 +82,23 @@ def _bootstrap(chains: list[list[float]], seed: int) -> tuple[tuple[float, float
             (float(np.percentile(stds, 2.5)), float(np.percentile(stds, 97.5))))
 
 
-def _shares(studies: list[Record], seed: int) -> dict[str, float] | None:
+def _metric(x: dict[str, Any], metric: str) -> float:
+    """A re-training's score on the test split (its top-level metrics)."""
+    return float(x["metrics"][metric])
+
+
+def _shares(studies: list[Record], seed: int, metric: str) -> dict[str, float] | None:
     """Variance shares of the chosen configurations' re-trainings over bo x search init x search order,
     the fresh seeds as replication (residual: re-training)."""
     rows = [{"bo": r["levels"]["bo"], "search_init": r["levels"]["init"], "search_order": r["levels"]["order"],
-             "accuracy": x["metrics"]["accuracy"]} for r in studies for x in r["result"]["reeval"]]
+             "score": _metric(x, metric)} for r in studies for x in r["result"]["reeval"]]
     factors = [f for f in ("bo", "search_init", "search_order") if len({row[f] for row in rows}) > 1]
     if not factors:
         return None
     cols: dict[str, Any] = {f: np.array([str(row[f]) for row in rows]) for f in factors}
-    cols["accuracy"] = np.array([row["accuracy"] for row in rows], dtype=np.float64)
+    cols["score"] = np.array([row["score"] for row in rows], dtype=np.float64)
     try:
-        fit = decompose(cols, "accuracy", factors, seed=seed)
+        fit = decompose(cols, "score", factors, seed=seed)
     except UserError:
         return None
     out = {name: 0.0 for name, _ in SHARES}
@@ -118,8 +125,8 @@ def _noise(studies: list[Record]) -> tuple[float, str]:
     return math.sqrt(pooled), f"{len(groups)} configurations x {max(map(len, groups))} seed cells"
 
 
-def summarise(studies: list[Record], seed: int) -> ArmSummary:
-    chains = [[x["metrics"]["accuracy"] for x in r["result"]["reeval"]] for r in studies]
+def summarise(studies: list[Record], seed: int, metric: str) -> ArmSummary:
+    chains = [[_metric(x, metric) for x in r["result"]["reeval"]] for r in studies]
     every = [x for c in chains for x in c]
     chain_means = [statistics.fmean(c) for c in chains]
     mean_ci, between_ci = _bootstrap(chains, seed)
@@ -128,7 +135,7 @@ def summarise(studies: list[Record], seed: int) -> ArmSummary:
     return ArmSummary(
         chains=len(studies), mean=statistics.fmean(every), std=statistics.stdev(every) if len(every) > 1 else 0.0,
         mean_ci=mean_ci, between=statistics.stdev(chain_means) if len(chains) > 1 else 0.0, between_ci=between_ci,
-        shares=_shares(studies, seed), distinct=len(chosen), top=chosen.most_common(1)[0][1],
+        shares=_shares(studies, seed, metric), distinct=len(chosen), top=chosen.most_common(1)[0][1],
         curse=statistics.fmean(r["result"]["best_score"] - m for r, m in zip(studies, chain_means, strict=True)),
         trainings=sum(len(t["runs"]) for r in studies for t in r["result"]["trials"])
         + sum(len(r["result"]["reeval"]) for r in studies),
@@ -137,29 +144,35 @@ def summarise(studies: list[Record], seed: int) -> ArmSummary:
         noise=noise, noise_from=noise_from)
 
 
-def _ci(ci: tuple[float, float]) -> str:
-    return f"[{pts(ci[0])}, {pts(ci[1])}]"
+def _ci(ci: tuple[float, float], u: Units) -> str:
+    return f"[{u.value(ci[0])}, {u.value(ci[1])}]"
+
+
+def _mean_unit(u: Units) -> str:
+    """How a mean score is labelled: accuracy in percent, any other metric by its name."""
+    return "%" if u.points else u.metric
 
 
 def _label(arm: Arm, show_runs: bool) -> str:
     return f"{arm[0]}" + (f", runs {arm[1]}" if show_runs else "")
 
 
-def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool) -> list[str]:
-    score = [(_label(a, show_runs), s.chains, pts(s.mean), _ci(s.mean_ci), pts(s.std), pts(s.between),
-              _ci(s.between_ci), f"{s.distinct} / {s.chains}", f"{100 * s.top / s.chains:.0f}%", pts(s.curse))
+def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool, u: Units) -> list[str]:
+    score = [(_label(a, show_runs), s.chains, u.value(s.mean), _ci(s.mean_ci, u), u.value(s.std), u.value(s.between),
+              _ci(s.between_ci, u), f"{s.distinct} / {s.chains}", f"{100 * s.top / s.chains:.0f}%", u.value(s.curse))
              for a, s in arms.items()]
     cost = [(_label(a, show_runs), *(f"{100 * s.shares[k]:.0f}%" if s.shares else "" for k, _ in SHARES),
              s.trainings, f"{s.train_s:.1f}", f"{s.optimiser_s:.1f}",
              f"{100 * s.optimiser_s / max(s.train_s + s.optimiser_s, 1e-9):.1f}%") for a, s in arms.items()]
-    return [tabulate(score, headers=("optimiser", "chains", "fresh-seed mean (%)", "95% CI", "std over re-trainings "
-                                     "(pts)", "std between chains (pts)", "95% CI", "distinct chosen",
-                                     "top choice", "winner's curse (pts)"), tablefmt="github"), "",
+    return [tabulate(score, headers=("optimiser", "chains", f"fresh-seed mean ({_mean_unit(u)})", "95% CI",
+                                     f"std over re-trainings ({u.short})", f"std between chains ({u.short})", "95% CI",
+                                     "distinct chosen", "top choice", f"winner's curse ({u.short})"),
+                     tablefmt="github"), "",
             tabulate(cost, headers=("optimiser", *(f"share: {t}" for _, t in SHARES), "trainings", "training s",
                                     "optimiser s", "optimiser share of time"), tablefmt="github"), ""]
 
 
-def _verdict(arms: dict[Arm, ArmSummary], show_runs: bool) -> str:
+def _verdict(arms: dict[Arm, ArmSummary], show_runs: bool, u: Units) -> str:
     """Which arm's tuned model is most repeatable, and whether the intervals separate it."""
     ranked = sorted(arms, key=lambda a: arms[a].between)
     best, worst = ranked[0], ranked[-1]
@@ -167,39 +180,40 @@ def _verdict(arms: dict[Arm, ArmSummary], show_runs: bool) -> str:
     apart = ("do not overlap" if b.between_ci[1] < w.between_ci[0]
              else "overlap: this many chains does not separate them")
     return (f"**Reading.** The most repeatable tuned model came from {_label(best, show_runs)}: its chains' "
-            f"fresh-seed means spread by {pts(b.between)} points (95% CI {_ci(b.between_ci)}), against "
-            f"{pts(w.between)} ({_ci(w.between_ci)}) for {_label(worst, show_runs)}; the intervals {apart}. "
-            f"Mean fresh-seed accuracy ranges from {pts(min(s.mean for s in arms.values()))} to "
-            f"{pts(max(s.mean for s in arms.values()))}%.")
+            f"fresh-seed means spread by {u.value(b.between)} {u.long} (95% CI {_ci(b.between_ci, u)}), against "
+            f"{u.value(w.between)} ({_ci(w.between_ci, u)}) for {_label(worst, show_runs)}; the intervals {apart}. "
+            f"Mean fresh-seed {u.metric} ranges from {u.value(min(s.mean for s in arms.values()))} to "
+            f"{u.value(max(s.mean for s in arms.values()))}{'%' if u.points else ''}.")
 
 
-def averaging_table(arms: dict[Arm, ArmSummary]) -> list[str]:
+def averaging_table(arms: dict[Arm, ArmSummary], u: Units) -> list[str]:
     """Per optimiser, what each averaging count bought against the smallest."""
     table = []
     for alg in dict.fromkeys(a for a, _ in arms):
         rows = sorted((r, s) for (a, r), s in arms.items() if a == alg)
         r0, s0 = rows[0]
         for r, s in rows:
-            table.append((alg, r, pts(s.noise), s.noise_from, f"{s.noise / s0.noise:.2f}", f"{math.sqrt(r0 / r):.2f}",
-                          pts(s.mean), pts(s.between), f"{s.distinct} / {s.chains}",
+            table.append((alg, r, u.value(s.noise), s.noise_from, f"{s.noise / s0.noise:.2f}",
+                          f"{math.sqrt(r0 / r):.2f}", u.value(s.mean), u.value(s.between), f"{s.distinct} / {s.chains}",
                           f"{s.trainings / s0.trainings:.2f}x", f"{s.train_s / max(s0.train_s, 1e-9):.2f}x"))
     return ["### What averaging bought", "",
             "Each trial's score is the mean of `runs` seeded trainings. Per-trial noise: the std of one "
             "configuration's trial score between chains that trained it under different seeds (pooled over the "
             "configurations tried in more than one seed cell); theory says averaging shrinks it by "
             "sqrt(smallest runs / runs). Cost multiples are against the smallest count.", "",
-            tabulate(table, headers=("optimiser", "runs", "per-trial noise (pts)", "measured from", "noise ratio",
-                                     "theory", "fresh-seed mean (%)", "std between chains (pts)",
+            tabulate(table, headers=("optimiser", "runs", f"per-trial noise ({u.short})", "measured from",
+                                     "noise ratio", "theory", f"fresh-seed mean ({_mean_unit(u)})",
+                                     f"std between chains ({u.short})",
                                      "distinct chosen", "trainings x", "training s x"), tablefmt="github"), ""]
 
 
-def plot(name: str, studies: dict[Arm, list[Record]], show_runs: bool, out: Path) -> Path:
+def plot(name: str, studies: dict[Arm, list[Record]], show_runs: bool, out: Path, u: Units) -> Path:
     """Each chain's fresh-seed mean per arm (dots), with the arm's box."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     labels = [_label(a, show_runs) for a in studies]
-    values = [[100 * statistics.fmean(x["metrics"]["accuracy"] for x in r["result"]["reeval"]) for r in recs]
+    values = [[u.scale * statistics.fmean(_metric(x, u.metric) for x in r["result"]["reeval"]) for r in recs]
               for recs in studies.values()]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ax.boxplot(values, showmeans=True)
@@ -207,7 +221,7 @@ def plot(name: str, studies: dict[Arm, list[Record]], show_runs: bool, out: Path
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, s=12, alpha=0.7, color="k")
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=15)
     ax.set_xlabel("optimiser")
-    ax.set_ylabel("chosen configuration, fresh-seed mean (%)")
+    ax.set_ylabel(f"chosen configuration, fresh-seed mean ({_mean_unit(u)})")
     ax.set_title("Tuned model per chain, by optimiser")
     fig.tight_layout()
     path = out / f"{name}_optimisers.png"
@@ -222,27 +236,27 @@ def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path | None) -
     studies = arm_studies(spec, states)
     if len(studies) < 2:
         return []
-    show_runs = len({r for _, r in studies}) > 1
-    arms = {arm: summarise(recs, spec.root_seed % 2**31) for arm, recs in studies.items()}
+    show_runs, u = len({r for _, r in studies}) > 1, units_of(spec)
+    arms = {arm: summarise(recs, spec.root_seed % 2**31, u.metric) for arm, recs in studies.items()}
     out = ["## Optimisers side by side", "",
            f"The same chain cells (bo x search init x search order) and budget ({spec.searched.max_evals} trials, "
            f"{spec.searched.reevaluate_init} x {spec.searched.reevaluate_order} fresh re-trainings of the chosen "
            f"configuration) under each optimiser{' and averaging count' if show_runs else ''}. Scores are the "
-           f"chosen configuration's accuracy on fresh seeds; intervals are {BOOTSTRAP}-replicate bootstraps over "
+           f"chosen configuration's {u.metric} on fresh seeds; intervals are {BOOTSTRAP}-replicate bootstraps over "
            f"chains. Shares: the tuned model's variance from the optimiser's seed, the seeds the search ran under, "
            f"and re-training (interactions of the chain factors count as re-training). Optimiser seconds are the "
            f"time inside the library's ask and tell. (The optimiser section above pools the chains of every "
            f"arm.)", "",
-           *comparison_table(arms, show_runs), _verdict(arms, show_runs), ""]
+           *comparison_table(arms, show_runs, u), _verdict(arms, show_runs, u), ""]
     if show_runs:
-        out += averaging_table(arms)
+        out += averaging_table(arms, u)
     if out_dir is None:
         return out
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = plot(spec.name, studies, show_runs, out_dir)
+    path = plot(spec.name, studies, show_runs, out_dir, u)
     return out + [f"![Tuned model per chain, by optimiser]({path.name})", "",
-                  "*Each chain's chosen configuration, its mean held-out accuracy (%) on fresh seeds, per "
-                  "optimiser: the tighter the box, the more repeatable the tuned model.*", ""]
+                  f"*Each chain's chosen configuration, its mean held-out {u.metric} ({_mean_unit(u)}) on fresh "
+                  "seeds, per optimiser: the tighter the box, the more repeatable the tuned model.*", ""]
 
 
 def answer(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
@@ -251,13 +265,13 @@ def answer(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
     studies = arm_studies(spec, states)
     if len(studies) < 2 or any(not recs for recs in studies.values()):
         return []
-    show_runs = len({r for _, r in studies}) > 1
-    arms = {arm: summarise(recs, spec.root_seed % 2**31) for arm, recs in studies.items()}
+    show_runs, u = len({r for _, r in studies}) > 1, units_of(spec)
+    arms = {arm: summarise(recs, spec.root_seed % 2**31, u.metric) for arm, recs in studies.items()}
     ranked = sorted(arms, key=lambda a: arms[a].between)
     b, w = arms[ranked[0]], arms[ranked[-1]]
     apart = "the intervals do not overlap" if b.between_ci[1] < w.between_ci[0] else (
         "the intervals overlap: this many chains does not separate them")
     return [f"- The most repeatable tuned model came from {_label(ranked[0], show_runs)} (chains' fresh-seed means "
-            f"spread by {pts(b.between)} points, 95% CI {_ci(b.between_ci)}), the least from "
-            f"{_label(ranked[-1], show_runs)} ({pts(w.between)}, {_ci(w.between_ci)}); {apart} "
+            f"spread by {u.value(b.between)} {u.long}, 95% CI {_ci(b.between_ci, u)}), the least from "
+            f"{_label(ranked[-1], show_runs)} ({u.value(w.between)}, {_ci(w.between_ci, u)}); {apart} "
             f"([table](#optimisers-side-by-side))."]

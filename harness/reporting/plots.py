@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.job.seeds import EVAL_SOURCES
-from harness.reporting.units import POINTS, Units
+from harness.reporting.units import Units
 from harness.stats.results import Decomposition
 from harness.store.records import Record
 from harness.units import EVAL_ROW, REEVAL_ROW
@@ -35,7 +35,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out: Path,
-           u: Units = POINTS) -> Path | None:
+           u: Units) -> Path | None:
     bars = [(f"{cfg}" + (f" [{eng}, {mode}]" if len(fits) > 1 else ""), fit)
             for (eng, mode), per in fits.items() for cfg, fit in per.items() if cfg != "pooled"]
     if not bars:
@@ -58,7 +58,7 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
     return _save(fig, out / f"{name}_shares.png")
 
 
-def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
+def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units) -> Path | None:
     """Per source: how far each of its levels moves the mean score (deviation from the configuration's mean)."""
     evals = [r for r in rows if r["kind"] == EVAL_ROW]
     reeval = [r for r in rows if r["kind"] == REEVAL_ROW]
@@ -93,7 +93,7 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units
     return _save(fig, out / f"{name}_sources.png")
 
 
-def chains(name: str, studies: Sequence[Record], out: Path, u: Units = POINTS) -> Path | None:
+def chains(name: str, studies: Sequence[Record], out: Path, u: Units) -> Path | None:
     if not studies:
         return None
     plt = _plt()
@@ -112,7 +112,7 @@ def chains(name: str, studies: Sequence[Record], out: Path, u: Units = POINTS) -
     return _save(fig, out / f"{name}_chains.png")
 
 
-def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POINTS) -> Path | None:
+def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units) -> Path | None:
     """What to expect from one run: the tuned model's fresh-seed scores (per optimiser and averaging
     count, where a job compares several) beside one training of the best fixed configuration."""
     groups: dict[str, list[float]] = defaultdict(list)
@@ -141,7 +141,7 @@ def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units = POIN
 
 
 def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],
-         studies: Sequence[Record], out: Path, u: Units = POINTS) -> list[tuple[str, str, Path]]:
+         studies: Sequence[Record], out: Path, u: Units) -> list[tuple[str, str, Path]]:
     """Every figure that has data; (title, one-line caption, path) for the markdown."""
     m = f"held-out {u.metric}" + (" (%)" if u.points else "")
     figures = [

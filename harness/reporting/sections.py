@@ -42,7 +42,7 @@ from harness.reporting.common import factors as _factors
 from harness.reporting.common import safe_fit as _fit
 from harness.reporting.policies import policy_section
 from harness.reporting.summary import summary
-from harness.reporting.units import POINTS, Units, units_of
+from harness.reporting.units import Units, units_of
 from harness.stats import Decomposition, decompose, decompose_groups
 from harness.store.records import Record, machine, training_rows
 from harness.store.store import Store, UnitState
@@ -51,7 +51,7 @@ from harness.units import POLICY, REEVAL_ROW, STUDY, plan, planned_trainings
 SEED_FACTORS = (*TRAINING_SOURCES, "bo", "search_init", "search_order")
 
 
-def component_table(fit: Decomposition, u: Units = POINTS) -> str:
+def component_table(fit: Decomposition, u: Units) -> str:
     """source | variance (units^2) | std (units) | share | 95% CI of the std."""
     table = []
     for c in fit.components:
@@ -63,7 +63,7 @@ def component_table(fit: Decomposition, u: Units = POINTS) -> str:
                                     f"{fit.ci_header} of std ({u.short})"), tablefmt="github")
 
 
-def reading(fit: Decomposition, what: str, residual: str | None = None, u: Units = POINTS) -> str:
+def reading(fit: Decomposition, what: str, u: Units, residual: str | None = None) -> str:
     """One plain-language paragraph for a decomposition; `residual` names what the residual is
     when it is not repeats with every seed equal."""
     texts = {**SOURCES_TEXT, **({"residual": residual} if residual else {})}
@@ -164,10 +164,10 @@ def _test_sizes(rows: Sequence[Row]) -> str:
 
 def decomposition_section(spec: JobSpec, rows: Sequence[Row],
                           fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
-    blocks = _blocks(rows)
+    u = units_of(spec)
+    blocks = _blocks(rows, u.metric)
     if not blocks:
         return []
-    u = units_of(spec)
     unit_text = "accuracy points" if u.points else f"{u.metric}'s own units"
     out = ["## Where the spread comes from", "",
            f"Variance components of held-out {u.metric} (test split) for a fixed configuration (balanced "
@@ -178,7 +178,7 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
     if len(blocks) > 1:
         out += [f"Each engine and determinism mode is decomposed separately ({len(blocks)} blocks).", ""]
     out += [f"Op determinism off gave bit-identical scores to op determinism on (engine `{e}`): its tables are "
-            f"shown once, under 'on'.\n" for e in identical_modes(all_blocks(rows))]
+            f"shown once, under 'on'.\n" for e in identical_modes(all_blocks(rows), u.metric)]
     for (engine, mode), block in blocks.items():
         factors = _factors(block, TRAINING_SOURCES)
         if not factors:
@@ -210,13 +210,13 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
     return out
 
 
-def _fit_lines(fit: Decomposition | str, what: str, residual: str | None = None, u: Units = POINTS) -> list[str]:
+def _fit_lines(fit: Decomposition | str, what: str, u: Units, residual: str | None = None) -> list[str]:
     if isinstance(fit, str):
         return [f"> Not decomposed: {fit}", ""]
     note = [f"> {fit.summary()}", ""] if fit.method != "anova" else []
     warn = [line for w in fit.warnings(dict.fromkeys(SEED_FACTORS, "seeds"), scale=u.scale)
             for line in (f"> {w}", "")]
-    return [*note, component_table(fit, u), "", *warn, reading(fit, what, residual, u), ""]
+    return [*note, component_table(fit, u), "", *warn, reading(fit, what, u, residual), ""]
 
 
 def _studies(states: dict[str, UnitState]) -> list[Record]:
@@ -276,9 +276,9 @@ def _winners_curse(spec: JobSpec, studies: list[Record], u: Units) -> list[str]:
 
 
 def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]],
-                        u: Units = POINTS) -> list[str]:
+                        u: Units) -> list[str]:
     blocks = all_blocks(rows)
-    same = identical_modes(blocks)
+    same = identical_modes(blocks, u.metric)
     modes = {mode for _, mode in blocks}
     if modes != {"on", "off"}:
         return []
@@ -318,7 +318,7 @@ def _paired_win(a: dict[tuple, float], b: dict[tuple, float], seed: int, reps: i
 
 def decisions_section(spec: JobSpec, rows: Sequence[Row],
                       fits: dict[tuple[str, str], dict[str, Decomposition]]) -> list[str]:
-    blocks = _blocks(rows)
+    blocks = _blocks(rows, units_of(spec).metric)
     if not blocks:
         return []
     (engine, mode), block = next(iter(blocks.items()))
@@ -357,9 +357,9 @@ def decisions_section(spec: JobSpec, rows: Sequence[Row],
     return out
 
 
-def configuration_table(rows: Sequence[Row], u: Units = POINTS) -> list[str]:
+def configuration_table(rows: Sequence[Row], u: Units) -> list[str]:
     groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for block in _blocks(rows).values():
+    for block in _blocks(rows, u.metric).values():
         for r in block:
             groups[(r["configuration"], str(r["engine"]), r["mode"])].append(r[u.metric])
     if not groups:

@@ -24,7 +24,7 @@ from harness.reporting.common import (
     trainings_needed,
 )
 from harness.reporting.policies import policy_answer
-from harness.reporting.units import POINTS, Units
+from harness.reporting.units import Units
 from harness.stats import Component, Decomposition
 from harness.store.records import Record
 from harness.units import REEVAL_ROW
@@ -47,19 +47,19 @@ def _share(c: Component, fit: Decomposition) -> str:
     return f"{name} {100 * c.share:.0f}%{ci}"
 
 
-def _main(rows: Sequence[Row], fits: Fits) -> tuple[tuple[str, str], list[Row], dict[str, Decomposition]]:
+def _main(rows: Sequence[Row], fits: Fits, metric: str) -> tuple[tuple[str, str], list[Row], dict[str, Decomposition]]:
     """The first evaluation block (engine, op determinism on first): its key, rows and
     per-configuration fits."""
-    for key, block in blocks(rows).items():
+    for key, block in blocks(rows, metric).items():
         per = {k: f for k, f in fits.get(key, {}).items() if k != "pooled"}
         if per:
             return key, block, per
     return ("", ""), [], {}
 
 
-def fixed_spread(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
+def fixed_spread(rows: Sequence[Row], fits: Fits, u: Units) -> list[str]:
     """How much one training's score moves for a fixed configuration, and from which sources."""
-    key, block, per = _main(rows, fits)
+    key, block, per = _main(rows, fits, u.metric)
     if not per:
         return []
     stds = {cfg: math.sqrt(f.total) for cfg, f in per.items()}
@@ -90,7 +90,7 @@ def _others(per: dict[str, Decomposition], worst: str) -> str:
         f"{name} ({n} of {len(per) - 1})" for name, n in tops.most_common()) + "."
 
 
-def _chain_means(rows: Sequence[Row], metric: str = "accuracy") -> dict[str, float]:
+def _chain_means(rows: Sequence[Row], metric: str) -> dict[str, float]:
     by_unit: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r["kind"] == REEVAL_ROW:
@@ -98,7 +98,7 @@ def _chain_means(rows: Sequence[Row], metric: str = "accuracy") -> dict[str, flo
     return {u: statistics.fmean(v) for u, v in by_unit.items()}
 
 
-def tuned_spread(spec: JobSpec, rows: Sequence[Row], fit: Decomposition | str | None, u: Units = POINTS
+def tuned_spread(spec: JobSpec, rows: Sequence[Row], fit: Decomposition | str | None, u: Units
                  ) -> list[str]:
     """How much the tuned model's score moves between searches, and what moves it."""
     means = _chain_means(rows, u.metric)
@@ -118,14 +118,14 @@ def tuned_spread(spec: JobSpec, rows: Sequence[Row], fit: Decomposition | str | 
     return out
 
 
-def what_to_do(rows: Sequence[Row], fits: Fits, tuned: Decomposition | str | None, arms: Sequence[str] = (),
-               u: Units = POINTS) -> list[str]:
+def what_to_do(rows: Sequence[Row], fits: Fits, tuned: Decomposition | str | None, arms: Sequence[str],
+               u: Units) -> list[str]:
     out = _averaging(rows, fits, u) + _determinism(rows, fits, u) + _optimiser_seed(tuned) + list(arms)
     return (["- **What to do:**"] + [f"  {line}" for line in out]) if out else []
 
 
-def _averaging(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
-    _, block, per = _main(rows, fits)
+def _averaging(rows: Sequence[Row], fits: Fits, u: Units) -> list[str]:
+    _, block, per = _main(rows, fits, u.metric)
     if not per:
         return []
     var = statistics.fmean(f.total for f in per.values())
@@ -135,7 +135,7 @@ def _averaging(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
                       f"tell a difference of one training's std ({u.value(d)} {u.long}); "
                       f"{trainings_needed(var, d / 2)} for half of it.", DECISIONS)]
     n1, n05 = trainings_needed(var, 0.01), trainings_needed(var, 0.005)
-    p = statistics.fmean(r["accuracy"] for r in block)
+    p = statistics.fmean(r[u.metric] for r in block)
     n_test = min(int(r["test_size"]) for r in block)
     return [_link(f"- Compare configurations on the mean of {n1} seeded trainings each to tell a 1-point "
                   f"difference ({n05} for 0.5 points); one training each cannot.", DECISIONS),
@@ -143,7 +143,7 @@ def _averaging(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
                   f"points: no number of seeds resolves differences below it.", DECISIONS)]
 
 
-def _determinism(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str]:
+def _determinism(rows: Sequence[Row], fits: Fits, u: Units) -> list[str]:
     everything = all_blocks(rows)
     out = []
     for engine in sorted({e for e, _ in everything}):
@@ -151,7 +151,7 @@ def _determinism(rows: Sequence[Row], fits: Fits, u: Units = POINTS) -> list[str
         res = [f["residual"].variance for f in fits.get((engine, "on"), {}).values() if "residual" in f.names]
         walls = {m: statistics.median(r["wall_s"] for r in everything[(engine, m)]) for m in modes}
         cost = f" (time {walls['on'] / walls['off']:.2f}x)" if len(walls) == 2 and walls["off"] else ""
-        if engine in identical_modes(everything):
+        if engine in identical_modes(everything, u.metric):
             out.append(_link(f"- Op determinism removes no noise here (engine `{engine}`): with it off the scores "
                              f"were bit-identical{cost}.", DETERMINISM))
         elif modes == {"on", "off"}:
@@ -183,7 +183,7 @@ def _optimiser_seed(fit: Decomposition | str | None) -> list[str]:
 
 
 def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Record], fits: Fits,
-             u: Units = POINTS) -> list[str]:
+             u: Units) -> list[str]:
     """Only what the data (or the job's own settings) shows."""
     out: list[str] = []
     for name in arm_algorithms(spec.searched) if studies else ():
@@ -203,9 +203,9 @@ def warnings(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Record], fits
 
 
 def _curse_and_floor(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Record], fits: Fits,
-                     u: Units = POINTS) -> list[str]:
+                     u: Units) -> list[str]:
     """Winner's curse and test-set floor, each against the gap between the two best configurations."""
-    _, block, per = _main(rows, fits)
+    _, block, per = _main(rows, fits, u.metric)
     means = sorted((statistics.fmean(r[u.metric] for r in block if r["configuration"] == c) for c in per),
                    reverse=u.higher_is_better)
     if len(means) < 2:
@@ -228,7 +228,7 @@ def _curse_and_floor(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Recor
 
 
 def summary(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Record], fits: Fits,
-            policy_runs: Sequence[Record] = (), arms: Sequence[str] = (), u: Units = POINTS,
+            policy_runs: Sequence[Record], arms: Sequence[str], u: Units,
             tuned: Decomposition | str | None = None) -> list[str]:
     """The report's opening section (empty when nothing is recorded yet); `arms`: the optimisers'
     line (reporting.optimisers.answer), when the optimiser or averaging count is a factor."""

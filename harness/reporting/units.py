@@ -12,8 +12,8 @@ from harness.job.spec import JobSpec
 
 @dataclass(frozen=True)
 class Units:
-    metric: str = "accuracy"
-    higher_is_better: bool = True
+    metric: str
+    higher_is_better: bool
 
     @property
     def points(self) -> bool:
@@ -42,9 +42,6 @@ class Units:
     def variance(self, v: float, digits: int = 3) -> str:
         """A variance in these units squared."""
         return f"{1e4 * v:.{digits}f}" if self.points else f"{v:.4g}"
-
-
-POINTS = Units()
 
 
 def units_of(spec: JobSpec) -> Units:
