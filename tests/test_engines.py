@@ -89,7 +89,7 @@ def test_exact_is_bit_identical_to_fit(base: JobSpec, model: dict[str, Any], tra
         assert ours == [fit.train(config, s) for s in seeds]
 
 
-@pytest.mark.parametrize("model,training", MODELS[:4])
+@pytest.mark.parametrize("model,training", MODELS[:3])
 def test_vectorized_ignores_companions_slot_and_r(base: JobSpec, model: dict[str, Any],
                                                   training: dict[str, Any]) -> None:
     """A seed's result is a function of its own seeds: the same bits whether it trains alone, with

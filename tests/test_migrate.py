@@ -22,6 +22,8 @@ def _as_v2(rec: dict) -> dict:
     the result, kind `article` for a seeding-policy run."""
     timings = rec.pop("timings")
     rec["format"] = 2
+    if "noise_seeding" in rec:
+        rec["seeding"] = rec.pop("noise_seeding")
     rec["kind"] = "article" if rec["kind"] == "policy" else rec["kind"]
     rec.update({k: timings.pop(k) for k in ("wall_s", "train_s") if k in timings and rec["kind"] != "article"})
     if rec["status"] == "ok":

@@ -2,7 +2,9 @@
 then verify (clean), `verify --repair` (moves nothing), the same unit stored twice with other
 timings (a duplicate, not a disagreement), a record of another spec appended (skipped by every
 reader, named by verify), export and report. For a classification and a regression job, with op
-determinism on, off and both. Nothing here is mocked: the debug executor trains for real."""
+determinism on, off and both (`make test` runs "on"; off, both and the policy kind, which starts
+fresh processes, are `slow`: `make test-all`). Nothing here is mocked: the debug executor trains
+for real."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ POLICY_JOB = {"seeding": {"policies": ["none", "harness"], "runs": 2, "fixed": {
               "search": {"max_evals": 2, "startup_trials": 1,  # the article searches units x epochs
                          "space": {"units": {"quniform": [8, 16, 8]}, "epochs": {"quniform": [1, 2, 1]}}}}
 
-CASES = [pytest.param(kind, task, ops, id=f"{kind}-{task}-{ops}")
+CASES = [pytest.param(kind, task, ops, id=f"{kind}-{task}-{ops}", marks=[pytest.mark.slow] if ops != "on" else [])
          for kind in ("eval", "study") for task in ("classification", "regression") for ops in ("on", "off", "both")]
 CASES.append(pytest.param("policy", "classification", "on", id="policy-classification-on", marks=pytest.mark.slow))
 

@@ -91,7 +91,7 @@ def test_kerastuner_hypermodel_from_a_temporary_directory_runs_unchanged(tmp_pat
     assert study["result"]["best_score"] == max(t["runs"][0]["validation"]["accuracy"]
                                                 for t in study["result"]["trials"])
     evals = [r for r in records if r["kind"] == "eval"]
-    assert evals[0]["seeding"] == {"reseeded": [next(iter(evals[0]["seeding"]["reseeded"]))], "fixed": []}
+    assert evals[0]["noise_seeding"] == {"reseeded": [next(iter(evals[0]["noise_seeding"]["reseeded"]))], "fixed": []}
     assert evals[0]["result"]["metrics"]["accuracy"] != evals[1]["result"]["metrics"]["accuracy"]
     report = harness("report", str(job), "--store", str(store), "--out", str(tmp_path / "reports"))
     assert report.returncode == 0, report.stderr

@@ -123,7 +123,8 @@ def test_exact_gives_fits_bits_for_any_model(module_dir: str, ds: data.Dataset, 
     for seeds in ({"init": 1, "order": 2, "noise": 3}, {"init": 4, "order": 5, "noise": 6}):
         a, b = fit.train(images, TRAINING, args, seeds), exact.train(images, TRAINING, args, seeds)
         assert np.array_equal(a.outputs, b.outputs), (ref, seeds)
-        assert a.seeding == b.seeding and a.seeding is not None and a.seeding["reseeded"]  # returned, not left behind
+        assert a.noise_seeding == b.noise_seeding  # returned with the outputs, not left on the engine
+        assert a.noise_seeding is not None and a.noise_seeding["reseeded"]
         outs.append(a.outputs)
     assert not np.array_equal(outs[0], outs[1])
 
@@ -171,5 +172,5 @@ def test_a_seed_the_models_code_fixed_is_recorded_not_claimed(tmp_path: Path) ->
     '''))
     info = builder_info("fixed_seed_mod:build", (str(tmp_path),))
     built = info.build((4,), 3, 1, 2)
-    assert built.seeding == {"fixed": ["Dropout@2"], "reseeded": ["GaussianNoise@3"]}
+    assert built.noise_seeding == {"fixed": ["Dropout@2"], "reseeded": ["GaussianNoise@3"]}
     assert not hasattr(built.model, "harness_seeding")  # nothing is left on the Keras model

@@ -68,8 +68,8 @@ class Worker:
         else:
             record.update(Record(status="ok", result=outcome.result, seeds=outcome.seeds,
                                  test_size=outcome.test_size, timings=outcome.timings, env={**self.env, **outcome.env}))
-            if outcome.seeding is not None:
-                record["seeding"] = outcome.seeding
+            if outcome.noise_seeding is not None:
+                record["noise_seeding"] = outcome.noise_seeding
             trainings = outcome.trainings
         record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.writer.append(record)

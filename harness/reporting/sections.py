@@ -122,7 +122,7 @@ def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequ
                                                                  "cudnn", "host") if env.get(k))),
              ("hardware", "; ".join(f"{m} ({n} units)" for m, n in machines.most_common()) or "none recorded"),
              ("test split", _test_sizes(rows)), ("scores", _scores(spec))]
-    seeding = next((r["seeding"] for r in ok if r.get("seeding")), None)
+    seeding = next((r["noise_seeding"] for r in ok if r.get("noise_seeding")), None)
     if seeding is not None:
         table.append(("noise stream", _seeding(seeding)))
     out = [f"# Variance report: {spec.name}", "", tabulate(table, headers=("", ""), tablefmt="github"), ""]

@@ -331,7 +331,7 @@ def _shares(var: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Batch:
+class _LayoutEstimates:
     """Estimates of the balanced groups that share one layout: arrays (groups, sources)."""
 
     layout: Layout
@@ -346,7 +346,7 @@ class _Batch:
     seed: int
 
     def decomposition(self, i: int) -> Decomposition:
-        """The record of the batch's i-th group (built on demand: 200 groups cost milliseconds)."""
+        """The record of the i-th group (built on demand: 200 groups cost milliseconds)."""
         lay, d = self.layout, self.layout.design
         s = len(lay.sources)
         # no intervals: empty bounds, so `if lo` and `ratios` are false
@@ -364,7 +364,7 @@ class _Batch:
 
 
 def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray, m2: np.ndarray,
-              method: tuple[str, int], seed: int) -> _Batch:
+              method: tuple[str, int], seed: int) -> _LayoutEstimates:
     """Moment estimates (and intervals by `method`: name, draws) of the balanced groups `gidx`
     sharing `layout`."""
     mc = means[gidx]
@@ -387,7 +387,7 @@ def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray
         reps = _replicates(layout, mc, within, gkeys, seed, draws)
         rshare = _shares(reps)
         ci = kern.percentiles(np.concatenate([reps, rshare, rshare @ weights.T], axis=2), 0.025, 0.975)
-    return _Batch(layout, ms, pos, var < 0, share, share @ weights.T, ci, method[0], draws, seed)
+    return _LayoutEstimates(layout, ms, pos, var < 0, share, share @ weights.T, ci, method[0], draws, seed)
 
 
 def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
@@ -475,9 +475,9 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
             raise UserError(f"one observation per level of {d.factors[0]!r}: the residual cannot be "
                             "separated from it; add repeats or another factor")
         gidx = np.flatnonzero(balanced & (hi == n))
-        batch = _balanced(table, layout, gidx, means, m2, method, seed)
+        estimates = _balanced(table, layout, gidx, means, m2, method, seed)
         for i, g in enumerate(gidx.tolist()):
-            results[g] = partial(batch.decomposition, i)
+            results[g] = partial(estimates.decomposition, i)
     for g in np.flatnonzero(~balanced).tolist():
         results[g] = _unbalanced(table, g, counts[g])
     return table, results

@@ -44,10 +44,13 @@ TIMINGS = ("wall_s", "train_s")  # format 2 kept them beside the result
 def _v2_to_v3(spec: JobSpec, rec: Raw, test_size: TestSize) -> Raw:
     """Format 3 keeps what a unit cost apart from what it produced: wall_s and train_s (record),
     optimiser_s (a study's result), train_s and process_s (a policy run's result) move to
-    `timings`; kind `article` is named `policy`. Results are otherwise unchanged."""
+    `timings`; kind `article` is named `policy`, and `seeding` (what the noise stream reached in a
+    model) `noise_seeding`. Results are otherwise unchanged."""
     rec = {**rec, "format": 3}
     if rec.get("kind") == "article":
         rec["kind"] = "policy"
+    if "seeding" in rec:
+        rec["noise_seeding"] = rec.pop("seeding")
     timings = {k: rec.pop(k) for k in TIMINGS if k in rec}
     if rec.get("status") == "ok":
         result = dict(rec["result"])

@@ -46,7 +46,7 @@ class Record(TypedDict, total=False):
     result: dict[str, Any]         # ok: what the unit produced
     seeds: dict[str, int]          # ok: the seeds it trained under
     test_size: int | None          # ok: held-out examples
-    seeding: dict[str, Any]        # ok: what the noise stream reached in a model the harness did not write
+    noise_seeding: dict[str, Any]        # ok: what the noise stream reached in a model the harness did not write
     error: str                     # failed: one line
     traceback: str                 # failed: for a bug
     timings: dict[str, float]

@@ -25,7 +25,8 @@ class Metrics:
     values: dict[str, float]                       # the test split's
     per_class_accuracy: list[float] | None = None  # classification only
     validation: dict[str, float] | None = None     # the validation split's, where there is one
-    seeding: dict[str, Any] | None = field(default=None, compare=False)  # the model's noise seeding (not a metric)
+    # what the noise stream reached in the model (`models.Built`): not a metric, never compared
+    noise_seeding: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def accuracy(self) -> float:

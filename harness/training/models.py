@@ -21,7 +21,7 @@ class Built:
     a builder that seeds every layer itself)."""
 
     model: Any
-    seeding: dict[str, Any] | None = None
+    noise_seeding: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

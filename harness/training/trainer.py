@@ -49,7 +49,7 @@ class Trainer:
         out, reported = done.outputs, done.reported
         test = Split(out[ds.n_val:], ds.y_test, reported.get("test", {}))
         val = None if ds.y_val is None else Split(out[:ds.n_val], ds.y_val, reported.get("validation", {}))
-        return dataclasses.replace(split_metrics(test, val, ds.n_classes), seeding=done.seeding)
+        return dataclasses.replace(split_metrics(test, val, ds.n_classes), noise_seeding=done.noise_seeding)
 
     def train(self, config: dict[str, Any], seeds: dict[str, int]) -> Metrics:
         """One training of `config` with seeds init, order, split and noise."""

@@ -46,7 +46,7 @@ class Outcome:
     trainings: int
     timings: dict[str, float] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
-    seeding: dict[str, Any] | None = None  # what the noise stream reached in the model (`builders.Seeding`)
+    noise_seeding: dict[str, Any] | None = None  # what the noise stream reached in the model (`builders.Seeding`)
 
 
 class UnitKind(ABC):

@@ -62,7 +62,7 @@ class EvalKind(UnitKind):
     @staticmethod
     def _outcome(ctx: Context, seeds: dict[str, int], metrics: Metrics, train_s: float) -> Outcome:
         return Outcome({"metrics": metrics.as_dict()}, seeds, ctx.trainer.test_size(seeds["split"]), 1,
-                       {"train_s": round(train_s, 4)}, seeding=metrics.seeding)
+                       {"train_s": round(train_s, 4)}, noise_seeding=metrics.noise_seeding)
 
     def check(self, result: Mapping[str, Any]) -> str | None:
         return missing(result, {"metrics": dict})

@@ -79,7 +79,7 @@ class StudyKind(UnitKind):
         return Outcome(result, seeds, ctx.trainer.test_size(seeds["split"]),
                        sum(len(t["runs"]) for t in trials) + len(reeval),
                        {k: round(v, 4) for k, v in clock.items()}, {"search_library": library_version(library)},
-                       seeding=seeding)
+                       noise_seeding=seeding)
 
     def check(self, result: Mapping[str, Any]) -> str | None:
         return missing(result, {"trials": list, "chosen": dict, "best_score": (int, float), "reeval": list})
@@ -141,5 +141,5 @@ def _reevaluate(ctx: Context, unit: Unit, config: dict[str, Any]
             seeds = training_seeds(ctx.spec, {**unit.levels, "init": i, "order": o}, purpose=FRESH)
             m = ctx.trainer.train(config, seeds)
             out.append({"levels": {"init": i, "order": o}, "seeds": seeds, "metrics": m.as_dict()})
-            seeding = m.seeding
+            seeding = m.noise_seeding
     return out, seeding

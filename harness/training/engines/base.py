@@ -31,11 +31,11 @@ def notice(text: str) -> None:
 @dataclass(frozen=True)
 class Trained:
     """What one training gave: the model's outputs on `ds.x_eval` (validation then test examples),
-    what the noise stream reached in the model (`models.Built.seeding`), and the metrics only the
+    what the noise stream reached in the model (`models.Built.noise_seeding`), and the metrics only the
     compiled model reports, per split ("test", "validation")."""
 
     outputs: np.ndarray
-    seeding: dict[str, Any] | None = None
+    noise_seeding: dict[str, Any] | None = None
     reported: dict[str, dict[str, float]] = field(default_factory=dict)
 
 

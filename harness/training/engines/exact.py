@@ -137,7 +137,7 @@ class ExactEngine(Engine):
         """The state a fresh build with these seeds starts training from: weights, seed generator
         states, optimizer variables (and learning rate, unless the builder compiled the model),
         metrics; the global seeds as `builders.seeded_build` leaves them (the backend's left alone).
-        Returns what the noise stream reached in the fresh build (`models.Built.seeding`)."""
+        Returns what the noise stream reached in the fresh build (`models.Built.noise_seeding`)."""
         model, seeding = built.model, None
         if self.builder.reset is not None:
             self.builder.reset(model, seeds["init"], seeds["noise"])
@@ -147,7 +147,7 @@ class ExactEngine(Engine):
                                        backend_seed=False, **model_args)
             for var, value in zip(model.variables, fresh.model.variables, strict=True):
                 var.assign(value.value)
-            seeding = fresh.seeding
+            seeding = fresh.noise_seeding
             del fresh
             self._throwaway_builds += 1
             if self.backend == "tensorflow" and self._throwaway_builds % CLEAR_KERNELS_EVERY == 0:

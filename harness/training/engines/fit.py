@@ -32,4 +32,4 @@ class FitEngine(Engine):
         built = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"], **model_args)
         compile_model(built.model, training, self.loss, self.backend)
         fit_batches(built.model, ds, training, seeds["order"])
-        return trained(self, built.model, ds, built.seeding)
+        return trained(self, built.model, ds, built.noise_seeding)
