@@ -174,3 +174,19 @@ def test_a_seed_the_models_code_fixed_is_recorded_not_claimed(tmp_path: Path) ->
     built = info.build((4,), 3, 1, 2)
     assert built.noise_seeding == {"fixed": ["Dropout@2"], "reseeded": ["GaussianNoise@3"]}
     assert not hasattr(built.model, "harness_seeding")  # nothing is left on the Keras model
+
+
+def test_a_users_module_is_imported_without_leaving_sys_path_changed(tmp_path: Path) -> None:
+    """The job file's directory is searched while the user's module is imported, then taken out of
+    `sys.path` again; a missing function is one UserError naming it (harness/job/usercode.py, the one
+    place the user's code is resolved: model builders and data functions alike)."""
+    from harness.errors import UserError, Where
+    from harness.job.usercode import import_function
+    (tmp_path / "path_probe_mod.py").write_text("def make_data():\n    return 1\n")
+    before = list(sys.path)
+    fn = import_function("path_probe_mod:make_data", (str(tmp_path),), Where(file="job.yaml", key="data.source"),
+                         what="data function")
+    assert fn() == 1 and sys.path == before
+    with pytest.raises(UserError, match="job.yaml: data.source: module 'path_probe_mod' .* has no function 'nope'"):
+        import_function("path_probe_mod:nope", (str(tmp_path),), Where(file="job.yaml", key="data.source"))
+    assert sys.path == before
