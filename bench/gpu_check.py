@@ -96,7 +96,7 @@ def main() -> None:
         slots = plan_slots(spec, None)
         wall, recs = run(spec, args.units)
         ok = [r for r in recs if r["status"] == "ok"]
-        per = sum(r["train_s"] for r in ok) / max(1, len(ok))
+        per = sum(r["timings"]["train_s"] for r in ok) / max(1, len(ok))
         row = {"workers_per_gpu": k, "slots": [s.gpu for s in slots], "trainings": len(ok), "wall_s": round(wall, 1),
                "per_min": round(len(ok) / wall * 60, 1), "train_s": round(per, 3),
                "workers": sorted({r["worker"].rsplit("-", 1)[-1] for r in recs}),
@@ -121,7 +121,8 @@ def main() -> None:
         common = sorted(set(a) & set(b))
         same = sum(json.dumps(a[u], sort_keys=True) == json.dumps(b[u], sort_keys=True) for u in common)  # NaN-safe
         diff = max((abs(a[u]["loss"] - b[u]["loss"]) for u in common), default=float("nan"))
-        per = sum(r["train_s"] for _, recs in runs for r in recs if r["status"] == "ok") / max(1, 2 * len(common))
+        per = (sum(r["timings"]["train_s"] for _, recs in runs for r in recs if r["status"] == "ok")
+               / max(1, 2 * len(common)))
         det.append({"mode": mode, "trainings": len(common), "identical": same, "max_loss_diff": diff,
                     "train_s": round(per, 3)})
         print(f"| {mode} | {len(common)} | {same} | {diff:.3g} | {per:.3f} |", flush=True)

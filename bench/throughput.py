@@ -102,8 +102,8 @@ def executor(engine: str, workers: int, n_units: int) -> tuple[float, float]:
         wall = time.perf_counter() - start
         records = [r for r in store.records() if r.get("status") == "ok"]
     assert len(records) == len(units) and {r["engine"] for r in records} == {engine}
-    inside = sum(r["train_s"] for r in records)
-    return len(units) / wall * 60, 1 - inside / sum(r["wall_s"] for r in records)
+    inside = sum(r["timings"]["train_s"] for r in records)
+    return len(units) / wall * 60, 1 - inside / sum(r["timings"]["wall_s"] for r in records)
 
 
 def cpu_model() -> str:

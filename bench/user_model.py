@@ -99,7 +99,7 @@ def overhead(npz: Path, work: Path, units: int) -> tuple[float, float]:
     wall = time.perf_counter() - t
     recs = [json.loads(line) for f in (work / "runs").rglob("*.jsonl") for line in f.read_text().splitlines()]
     recs = sorted((r for r in recs if r["status"] == "ok"), key=lambda r: r["index"])[1:]  # the first traces
-    share = float(np.mean([(r["wall_s"] - r["train_s"]) / r["wall_s"] for r in recs]))
+    share = float(np.mean([(t["wall_s"] - t["train_s"]) / t["wall_s"] for t in (r["timings"] for r in recs)]))
     return share, wall
 
 

@@ -35,6 +35,6 @@ source "$VENV/bin/activate"
 
 echo "harness: job $JOB, array task ${SLURM_ARRAY_TASK_ID:-?} of ${SLURM_ARRAY_TASK_COUNT:-?}," \
      "restart ${SLURM_RESTART_COUNT:-0}, GPUs ${CUDA_VISIBLE_DEVICES:-none}, host $(hostname)"
-# The shard comes from SLURM_ARRAY_TASK_ID/COUNT; GPUs from CUDA_VISIBLE_DEVICES as Slurm sets it
+# The part of the plan comes from SLURM_ARRAY_TASK_ID/COUNT; GPUs from CUDA_VISIBLE_DEVICES as Slurm sets it
 # (workers_per_gpu workers on each). exec: Slurm's signals reach harness directly.
 exec harness run "$JOB" --store "$STORE" --no-progress "$@"

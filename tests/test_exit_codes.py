@@ -40,6 +40,12 @@ def test_array_task_with_failed_units_exits_1(tmp_path: Path) -> None:
     assert "0/2 units done, 2 failed" in r.stderr, r.stderr[-2000:]
 
 
+def _as_in_a_terminal() -> None:
+    """SIGINT as a terminal's foreground job has it: a test runner started in the background by a
+    shell without job control inherits it ignored, and so would the harness (as `nohup` intends)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _first_file(store: Path, pattern: str, proc: subprocess.Popen[str]) -> None:
     """Wait until a non-empty file matching `pattern` is under `store` (or the run has ended)."""
     deadline = time.monotonic() + 180
@@ -61,7 +67,8 @@ def test_ctrl_c_exits_130_and_keeps_finished_units(tmp_path: Path, moment: str) 
     store = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(job), "--store", str(store),
                              "--no-progress"], cwd=REPO, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+                            start_new_session=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+                            preexec_fn=_as_in_a_terminal)
     _first_file(store, "*.log" if moment == "worker start-up" else "*.jsonl", proc)
     if moment == "during a training":
         time.sleep(0.3)
