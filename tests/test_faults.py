@@ -212,12 +212,13 @@ def test_full_disk_append_keeps_whole_lines(small_disk: Path, tmp_path: Path) ->
             w.append({"unit": f"u{i}", "status": "ok", "result": {"pad": "x" * 1500}})
             written += 1
     assert 0 < written < 100
-    recs, torn = read_shard(store.shards / "w0.jsonl")
+    numbered, torn = read_shard(store.shards / "w0.jsonl")
+    recs = [r for _, r in numbered]
     assert [r["unit"] for r in recs] == [f"u{i}" for i in range(written)] and torn == 0
     filler.unlink()
     w.append({"unit": "after", "status": "ok", "result": {}})  # the same writer goes on once there is space
     w.close()
-    assert [r["unit"] for r in read_shard(store.shards / "w0.jsonl")[0]][-2:] == [f"u{written - 1}", "after"]
+    assert [r["unit"] for _, r in read_shard(store.shards / "w0.jsonl")[0]][-2:] == [f"u{written - 1}", "after"]
     assert isinstance(StoreFull("x", OSError(28, "No space left on device")), UserError)
 
 

@@ -110,7 +110,7 @@ def array_run(cluster: None, job: Path, tmp_path_factory: pytest.TempPathFactory
     while _job_field(f"{job_id}_0", "JobState") != ["CANCELLED"]:
         assert time.monotonic() < deadline, "task 0 was not cancelled"
         time.sleep(0.2)
-    killed, _ = read_shard(shard0)
+    killed = [r for _, r in read_shard(shard0)[0]]
     _run("scontrol", "requeue", f"{job_id}_0")
     _run("scontrol", "update", f"jobid={job_id}_0", "StartTime=now")  # requeue delays the start
     assert _wait(job_id) == 0, (tmp / f"{job_id}_0.out").read_text()

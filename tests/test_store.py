@@ -39,12 +39,14 @@ def test_torn_tail_skipped_then_cut_by_the_next_writer(tmp_path: Path) -> None:
     path = store.shards / "w0.jsonl"
     with open(path, "ab") as f:
         f.write(b'{"format": 3, "unit": "b", "sta')  # a crash mid-write
-    recs, torn = read_shard(path)
+    numbered, torn = read_shard(path)
+    recs = [r for _, r in numbered]
     assert [r["unit"] for r in recs] == ["a"] and torn == 1
     w = store.writer("w0")  # a rerun reopens the shard: the torn line must not glue to the next
     w.append(_rec("b"))
     w.close()
-    recs, torn = read_shard(path)
+    numbered, torn = read_shard(path)
+    recs = [r for _, r in numbered]
     assert [r["unit"] for r in recs] == ["a", "b"] and torn == 0
 
 

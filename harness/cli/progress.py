@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from harness.job.matrix import Unit
 from harness.job.spec import JobSpec
-from harness.units import kind_of
+from harness.units import KINDS
 
 
 class Progress:
@@ -16,7 +16,7 @@ class Progress:
 
     def __init__(self, spec: JobSpec, units: list[Unit], show: bool) -> None:
         from tqdm import tqdm
-        self.size = {u.id: kind_of(u.kind).trainings(spec, u) for u in units}
+        self.size = {u.id: KINDS[u.kind].trainings(spec, u) for u in units}
         self.left, self.done, self.failed, self.trainings = len(units), 0, 0, 0
         self.start = time.monotonic()
         self.bar = tqdm(total=sum(self.size.values()), unit="training", disable=not show, file=sys.stderr,

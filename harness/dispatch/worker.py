@@ -17,7 +17,7 @@ from harness.store.store import Store
 from harness.training import determinism
 from harness.training.metrics import TrainingFailed
 from harness.training.trainer import Trainer
-from harness.units import Context, Outcome, kind_of
+from harness.units import KINDS, Context, Outcome
 
 
 class Worker:
@@ -34,18 +34,13 @@ class Worker:
         self._mode: str | None = None
 
     def run_batch(self, units: list[Unit], attempts: dict[str, int]) -> list[tuple[str, str, int]]:
-        """Run a batch (one kind; one configuration and determinism mode where the kind trains
+        """Run a batch (`units.batches`: one kind and mode; one configuration where the kind trains
         together); returns (unit id, status, trainings) per unit, after its record is on disk."""
         if not units:
             return []
         self._set_mode(units[0].mode)
-        out = []
-        for kind_name in dict.fromkeys(u.kind for u in units):
-            mine = [u for u in units if u.kind == kind_name]
-            outcomes = kind_of(kind_name).run(self.context, mine)
-            for unit, outcome in zip(mine, outcomes, strict=True):
-                out.append(self._write(unit, attempts.get(unit.id, 1), outcome))
-        return out
+        outcomes = KINDS[units[0].kind].run(self.context, units)
+        return [self._write(u, attempts.get(u.id, 1), o) for u, o in zip(units, outcomes, strict=True)]
 
     def _set_mode(self, mode: str) -> None:
         """Op determinism for the batch's mode (a no-op when already in it)."""

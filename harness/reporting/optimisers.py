@@ -148,10 +148,6 @@ def _ci(ci: tuple[float, float], u: Units) -> str:
     return f"[{u.value(ci[0])}, {u.value(ci[1])}]"
 
 
-def _mean_unit(u: Units) -> str:
-    """How a mean score is labelled: accuracy in percent, any other metric by its name."""
-    return "%" if u.points else u.metric
-
 
 def _label(arm: Arm, show_runs: bool) -> str:
     return f"{arm[0]}" + (f", runs {arm[1]}" if show_runs else "")
@@ -164,7 +160,7 @@ def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool, u: Units) -> 
     cost = [(_label(a, show_runs), *(f"{100 * s.shares[k]:.0f}%" if s.shares else "" for k, _ in SHARES),
              s.trainings, f"{s.train_s:.1f}", f"{s.optimiser_s:.1f}",
              f"{100 * s.optimiser_s / max(s.train_s + s.optimiser_s, 1e-9):.1f}%") for a, s in arms.items()]
-    return [tabulate(score, headers=("optimiser", "chains", f"fresh-seed mean ({_mean_unit(u)})", "95% CI",
+    return [tabulate(score, headers=("optimiser", "chains", f"fresh-seed mean ({u.mean_unit})", "95% CI",
                                      f"std over re-trainings ({u.short})", f"std between chains ({u.short})", "95% CI",
                                      "distinct chosen", "top choice", f"winner's curse ({u.short})"),
                      tablefmt="github"), "",
@@ -202,7 +198,7 @@ def averaging_table(arms: dict[Arm, ArmSummary], u: Units) -> list[str]:
             "configurations tried in more than one seed cell); theory says averaging shrinks it by "
             "sqrt(smallest runs / runs). Cost multiples are against the smallest count.", "",
             tabulate(table, headers=("optimiser", "runs", f"per-trial noise ({u.short})", "measured from",
-                                     "noise ratio", "theory", f"fresh-seed mean ({_mean_unit(u)})",
+                                     "noise ratio", "theory", f"fresh-seed mean ({u.mean_unit})",
                                      f"std between chains ({u.short})",
                                      "distinct chosen", "trainings x", "training s x"), tablefmt="github"), ""]
 
@@ -221,7 +217,7 @@ def plot(name: str, studies: dict[Arm, list[Record]], show_runs: bool, out: Path
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, s=12, alpha=0.7, color="k")
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=15)
     ax.set_xlabel("optimiser")
-    ax.set_ylabel(f"chosen configuration, fresh-seed mean ({_mean_unit(u)})")
+    ax.set_ylabel(f"chosen configuration, fresh-seed mean ({u.mean_unit})")
     ax.set_title("Tuned model per chain, by optimiser")
     fig.tight_layout()
     path = out / f"{name}_optimisers.png"
@@ -255,7 +251,7 @@ def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path | None) -
     out_dir.mkdir(parents=True, exist_ok=True)
     path = plot(spec.name, studies, show_runs, out_dir, u)
     return out + [f"![Tuned model per chain, by optimiser]({path.name})", "",
-                  f"*Each chain's chosen configuration, its mean held-out {u.metric} ({_mean_unit(u)}) on fresh "
+                  f"*Each chain's chosen configuration, its mean held-out {u.metric} ({u.mean_unit}) on fresh "
                   "seeds, per optimiser: the tighter the box, the more repeatable the tuned model.*", ""]
 
 

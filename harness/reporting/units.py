@@ -30,6 +30,11 @@ class Units:
         return "pts" if self.points else self.metric
 
     @property
+    def mean_unit(self) -> str:
+        """How a mean score is labelled: accuracy in percent, any other metric by its name."""
+        return "%" if self.points else self.metric
+
+    @property
     def long(self) -> str:
         return "points" if self.points else f"{self.metric} units"
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypedDict
 from harness.job.matrix import Unit
 from harness.job.seeds import SEED_SOURCES
 from harness.job.spec import JobSpec
-from harness.units import KINDS, Row, kind_of
+from harness.units import KINDS, Row
 
 Status = Literal["ok", "failed"]
 METRIC_COLUMNS = ("accuracy", "loss")             # a classification's
@@ -109,7 +109,7 @@ def metric_columns(spec: JobSpec) -> list[str]:
 
 def training_rows(ok_records: list[Record]) -> list[Row]:
     """One row per finished training, in plan order (each kind flattens its own records)."""
-    return [r for rec in sorted(ok_records, key=lambda r: r["index"]) for r in kind_of(rec["kind"]).rows(rec)]
+    return [r for rec in sorted(ok_records, key=lambda r: r["index"]) for r in KINDS[rec["kind"]].rows(rec)]
 
 
 def record_problem(rec: object) -> str | None:

@@ -114,13 +114,13 @@ def parse_shard(path: Path, blob: bytes) -> tuple[list[tuple[int, dict[str, Any]
     return out, torn
 
 
-def read_shard(path: Path, check: bool = True) -> tuple[list[dict[str, Any]], int]:
-    """Complete records of one shard and the number of torn (unterminated) last lines (0 or 1)."""
+def read_shard(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """Complete records of one shard with their line numbers, each of this format, and the number
+    of torn (unterminated) last lines (0 or 1)."""
     numbered, torn = parse_shard(path, path.read_bytes())
-    if check:
-        for n, rec in numbered:
-            check_format(rec.get("format"), f"{path}:{n}")
-    return [rec for _, rec in numbered], int(torn)
+    for n, rec in numbered:
+        check_format(rec.get("format"), f"{path}:{n}")
+    return numbered, int(torn)
 
 
 @dataclass
@@ -181,10 +181,9 @@ class Store:
         self.check_format()
         digest = self.spec.digest()
         for path in self.shard_paths():
-            numbered, torn = parse_shard(path, path.read_bytes())
+            numbered, torn = read_shard(path)
             foreign = 0
             for n, rec in numbered:
-                check_format(rec.get("format"), f"{path}:{n}")
                 problem = record_problem(rec)
                 if problem is not None:
                     raise UserError(f"line {n} is not a record: {problem}; `harness verify --repair` moves it to a "

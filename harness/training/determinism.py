@@ -93,15 +93,17 @@ def set_ops(mode: str) -> bool:
     return False
 
 
-def _cpu_model() -> str:
+def _cpuinfo(*prefixes: str) -> str | None:
+    """The value of the first /proc/cpuinfo line that starts with one of `prefixes`."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(prefixes)), None)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 # CPU features that change which kernels oneDNN, Eigen and XLA pick (so the last bits of a result)
@@ -112,15 +114,8 @@ KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "
 
 def cpu_flags() -> list[str]:
     """The kernel-relevant features /proc/cpuinfo lists (x86 `flags`, Arm `Features`)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    have = set(line.split(":", 1)[1].split())
-                    return [flag for flag in KERNEL_FLAGS if flag in have]
-    except OSError:
-        pass
-    return []
+    have = set((_cpuinfo("flags", "Features") or "").split())
+    return [flag for flag in KERNEL_FLAGS if flag in have]
 
 
 def cpu_isa(flags: list[str]) -> str:

@@ -16,12 +16,7 @@ EVAL, STUDY, POLICY = EvalKind(), StudyKind(), PolicyKind()
 KINDS: dict[str, UnitKind] = {k.name: k for k in (EVAL, STUDY, POLICY)}  # in plan order
 
 __all__ = ["EVAL", "EVAL_ROW", "KINDS", "POLICY", "REEVAL_ROW", "STUDY", "TRIAL_ROW", "Context", "Outcome", "Row",
-           "UnitKind", "batches", "kind_of", "plan", "planned_trainings", "row", "study_arms"]
-
-
-def kind_of(name: str) -> UnitKind:
-    """The kind a unit or record names (KeyError for a name no kind has: readers check first)."""
-    return KINDS[name]
+           "UnitKind", "batches", "plan", "planned_trainings", "row", "study_arms"]
 
 
 def plan(spec: JobSpec) -> list[Unit]:

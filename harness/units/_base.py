@@ -53,7 +53,6 @@ class UnitKind(ABC):
     """One kind of work unit (see the module docstring)."""
 
     name: ClassVar[str]           # the word in unit ids, records and the plan
-    title: ClassVar[str]          # how `status` names its units
     together: ClassVar[bool] = False  # its units of one configuration and mode may share a batch
 
     @abstractmethod

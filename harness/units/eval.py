@@ -16,7 +16,7 @@ from harness.units._base import EVAL_ROW, Context, Outcome, Row, UnitKind, missi
 
 
 class EvalKind(UnitKind):
-    name, title, together = "eval", "evaluation", True
+    name, together = "eval", True
 
     def plan(self, spec: JobSpec, start: int) -> list[Unit]:
         """Per determinism mode and configuration, every combination of the crossed seed levels."""
@@ -39,19 +39,17 @@ class EvalKind(UnitKind):
         timed at an equal share; else one by one."""
         if not ctx.trainer.engine.batched:
             return super().run(ctx, units)
-        seeds = [training_seeds(ctx.spec, u.levels) for u in units]
         start = time.perf_counter()
+        seeds = [training_seeds(ctx.spec, u.levels) for u in units]
+        train_start = time.perf_counter()
         try:
             results: list[Metrics | Exception] = ctx.trainer.train_many(units[0].config or {}, seeds)
         except Exception as exc:  # the whole run failed: every unit records it
             return [exc] * len(units)
-        train_s = (time.perf_counter() - start) / len(units)
-        out = [m if isinstance(m, Exception) else self._outcome(ctx, s, m, train_s)
-               for s, m in zip(seeds, results, strict=True)]
-        for o in out:
-            if isinstance(o, Outcome):
-                o.timings["wall_s"] = round((time.perf_counter() - start) / len(units), 4)
-        return out
+        end = time.perf_counter()
+        train_s, wall_s = (end - train_start) / len(units), (end - start) / len(units)
+        return [m if isinstance(m, Exception) else self._outcome(ctx, s, m, train_s, wall_s)
+                for s, m in zip(seeds, results, strict=True)]
 
     def run_one(self, ctx: Context, unit: Unit) -> Outcome:
         seeds = training_seeds(ctx.spec, unit.levels)
@@ -60,9 +58,12 @@ class EvalKind(UnitKind):
         return self._outcome(ctx, seeds, metrics, time.perf_counter() - start)
 
     @staticmethod
-    def _outcome(ctx: Context, seeds: dict[str, int], metrics: Metrics, train_s: float) -> Outcome:
+    def _outcome(ctx: Context, seeds: dict[str, int], metrics: Metrics, train_s: float,
+                 wall_s: float | None = None) -> Outcome:
+        """`wall_s`: a batched run's equal share (else `run` times the unit)."""
+        timings = {"train_s": round(train_s, 4), **({} if wall_s is None else {"wall_s": round(wall_s, 4)})}
         return Outcome({"metrics": metrics.as_dict()}, seeds, ctx.trainer.test_size(seeds["split"]), 1,
-                       {"train_s": round(train_s, 4)}, noise_seeding=metrics.noise_seeding)
+                       timings, noise_seeding=metrics.noise_seeding)
 
     def check(self, result: Mapping[str, Any]) -> str | None:
         return missing(result, {"metrics": dict})

@@ -18,7 +18,7 @@ HASHED_AS = "article"  # the kind's name in its unit ids since before it was ren
 
 
 class PolicyKind(UnitKind):
-    name, title = "policy", "policy"
+    name = "policy"
 
     def plan(self, spec: JobSpec, start: int) -> list[Unit]:
         """One unit per seeding policy and run."""

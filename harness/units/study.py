@@ -28,7 +28,7 @@ def study_arms(spec: JobSpec) -> list[tuple[str, int]]:
 
 
 class StudyKind(UnitKind):
-    name, title = "study", "study"
+    name = "study"
 
     def plan(self, spec: JobSpec, start: int) -> list[Unit]:
         """The same chain cells (bo x init x order) under each arm. With a single arm the id hashes
