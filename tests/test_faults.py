@@ -36,6 +36,7 @@ from harness.errors import UserError
 from harness.job import load_job
 from harness.store.claims import HOST, BatchClaims, Claims
 from harness.store.store import Store, StoreFull, read_shard
+from harness.training import data
 from harness.units import plan
 from tests.conftest import REPO, harness, write_job
 
@@ -108,7 +109,7 @@ def _state(pid: int) -> str:
 
 def test_claim_is_refused_while_its_owner_lives_and_reclaimed_after(tmp_path: Path) -> None:
     owner = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.read()"], stdin=subprocess.PIPE)
-    claims = Claims(tmp_path, lease=3600)
+    claims = Claims(tmp_path, tmp_path, lease=3600)
     try:
         (tmp_path / "u1.json").write_text(json.dumps({"host": HOST, "pid": owner.pid, "time": time.time(),
                                                        "token": "other"}))
@@ -123,7 +124,7 @@ def test_claim_is_refused_while_its_owner_lives_and_reclaimed_after(tmp_path: Pa
 
 
 def test_claim_from_another_host_is_reclaimed_after_the_lease(tmp_path: Path) -> None:
-    claims = Claims(tmp_path, lease=600)
+    claims = Claims(tmp_path, tmp_path, lease=600)
     for uid, age in (("young", 60), ("old", 6000)):
         (tmp_path / f"{uid}.json").write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "x",
                                                           "time": time.time() - age}))
@@ -146,7 +147,7 @@ def test_a_unit_recorded_elsewhere_after_the_pass_began_is_not_trained(tmp_path:
     other.append({"unit": units[1].id, "status": "ok", "result": {}})
     assert claims.take(units[1:]) == units[2:]
     assert not (store.dir / "claims" / f"{units[1].id}.json").exists()  # taken back at once
-    assert Claims(store.dir / "claims", 1).held_elsewhere(units[0].id) is not None
+    assert Claims(store.root, store.dir / "claims", 1).held_elsewhere(units[0].id) is not None
     claims.release_all()
     assert not list((store.dir / "claims").glob("*.json"))
 
@@ -166,8 +167,9 @@ def test_timeout_and_lease_are_checked(tmp_path: Path, dispatch: dict[str, objec
 
 def test_run_refuses_a_corrupt_middle_line(tmp_path: Path) -> None:
     job = write_job(tmp_path)
-    store = Store(tmp_path / "runs", load_job(str(job)))
-    store.init()
+    spec = load_job(str(job))
+    store = Store(tmp_path / "runs", spec)
+    store.init(data.check(spec.data, spec.path)[0])  # as a run would have made it
     shard = store.shards / "old.jsonl"
     shard.write_bytes(b'{"format": 2, "unit": "a", "status": "ok"}\n{"format": 2, "un\n'
                       b'{"format": 2, "unit": "b", "status": "ok"}\n')

@@ -81,12 +81,13 @@ class Run(Command):
             progress: bool) -> int:
         from harness.cli.progress import progress_factory
         from harness.dispatch.array import parse_part
+        from harness.dispatch.check import checked
         from harness.dispatch.driver import run_units
         from harness.dispatch.executors import make_executor
         from harness.job import load_job
         from harness.job.matrix import array_part
         from harness.store import Store
-        from harness.training import determinism, engines, preflight
+        from harness.training import determinism, engines
         from harness.units import plan
 
         spec = load_job(job)
@@ -94,12 +95,12 @@ class Run(Command):
         part = parse_part(part_text)
         if part is not None:
             units = array_part(units, *part)
-        preflight.check(spec)  # data and model, before any worker starts or anything is written
+        data = checked(spec)  # data and model, before any worker starts or anything is written
         store = Store(store_root, spec)
         engine = engines.resolve(spec.training.engine, determinism.backend_name(), spec.model.builder,
                                  spec.training.xla, spec.data.task)  # once, here: its notice on the driver's stderr
         runner = make_executor(executor, spec, store, engine, workers)  # may refuse: before any write
-        store.init()
+        store.init(data)
         summary = run_units(spec, store, runner, units, progress_factory(spec, progress))
         print(f"{spec.name}: {summary.done}/{summary.units} units done, {len(summary.failed)} failed; "
               f"{summary.trainings} trainings in {summary.seconds:.1f} s; store {store.dir}", file=sys.stderr)

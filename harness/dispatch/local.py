@@ -20,7 +20,7 @@ from harness.store.records import failed, new_record
 from harness.store.store import ShardWriter, Store
 from harness.training import determinism
 
-STOP_EXITCODES = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)
+STOP_EXITCODES = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)  # what a stop of the whole run sends
 
 
 @dataclass
@@ -60,6 +60,7 @@ class LocalExecutor:
 
     RECYCLE_FIT_TRAININGS = 150
     MAX_FAILED_STARTS = 3  # workers in a row that die before they are ready: the run stops
+    STOP_GRACE_S = 0.5  # after a worker's death by a stop signal: time for the driver's own to arrive
 
     def __init__(self, spec: JobSpec, store: Store, engine: str, workers: int | None = None) -> None:
         """`engine`: the label the driver resolved once (`harness.training.engines.resolve`)."""
@@ -132,7 +133,7 @@ class _Run:
 
     def on_message(self, w: _Live, kind: str, payload: Any) -> None:
         """A worker is ready or finished a batch: report its units, recycle it if due, feed it."""
-        if kind == "full":  # the store's disk is full: the run stops with the worker's one line
+        if kind == "error":  # a full disk, a file in the store it did not make: the worker's one line
             raise UserError(payload)
         if w.batch is not None:
             self.claims.release(w.batch[0])
@@ -178,14 +179,18 @@ class _Run:
             self._start(w.slot, self._successor(w))
 
     def on_death(self, w: _Live) -> None:
-        """A worker's pipe closed: stopped from outside ends the run; else its batch is charged
-        one attempt and a fresh worker takes its slot (too many failed starts end the run)."""
+        """A worker's pipe closed: its batch is charged one attempt and a fresh worker takes its
+        slot (too many failed starts end the run). A stop from outside (scancel, kill of the
+        process group) reaches the driver too, whose own handler ends the run meanwhile: a worker
+        killed by a signal alone is a death like any other, its units retryable."""
         w.proc.join(timeout=5)
         del self.live[w.conn]
-        if w.proc.exitcode in STOP_EXITCODES:  # scancel, Ctrl-C: not the unit's fault; a rerun redoes it
-            raise KeyboardInterrupt from None
+        code = w.proc.exitcode
+        if code in STOP_EXITCODES:
+            time.sleep(self.pool.STOP_GRACE_S)  # the driver's own SIGTERM / SIGINT, if any, is handled here
         if w.batch is not None:
-            self._record_death(w.batch, f"worker process died (exit code {w.proc.exitcode})")
+            died = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            self._record_death(w.batch, f"worker process died ({died})")
         if not w.ready:
             self.failed_starts += 1
             if self.failed_starts >= self.pool.MAX_FAILED_STARTS:

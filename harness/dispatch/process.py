@@ -18,8 +18,10 @@ from pathlib import Path
 
 from harness.dispatch.slots import Slot, enable_memory_growth, start_worker_env
 from harness.dispatch.worker import Worker
+from harness.errors import UserError
+from harness.files import append_regular, open_regular
 from harness.job.spec import JobSpec
-from harness.store.store import Store, StoreFull
+from harness.store.store import Store
 from harness.training import determinism
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -73,7 +75,7 @@ def native_stderr_to(path: Path) -> Iterator[None]:
     Python exceptions are printed after it is restored."""
     sys.stderr.flush()
     saved = os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 2)
     os.close(fd)
     try:
@@ -111,13 +113,16 @@ def worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, sl
     ignore_sigint()
     die_with_parent()
     start_worker_env(slot, mode)
-    log = Store(store_root, spec).dir / "logs" / f"{shard}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as f:  # which device and threads this worker was given, for whoever reads the log
-        f.write(f"worker {shard}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} "
-                f"threads intra={slot.intra} inter={slot.inter} pid={os.getpid()}\n")
-    with native_stderr_to(log):
-        worker = make_worker(spec, store_root, shard, slot, engine)
+    try:
+        log = Store(store_root, spec).subdir("logs", create=True) / f"{shard}.log"
+        with append_regular(log) as f:  # which device and threads this worker was given, for whoever reads the log
+            f.write(f"worker {shard}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} "
+                    f"threads intra={slot.intra} inter={slot.inter} pid={os.getpid()}\n".encode())
+        with native_stderr_to(log):
+            worker = make_worker(spec, store_root, shard, slot, engine)
+    except UserError as exc:  # a full disk, a link planted in the store: the driver's one line
+        conn.send(("error", str(exc)))
+        return
     limit_memory()
     try:
         serve(conn, worker)
@@ -129,11 +134,12 @@ def worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, sl
 
 def serve(conn: Connection, worker: Worker) -> None:
     """Answer the driver: ready, then each batch's results, until it says stop (None). A full
-    disk is reported as one line and ends the worker."""
+    disk, or a file in the store the harness did not make, is reported as one line and ends the
+    worker."""
     conn.send(("ready", None))
     while (msg := conn.recv()) is not None:
         try:
             conn.send(("done", worker.run_batch(*msg)))
-        except StoreFull as exc:
-            conn.send(("full", str(exc)))
+        except UserError as exc:  # a full disk (StoreFull), a link planted in the store
+            conn.send(("error", str(exc)))
             return

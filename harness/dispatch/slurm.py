@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.files import under
+from harness.files import real_dir, under
 from harness.job.spec import JobSpec
 from harness.resources import REPO, in_checkout, slurm_dir
 from harness.units import plan
@@ -112,7 +112,8 @@ def submit(spec: JobSpec, store_root: str, partition: str | None = None, max_par
     if not ARRAY_SCRIPT.is_file() or not REPORT_SCRIPT.is_file():
         raise UserError(f"{ARRAY_SCRIPT.parent}: slurm/array.sh and slurm/report.sh not found; submit "
                         f"from a checkout of the harness repository")
-    (Path(store_root).resolve() / spec.name / "slurm-logs").mkdir(parents=True, exist_ok=True)
+    store = Path(store_root).resolve()
+    real_dir(store, store / spec.name / "slurm-logs", create=True)
     array_id = _sbatch(array)
     tasks = next(a for a in array if a.startswith("--array=")).removeprefix("--array=")
     print(f"array job {array_id}: tasks {tasks} of {spec.name}, store {Path(store_root).resolve()}")

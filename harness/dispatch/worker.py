@@ -28,7 +28,7 @@ class Worker:
         self.spec = spec
         self.trainer = Trainer(spec, engine)
         self.writer = store.writer(shard_name)
-        self.context = Context(spec, self.trainer, store.dir / "logs")
+        self.context = Context(spec, self.trainer, store.subdir("logs", create=True))
         self.name = shard_name
         self.env = determinism.fingerprint()
         self._mode: str | None = None

@@ -14,7 +14,6 @@ unit is trained twice only when an owner died with it in flight.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.files import FULL, open_regular, read_regular, real_dir
 from harness.job.matrix import Unit
 from harness.store.store import Store, StoreFull, Tail
 
@@ -62,8 +62,9 @@ def owner_alive(claim: dict[str, Any], lease: float, now: float) -> bool:
 class Claims:
     """This process's claims in one claims directory."""
 
-    def __init__(self, directory: Path, lease: float) -> None:
-        self.dir, self.lease = directory, lease
+    def __init__(self, root: Path, directory: Path, lease: float) -> None:
+        """`directory`: below the store `root`; checked a real directory before each use."""
+        self.root, self.dir, self.lease = root, directory, lease
         self.me = {"host": HOST, "pid": os.getpid(), "proc_start": proc_start(os.getpid()),
                    "token": uuid.uuid4().hex}
         self.held: set[str] = set()
@@ -72,9 +73,10 @@ class Claims:
         return self.dir / f"{uid}.json"
 
     def read(self, uid: str) -> dict[str, Any] | None:
-        """A unit's claim, None when there is none; an unreadable one reads as ownerless."""
+        """A unit's claim, None when there is none; an unreadable one reads as ownerless (a link or
+        anything but a regular file is refused, one line)."""
         try:
-            claim = json.loads(self._path(uid).read_bytes())
+            claim = json.loads(read_regular(self._path(uid), limit=2**16))
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
@@ -114,7 +116,7 @@ class Claims:
     def sweep(self) -> None:
         """Remove dead owners' claims (left by a run killed after its units were recorded, which
         no later run would otherwise touch)."""
-        if not self.dir.is_dir():
+        if not real_dir(self.root, self.dir).is_dir():
             return
         with self._lock():
             for path in self.dir.glob("*.json"):
@@ -127,13 +129,15 @@ class Claims:
         it exists)."""
         tmp = self.dir / f".{uid}.{self.me['token']}.tmp"
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({**self.me, "time": time.time()}))
+            real_dir(self.root, self.dir, create=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with open(fd, "w") as f:
+                f.write(json.dumps({**self.me, "time": time.time()}))
             os.link(tmp, self._path(uid))
         except FileExistsError:
             return False
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno in FULL:
                 raise StoreFull(str(self.dir), exc) from None
             raise
         finally:
@@ -143,7 +147,7 @@ class Claims:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        with open(self.dir / ".lock", "a") as f:
+        with open(open_regular(self.dir / ".lock", os.O_WRONLY | os.O_CREAT), "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
@@ -159,7 +163,7 @@ class BatchClaims:
     POLL_S = 1.0
 
     def __init__(self, store: Store, lease: float) -> None:
-        self.claims = Claims(store.dir / "claims", lease)
+        self.claims = Claims(store.root, store.dir / "claims", lease)
         self.tail = Tail(store)
         self.elsewhere: set[str] = set()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.files import atomic_write
+from harness.files import atomic_write, read_regular
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
 from harness.store.store import RECORD_FORMAT, Store, check_format, parse_shard
@@ -64,7 +64,7 @@ MIGRATIONS: dict[int, Callable[[JobSpec, Raw, TestSize], Raw]] = {1: _v1_to_v2, 
 
 
 def _migrate_shard(path: Path, version: int, spec: JobSpec, test_size: TestSize) -> int:
-    numbered, _ = parse_shard(path, path.read_bytes())
+    numbered, _ = parse_shard(path, read_regular(path))
     records = [rec for _, rec in numbered]
     for n, rec in numbered:
         if rec.get("format") != version:

@@ -10,7 +10,6 @@ one written by a newer harness is refused until the harness is upgraded.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from harness.errors import UserError
-from harness.files import atomic_write, under
+from harness.files import FULL, DiskFull, atomic_write, disk_full_as_error, open_regular, read_regular, real_dir, under
 from harness.job.spec import JobSpec
 from harness.store.records import Record, machine, record_problem
 
@@ -29,22 +28,27 @@ from harness.store.records import Record, machine, record_problem
 RECORD_FORMAT = 3
 
 
-class StoreFull(UserError):
+class StoreFull(DiskFull):
     """The store's disk (or quota) is full: the run stops with one line; every complete record
     stays readable and a rerun after freeing space resumes."""
 
     def __init__(self, where: str, exc: OSError) -> None:
-        super().__init__(f"{exc.strerror or exc} while writing the store: free space and run again "
-                         f"(every complete record is kept; the run resumes)", file=where)
+        super().__init__(where, exc, "the store (every complete record is kept; the run resumes)")
 
 
 class ShardWriter:
     """Appends records to one shard file; the only writer of that file."""
 
     def __init__(self, path: Path) -> None:
+        """`path`: in a directory the store checked (`Store.subdir`); opened without following a
+        link, a regular file or refused."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[bytes] = open(path, "ab+", buffering=0)
+        try:
+            self._f: IO[bytes] = open(open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT), "ab+", buffering=0)
+        except OSError as exc:
+            if exc.errno in FULL:
+                raise StoreFull(str(path), exc) from None
+            raise
         self._cut_torn_tail()
 
     def _cut_torn_tail(self) -> None:
@@ -72,7 +76,7 @@ class ShardWriter:
             os.fsync(fd)
         except OSError as exc:
             os.ftruncate(fd, end)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno in FULL:
                 raise StoreFull(str(self.path), exc) from None
             raise
 
@@ -117,7 +121,7 @@ def parse_shard(path: Path, blob: bytes) -> tuple[list[tuple[int, dict[str, Any]
 def read_shard(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], int]:
     """Complete records of one shard with their line numbers, each of this format, and the number
     of torn (unterminated) last lines (0 or 1)."""
-    numbered, torn = parse_shard(path, path.read_bytes())
+    numbered, torn = parse_shard(path, read_regular(path))
     for n, rec in numbered:
         check_format(rec.get("format"), f"{path}:{n}")
     return numbered, int(torn)
@@ -141,27 +145,69 @@ class Store:
         self.dir = under(self.root, spec.name, spec.digest(), what="store directory")
         self.shards = self.dir / "shards"
 
-    def init(self) -> None:
-        """Create the directory and freeze the spec (atomically; once). An existing store must be
-        of this format (else: migrate or upgrade)."""
-        self.shards.mkdir(parents=True, exist_ok=True)
-        frozen = self.dir / "spec.json"
-        if frozen.exists():
+    def subdir(self, name: str, create: bool = False) -> Path:
+        """The store's directory `name` (shards, logs, claims), every component below the store
+        root a real directory (created where missing when `create`), else one UserError line."""
+        return real_dir(self.root, self.dir / name, create)
+
+    def init(self, data: dict[str, Any] | None = None) -> None:
+        """Create the directory and freeze the spec (atomically; once) with the identity of the
+        data it trains on (`data`, the driver's check's). An existing store must be of this format
+        (else: migrate or upgrade) and of the same data (else one line naming file and store)."""
+        self.subdir("shards", create=True)
+        with disk_full_as_error(self.dir, "the store"):
+            self.ensure_free()
+        header = self.header()
+        if header is not None:
             self.check_format()
+            if data is not None:
+                self._check_data(header, data)
             return
-        atomic_write(frozen, json.dumps({"format": RECORD_FORMAT, "name": self.spec.name,
-                                         "canonical": self.spec.canonical(), "job_file": self.spec.raw},
-                                        indent=1, sort_keys=True, default=str))
+        atomic_write(self.dir / "spec.json", json.dumps(
+            {"format": RECORD_FORMAT, "name": self.spec.name, "canonical": self.spec.canonical(),
+             "job_file": self.spec.raw, **({"data": data} if data is not None else {})},
+            indent=1, sort_keys=True, default=str))
+
+    def ensure_free(self, need: int = 2**20) -> None:
+        """Refuse (a full disk's OSError) when the store's disk has less than `need` bytes free,
+        before any worker starts: a run on a full disk stops with one line, not in its workers."""
+        st = os.statvfs(self.dir)
+        if st.f_bavail * st.f_frsize < need:
+            raise OSError(FULL[0], os.strerror(FULL[0]))
+
+    def _check_data(self, header: dict[str, Any], data: dict[str, Any]) -> None:
+        """The data now must be the data the store's results came from; a store made before data
+        were recorded adopts them (said on stderr)."""
+        frozen = self.dir / "spec.json"
+        old = header.get("data")
+        if old is None:
+            atomic_write(frozen, json.dumps({**header, "data": data}, indent=1, sort_keys=True, default=str))
+            print(f"harness: {self.dir} predates data digests; recorded the current data's ({data['digest'][:16]})",
+                  file=sys.stderr)
+        elif old.get("digest") != data["digest"]:
+            raise UserError(f"the data changed since this store's results were trained (data digest "
+                            f"{str(old.get('digest'))[:16]} then, {data['digest'][:16]} now); its results came from "
+                            f"the old data: restore it, or move {self.dir} aside (or run with another --store) to "
+                            f"train on the new data", file=data.get("file") or self.spec.path, key="data")
+
+    def header(self) -> dict[str, Any] | None:
+        """spec.json as written (None: no store here yet); read without following a link."""
+        frozen = self.dir / "spec.json"
+        real_dir(self.root, self.dir)
+        try:
+            header = json.loads(read_regular(frozen))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"unreadable store header ({exc})", file=str(frozen)) from None
+        if not isinstance(header, dict):
+            raise UserError("unreadable store header (not a JSON object)", file=str(frozen))
+        return header
 
     def format(self) -> int | None:
         """The format spec.json says this store is in (None: no store here yet)."""
-        frozen = self.dir / "spec.json"
-        try:
-            return json.loads(frozen.read_text()).get("format")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, AttributeError) as exc:
-            raise UserError(f"unreadable store header ({exc})", file=str(frozen)) from None
+        header = self.header()
+        return None if header is None else header.get("format")
 
     def check_format(self) -> None:
         found = self.format()
@@ -169,10 +215,10 @@ class Store:
             check_format(found, str(self.dir / "spec.json"))
 
     def writer(self, name: str) -> ShardWriter:
-        return ShardWriter(self.shards / f"{name}.jsonl")
+        return ShardWriter(self.subdir("shards", create=True) / f"{name}.jsonl")
 
     def shard_paths(self) -> list[Path]:
-        return sorted(self.shards.glob("*.jsonl")) if self.shards.is_dir() else []
+        return sorted(self.subdir("shards").glob("*.jsonl")) if self.shards.is_dir() else []
 
     def records(self, warn: bool = True) -> Iterator[Record]:
         """Every complete record of this spec in every shard, shard files in name order. Each is
@@ -229,9 +275,9 @@ class Tail:
     def refresh(self) -> set[str]:
         for path in self.store.shard_paths():
             start = self.offsets.get(path, 0)
-            with open(path, "rb") as f:
+            with open(open_regular(path), "rb") as f:
                 f.seek(start)
-                blob = f.read()
+                blob = f.read(max(0, os.fstat(f.fileno()).st_size - start))
             end = blob.rfind(b"\n") + 1
             for raw in blob[:end].splitlines():
                 try:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.files import atomic_open
+from harness.files import append_regular, atomic_open, read_regular
 from harness.store.records import Record, machine, record_problem
 from harness.store.store import RECORD_FORMAT, Store
 
@@ -85,7 +85,7 @@ def verify(store: Store) -> Verdict:
     digest = store.spec.digest()
     for path in store.shard_paths():
         verdict.shards += 1
-        for n, raw, terminated in shard_lines(path.read_bytes()):
+        for n, raw, terminated in shard_lines(read_regular(path)):
             rec, what, movable = line_problem(raw, digest)
             if not terminated:
                 verdict.problems.append(Problem(path, n, "torn last line (no newline: a write cut short)"
@@ -129,11 +129,11 @@ def repair(store: Store, verdict: Verdict) -> list[str]:
         bad = {p.line for p in verdict.problems if p.movable and p.path == path}
         keep: list[bytes] = []
         moved: list[bytes] = []
-        for n, raw, terminated in shard_lines(path.read_bytes()):
+        for n, raw, terminated in shard_lines(read_regular(path)):
             complete = line_problem(raw, digest)[0] is not None
             (moved if n in bad and not (not terminated and complete) else keep).append(raw)
         if moved:
-            with open(quarantine_path(path), "ab") as q:
+            with append_regular(quarantine_path(path)) as q:
                 q.write(b"".join(raw + b"\n" for raw in moved))
                 q.flush()
                 os.fsync(q.fileno())

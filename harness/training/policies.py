@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.files import append_regular
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
 from harness.training.data import Dataset, load
@@ -126,11 +127,10 @@ def run_policy(spec: JobSpec, policy: str, bo_seed: int) -> dict[str, Any]:
 
 
 def run_fresh(spec: JobSpec, policy: str, bo_seed: int, log: Path) -> tuple[dict[str, Any], dict[str, float]]:
-    """One run in a new process (its stderr in `log`): (its result, its timings: `train_s` inside
-    the process, `process_s` from the start of the process)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+    """One run in a new process (its stderr in `log`, in a directory the store checked): (its
+    result, its timings: `train_s` inside the process, `process_s` from the start of the process)."""
     start = time.perf_counter()
-    with open(log, "ab") as err:
+    with append_regular(log) as err:
         out = subprocess.run([sys.executable, "-m", "harness.training.policies", spec.path, spec.digest(), policy,
                               str(bo_seed)], stdout=subprocess.PIPE, stderr=err, check=False)
     lines = out.stdout.decode().strip().splitlines()

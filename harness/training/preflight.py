@@ -1,26 +1,31 @@
-"""The driver's check before any worker starts: the data loads and is well formed
-(`data.check`), and a model the harness did not write (a user's builder, the built-in conv)
-builds for the first configuration, is a keras.Model, takes the data's examples, has what it
-needs to train (its own compile settings, or the job's optimizer and learning rate) and reports
-the objective's metric. Every failure is one UserError line, before anything is written."""
+"""The driver's check before any worker starts (run in a child process: dispatch/check.py): the
+data loads and is well formed (`data.check`, which also gives the data's identity), and a model
+the harness did not write (a user's builder, the built-in conv) builds for the first
+configuration, is a keras.Model, takes the data's examples, has what it needs to train (its own
+compile settings, or the job's optimizer and learning rate) and reports the objective's metric.
+Every failure is one UserError line, before anything is written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from harness.errors import UserError, Where
-from harness.job.spec import METRICS, TRAINING_FIELDS, JobSpec
+from harness.job.spec import METRICS, SOURCES, TRAINING_FIELDS, JobSpec
 from harness.training import data
 from harness.training.models import builder_info
 from harness.training.trainer import model_args
 
 
-def check(spec: JobSpec) -> None:
-    """Raise UserError on data or a model that a worker could not train."""
+def check(spec: JobSpec, calling: Callable[[str, str], None] = lambda what, key: None) -> dict[str, Any]:
+    """Raise UserError on data or a model that a worker could not train; else return the data's
+    identity (`data.identity`). `calling(what, key)` is told before a user's function runs."""
+    if spec.data.source not in SOURCES:
+        calling(f"data function {spec.data.source}", "data.source")
+    identity, ds = data.check(spec.data, spec.path)
     if spec.model.builder == "dense" and spec.objective_metric in METRICS:
-        data.check(spec.data, spec.path)
-        return  # the harness's own dense model: nothing to build here (the driver stays TensorFlow-free)
-    ds = data.load(spec.data, 0, spec.path)  # raises what data.check would, and loads the data once
+        return identity  # the harness's own dense model: nothing to build here
+    calling(f"model builder {spec.model.builder}", "model.builder")
     info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
     config = dict(spec.configurations[0]) if spec.configurations else {}
     args = model_args(spec, info, config)
@@ -40,6 +45,7 @@ def check(spec: JobSpec) -> None:
                         file=spec.path, key="training")
     if spec.objective_metric not in METRICS:
         _check_reported(spec, model, ds, compiled)
+    return identity
 
 
 def _check_outputs(spec: JobSpec, model: Any, ds: data.Dataset, where: Where) -> None:

@@ -1,0 +1,68 @@
+"""The driver's check (`training.preflight.check`) in a child process, bounded: a user's builder
+or data function that exits (`sys.exit`, `os._exit`), crashes the process or hangs ends the run
+with one line naming that function, never the driver with it (nor with exit 0)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from harness.dispatch.process import ignore_sigint, sigint_held
+from harness.errors import UserError
+from harness.job.spec import JobSpec
+
+CHECK_TIMEOUT_S = 600.0  # without dispatch.unit_timeout: a data download and a model build fit in it
+
+
+def checked(spec: JobSpec) -> dict[str, Any]:
+    """The data's identity once data and model passed the check; else one UserError line: the
+    check's own, or what became of the process while it ran a user's function."""
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(theirs, spec), name="harness-check", daemon=True)
+    with sigint_held():  # Ctrl-C is the driver's alone, as for workers
+        proc.start()
+    theirs.close()
+    limit = spec.dispatch.unit_timeout or CHECK_TIMEOUT_S
+    deadline = time.monotonic() + limit
+    what, key = "the driver's check of the data and model", "data"
+    try:
+        while ours.poll(max(0.0, deadline - time.monotonic())):
+            try:
+                kind, payload = ours.recv()
+            except EOFError:
+                break
+            if kind == "calling":
+                what, key = payload
+            elif kind == "ok":
+                return dict(payload)
+            elif kind == "error":
+                raise UserError(payload)
+            else:
+                raise RuntimeError(f"the driver's check failed:\n{payload}")
+        else:
+            raise UserError(f"{what} did not return within {limit:g} s while the driver checked it "
+                            f"({'dispatch.unit_timeout' if spec.dispatch.unit_timeout else 'the check limit'}); "
+                            f"the run stopped before anything was written", file=spec.path, key=key)
+    finally:
+        proc.kill()
+        proc.join()
+    raise UserError(f"{what} ended the process that checked it (exit code {proc.exitcode}) instead of "
+                    f"returning or raising; the run stopped before anything was written", file=spec.path, key=key)
+
+
+def _child(conn: Connection, spec: JobSpec) -> None:
+    """In the child: run the check, say which user function is about to run, send the outcome."""
+    ignore_sigint()
+    from harness.training import preflight
+    try:
+        identity = preflight.check(spec, lambda what, key: conn.send(("calling", (what, key))))
+    except UserError as exc:
+        conn.send(("error", str(exc)))
+    except Exception:
+        conn.send(("bug", traceback.format_exc()))
+    else:
+        conn.send(("ok", identity))
