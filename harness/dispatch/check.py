@@ -26,17 +26,19 @@ def checked(spec: JobSpec) -> dict[str, Any]:
     with sigint_held():  # Ctrl-C is the driver's alone, as for workers
         proc.start()
     theirs.close()
-    limit = spec.dispatch.unit_timeout or CHECK_TIMEOUT_S
-    deadline = time.monotonic() + limit
+    limit = spec.dispatch.unit_timeout or CHECK_TIMEOUT_S  # from the call of a user's function
+    deadline = time.monotonic() + max(limit, CHECK_TIMEOUT_S)  # start-up and imports: the check limit
     what, key = "the driver's check of the data and model", "data"
     try:
         while ours.poll(max(0.0, deadline - time.monotonic())):
             try:
                 kind, payload = ours.recv()
-            except EOFError:
+            except EOFError:  # it ended without a word: its exit code says how
+                proc.join(timeout=5)
                 break
             if kind == "calling":
                 what, key = payload
+                deadline = time.monotonic() + limit
             elif kind == "ok":
                 return dict(payload)
             elif kind == "error":
@@ -48,7 +50,8 @@ def checked(spec: JobSpec) -> dict[str, Any]:
                             f"({'dispatch.unit_timeout' if spec.dispatch.unit_timeout else 'the check limit'}); "
                             f"the run stopped before anything was written", file=spec.path, key=key)
     finally:
-        proc.kill()
+        if proc.is_alive():
+            proc.kill()
         proc.join()
     raise UserError(f"{what} ended the process that checked it (exit code {proc.exitcode}) instead of "
                     f"returning or raising; the run stopped before anything was written", file=spec.path, key=key)

@@ -23,6 +23,7 @@ from harness.errors import UserError
 from harness.job.algorithms import algorithm
 from harness.job.spec import JobSpec
 from harness.reporting.common import BOOTSTRAP
+from harness.reporting.plots import save
 from harness.reporting.units import Units, units_of
 from harness.stats import decompose
 from harness.store.records import Record
@@ -219,11 +220,7 @@ def plot(name: str, studies: dict[Arm, list[Record]], show_runs: bool, out: Path
     ax.set_xlabel("optimiser")
     ax.set_ylabel(f"chosen configuration, fresh-seed mean ({u.mean_unit})")
     ax.set_title("Tuned model per chain, by optimiser")
-    fig.tight_layout()
-    path = out / f"{name}_optimisers.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, out / f"{name}_optimisers.png")
 
 
 def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path | None) -> list[str]:

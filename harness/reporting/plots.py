@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.files import atomic_open
 from harness.job.seeds import EVAL_SOURCES
 from harness.reporting.units import Units
 from harness.stats.results import Decomposition
@@ -27,10 +28,15 @@ def _plt() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save(fig: Any, path: Path) -> Path:
+    """A figure as a PNG at `path`, written atomically (a full disk leaves no partial image: one
+    line), then closed."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
+    try:
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        _plt().close(fig)
     return path
 
 
@@ -55,7 +61,7 @@ def shares(name: str, fits: dict[tuple[str, str], dict[str, Decomposition]], out
     ax.set_xlim(0, 100)
     ax.legend(ncol=min(len(sources), 5), loc="upper center", bbox_to_anchor=(0.5, -1.1 / (0.5 * len(bars) + 1.6)),
               frameon=False)
-    return _save(fig, out / f"{name}_shares.png")
+    return save(fig, out / f"{name}_shares.png")
 
 
 def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units) -> Path | None:
@@ -90,7 +96,7 @@ def distributions(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units
     ax.set_xlabel("seed source")
     ax.set_ylabel(f"level mean - configuration mean ({u.short})")
     ax.set_title("How far one seed level moves the score, per source")
-    return _save(fig, out / f"{name}_sources.png")
+    return save(fig, out / f"{name}_sources.png")
 
 
 def chains(name: str, studies: Sequence[Record], out: Path, u: Units) -> Path | None:
@@ -109,7 +115,7 @@ def chains(name: str, studies: Sequence[Record], out: Path, u: Units) -> Path | 
     ax.set_title("Optimiser chains: best so far")
     if len(studies) <= 12:
         ax.legend(fontsize=7, ncol=2)
-    return _save(fig, out / f"{name}_chains.png")
+    return save(fig, out / f"{name}_chains.png")
 
 
 def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units) -> Path | None:
@@ -137,7 +143,7 @@ def expect(name: str, rows: Sequence[dict[str, Any]], out: Path, u: Units) -> Pa
     ax.set_yticks(range(1, len(groups) + 1), list(groups), fontsize=8)
     ax.set_xlabel(f"held-out {u.metric}" + (" (%)" if u.points else ""))
     ax.set_title("What to expect from one run")
-    return _save(fig, out / f"{name}_expect.png")
+    return save(fig, out / f"{name}_expect.png")
 
 
 def draw(name: str, rows: Sequence[dict[str, Any]], fits: dict[tuple[str, str], dict[str, Decomposition]],

@@ -19,7 +19,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.errors import UserError
-from harness.files import atomic_write, under
+from harness.files import atomic_write, disk_full_as_error, under
 from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
 from harness.job.spec import JobSpec
 from harness.reporting import optimisers, plots
@@ -202,10 +202,15 @@ def decomposition_section(spec: JobSpec, rows: Sequence[Row],
                     *_fit_lines(pooled, "a configuration picked from this list", u=u)]
             if isinstance(pooled, Decomposition):
                 per["pooled"] = pooled
+        counts = Counter(r["configuration"] for r in block)
+        most = max(counts.values())
         for cfg in configs:
             fit = _fit(partial(grouped.__getitem__, cfg))
-            out += [f"### {cfg} ({title})", "", *_fit_lines(fit, cfg, u=u)]
-            if isinstance(fit, Decomposition):
+            short = [f"> {most - counts[cfg]} of {most} trainings missing here (their units failed or have not "
+                     f"run; `harness status` counts them): the fit is of the {counts[cfg]} there are.", ""] \
+                if counts[cfg] < most else []
+            out += [f"### {cfg} ({title})", "", *short, *_fit_lines(fit, cfg, u=u)]
+            if isinstance(fit, Decomposition) and math.isfinite(fit.total):  # a lone training has no spread
                 per[cfg] = fit
     return out
 
@@ -418,6 +423,7 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
 def write_report(spec: JobSpec, store: Store, out_dir: Path) -> Path:
     """Render the report and its plots and write `out_dir/<job>.md` (atomically)."""
     path = under(out_dir, f"{spec.name}.md", what="report")
-    text = render(spec, store, out_dir)
-    atomic_write(path, text)
+    with disk_full_as_error(out_dir, "the report"):  # its directory; the files are written atomically
+        text = render(spec, store, out_dir)
+        atomic_write(path, text)
     return path

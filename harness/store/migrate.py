@@ -1,22 +1,26 @@
 """Migrations of a store to the current record format, one version at a time.
 
-`MIGRATIONS[v]` turns a record of format v into one of format v + 1. `migrate` rewrites every
-shard atomically per version and then the store's spec.json; a torn last line (a crash mid-write,
-never a complete record) is dropped. Run it while nothing writes to the store.
+`MIGRATIONS[v]` turns a record of format v into one of format v + 1. `migrate` reads and migrates
+every shard first, then rewrites each atomically and the store's spec.json last; a line that is no
+record is moved to the shard's quarantine file and named. A crash midway leaves shards of both
+formats under the old header: a rerun finishes (each record goes from its own format). Run it
+while nothing writes to the store.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.files import atomic_write, read_regular
+from harness.files import append_regular, atomic_write, read_regular
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
-from harness.store.store import RECORD_FORMAT, Store, check_format, parse_shard
+from harness.store.store import RECORD_FORMAT, Store, check_format
+from harness.store.verify import quarantine_path
 
 Raw = dict[str, Any]  # a record of an older format, as parsed
 TestSize = Callable[[int], int]  # split seed -> held-out examples (the data are loaded to know it)
@@ -63,29 +67,56 @@ def _v2_to_v3(spec: JobSpec, rec: Raw, test_size: TestSize) -> Raw:
 MIGRATIONS: dict[int, Callable[[JobSpec, Raw, TestSize], Raw]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
-def _migrate_shard(path: Path, version: int, spec: JobSpec, test_size: TestSize) -> int:
-    numbered, _ = parse_shard(path, read_regular(path))
-    records = [rec for _, rec in numbered]
-    for n, rec in numbered:
-        if rec.get("format") != version:
-            check_format(rec.get("format"), f"{path}:{n}")
-    out = [MIGRATIONS[version](spec, rec, test_size) if rec.get("format") == version else rec for rec in records]
-    atomic_write(path, "".join(json.dumps(r, sort_keys=True, allow_nan=True) + "\n" for r in out))
-    return len(records)
+def _migrated(path: Path, spec: JobSpec, test_size: TestSize) -> tuple[list[Raw], list[tuple[int, bytes]]]:
+    """A shard's records brought to RECORD_FORMAT (each from its own format: a store a crash left
+    half migrated finishes), and its lines that are no record (corrupt, or torn and incomplete),
+    numbered. A last line missing only its newline is a record like the others. A record of a
+    newer format is an error naming file and line (nothing is written)."""
+    out, bad = [], []
+    lines = read_regular(path).split(b"\n")
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            rec = None
+        if not isinstance(rec, dict):
+            bad.append((n, raw))
+            continue
+        version = rec.get("format")
+        if version != RECORD_FORMAT and version not in MIGRATIONS:
+            check_format(version, f"{path}:{n}")
+        while rec.get("format") in MIGRATIONS:
+            rec = MIGRATIONS[rec["format"]](spec, rec, test_size)
+        out.append(rec)
+    return out, bad
 
 
 def migrate(store: Store, spec: JobSpec, test_size: TestSize) -> list[str]:
-    """Bring `store` to RECORD_FORMAT; returns one line per step taken (none: already current)."""
+    """Bring `store` to RECORD_FORMAT; returns one line per step taken (none: already current).
+    Every shard is read and migrated before any is written (a newer record stops it with nothing
+    changed); a line that is no record is moved to `<shard>.quarantine` and named, not a reason to
+    stop."""
     found = store.format()
     if found is None:
         raise UserError(f"no store for this job spec in {store.dir}", file=spec.path)
     if not isinstance(found, int) or found > RECORD_FORMAT or found not in MIGRATIONS and found != RECORD_FORMAT:
         check_format(found, str(store.dir / "spec.json"))
+    if found == RECORD_FORMAT:
+        return []
+    shards = {p: _migrated(p, spec, test_size) for p in store.shard_paths()}
     steps = []
-    for version in range(found, RECORD_FORMAT):
-        n = sum(_migrate_shard(p, version, spec, test_size) for p in store.shard_paths())
-        header = json.loads((store.dir / "spec.json").read_text())
-        atomic_write(store.dir / "spec.json", json.dumps({**header, "format": version + 1}, indent=1,
-                                                          sort_keys=True, default=str))
-        steps.append(f"format {version} -> {version + 1}: {n} records")
-    return steps
+    for path, (records, bad) in shards.items():
+        if bad:
+            with append_regular(quarantine_path(path)) as q:
+                q.write(b"".join(raw + b"\n" for _, raw in bad))
+                os.fsync(q.fileno())
+            steps.append(f"{path}: line(s) {', '.join(str(n) for n, _ in bad)} are no record: moved to "
+                         f"{quarantine_path(path).name}")
+        atomic_write(path, "".join(json.dumps(r, sort_keys=True, allow_nan=True) + "\n" for r in records))
+    header = store.header() or {}
+    atomic_write(store.dir / "spec.json", json.dumps({**header, "format": RECORD_FORMAT}, indent=1,
+                                                      sort_keys=True, default=str))
+    n = sum(len(records) for records, _ in shards.values())
+    return steps + [f"format {found} -> {RECORD_FORMAT}: {n} records in {len(shards)} shard(s)"]

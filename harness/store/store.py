@@ -168,7 +168,7 @@ class Store:
              "job_file": self.spec.raw, **({"data": data} if data is not None else {})},
             indent=1, sort_keys=True, default=str))
 
-    def ensure_free(self, need: int = 2**20) -> None:
+    def ensure_free(self, need: int = 16 * 2**10) -> None:
         """Refuse (a full disk's OSError) when the store's disk has less than `need` bytes free,
         before any worker starts: a run on a full disk stops with one line, not in its workers."""
         st = os.statvfs(self.dir)

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.errors import UserError, Where
 from harness.job.spec import METRICS, SOURCES, TRAINING_FIELDS, JobSpec
+from harness.job.usercode import import_function
 from harness.training import data
 from harness.training.models import builder_info
 from harness.training.trainer import model_args
@@ -19,14 +20,17 @@ from harness.training.trainer import model_args
 
 def check(spec: JobSpec, calling: Callable[[str, str], None] = lambda what, key: None) -> dict[str, Any]:
     """Raise UserError on data or a model that a worker could not train; else return the data's
-    identity (`data.identity`). `calling(what, key)` is told before a user's function runs."""
+    identity (`data.identity`). `calling(what, key)` is told before a user's function runs (its
+    module imported, and with it the backend started, before)."""
     if spec.data.source not in SOURCES:
+        import_function(spec.data.source, spec.data.search_path, Where(file=spec.path, key="data.source"),
+                        what="data function")
         calling(f"data function {spec.data.source}", "data.source")
     identity, ds = data.check(spec.data, spec.path)
     if spec.model.builder == "dense" and spec.objective_metric in METRICS:
         return identity  # the harness's own dense model: nothing to build here
-    calling(f"model builder {spec.model.builder}", "model.builder")
     info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
+    calling(f"model builder {spec.model.builder}", "model.builder")
     config = dict(spec.configurations[0]) if spec.configurations else {}
     args = model_args(spec, info, config)
     where = Where(file=spec.path, key="model.builder")
