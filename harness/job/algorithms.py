@@ -34,6 +34,8 @@ class Algorithm:
     library: str                   # import name and the key of LIBRARIES
     options: dict[str, Option] = field(default_factory=dict)
     startup: str | None = None     # the option that counts random-startup trials (model-based only)
+    startup_default: int = 0       # ... its library's default count
+    startup_per_dimension: int = 0  # ... or, where nonzero, this many per dimension (Keras Tuner: 3)
 
 
 @dataclass(frozen=True)
@@ -51,23 +53,24 @@ LIBRARIES = {
 }
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("hyperopt.tpe", "hyperopt", {"n_startup_jobs": Option("int", 1), "n_EI_candidates": Option("int", 1),
-                                           "gamma": Option("float", 0.0)}, startup="n_startup_jobs"),
+                                           "gamma": Option("float", 0.0)}, startup="n_startup_jobs",
+              startup_default=20),
     Algorithm("hyperopt.rand", "hyperopt"),
     Algorithm("hyperopt.anneal", "hyperopt", {"avg_best_idx": Option("float", 0.0),
                                               "shrink_coef": Option("float", 0.0)}),
     Algorithm("keras_tuner.bayesian", "keras_tuner", {"num_initial_points": Option("int", 1),
                                                       "alpha": Option("float", 0.0), "beta": Option("float", 0.0)},
-              startup="num_initial_points"),
+              startup="num_initial_points", startup_default=3, startup_per_dimension=3),
     Algorithm("keras_tuner.random", "keras_tuner"),
     Algorithm("optuna.tpe", "optuna", {"n_startup_trials": Option("int", 0), "n_ei_candidates": Option("int", 1),
                                        "multivariate": Option("bool"), "consider_endpoints": Option("bool")},
-              startup="n_startup_trials"),
+              startup="n_startup_trials", startup_default=10),
     Algorithm("optuna.random", "optuna"),
     Algorithm("skopt.gp", "skopt", {"n_initial_points": Option("int", 1),
                                     "acq_func": Option(("gp_hedge", "EI", "PI", "LCB")),
                                     "acq_optimizer": Option(("auto", "sampling", "lbfgs")),
                                     "xi": Option("float", 0.0), "kappa": Option("float", 0.0)},
-              startup="n_initial_points"),
+              startup="n_initial_points", startup_default=10),
 )}
 ALIASES = {"tpe": "hyperopt.tpe", "rand": "hyperopt.rand", "anneal": "hyperopt.anneal"}  # the names before 11
 NAMES = tuple(ALIASES) + tuple(ALGORITHMS)
@@ -83,13 +86,27 @@ def arm_algorithms(search: SearchSpec) -> tuple[str, ...]:
     return search.algorithms or (algorithm(search.algorithm).name,)
 
 
+def startup_count(search: SearchSpec, name: str) -> int | None:
+    """The random-startup trials of optimiser `name` (None: it has none, not model-based): the
+    job's option for it, else `search.startup_trials`, else its library's own default (Keras
+    Tuner: 3 per dimension of the space, at least 3; Optuna and scikit-optimize 10; hyperopt 20)."""
+    alg = algorithm(name)
+    if alg.startup is None:
+        return None
+    given = search.options.get(alg.name, {}).get(alg.startup, search.startup_trials)
+    if given is not None:
+        return int(given)
+    return max(alg.startup_per_dimension * len(search.space), alg.startup_default)
+
+
 def effective_options(search: SearchSpec, name: str) -> dict[str, Any]:
-    """The options given to the library: the job's, with the random-startup count from
-    `search.startup_trials` unless the job sets the library's own option."""
+    """The options given to the library, every one explicit (recorded with each chain, so a
+    chain replays from its record alone): the job's, with the random-startup count
+    (`startup_count`)."""
     alg = algorithm(name)
     opts = dict(search.options.get(alg.name, {}))
     if alg.startup is not None:
-        opts.setdefault(alg.startup, search.startup_trials)
+        opts[alg.startup] = startup_count(search, name)
     return opts
 
 

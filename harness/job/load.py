@@ -431,7 +431,7 @@ def _search(sec: Section) -> SearchSpec:
     reeval = sec.section("reevaluate", ("init", "order"))
     return SearchSpec(algorithm=algorithm, algorithms=factor, options=options,
                       max_evals=sec.integer("max_evals", 30, low=1),
-                      startup_trials=sec.integer("startup_trials", 20, low=1), space=space,
+                      startup_trials=sec.integer("startup_trials", None, low=1, allow_none=True), space=space,
                       chains_init=chains.integer("init", 1, low=1),
                       chains_order=chains.integer("order", 1, low=1),
                       reevaluate_init=reeval.integer("init", 2, low=1),

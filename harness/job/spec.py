@@ -98,6 +98,10 @@ class ModelSpec:
     search_path: tuple[str, ...] = ()     # where a user builder is imported from (not hashed)
 
 
+# Optimisers whose library's own random-startup default is not the 20 every job had before each
+# library kept its own (`algorithms.startup_count`): their chains changed, so their jobs' hashes do.
+OWN_STARTUP_DEFAULT = ("keras_tuner.bayesian", "optuna.tpe", "skopt.gp")
+
 # Fields added after stores existed: left out of the canonical form at their defaults, so an
 # existing job keeps its spec hash and unit ids.
 _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -121,7 +125,7 @@ class TrainingSpec:
 class SearchSpec:
     algorithm: str
     max_evals: int
-    startup_trials: int
+    startup_trials: int | None  # None: each library's own default (`algorithms.startup_count`)
     space: tuple[Dimension, ...]
     chains_init: int          # chains run under the first N init levels
     chains_order: int         # ... and the first N order levels
@@ -207,6 +211,10 @@ class JobSpec:
         _drop_defaults(d)
         d["data"].pop("search_path")
         d["model"].pop("search_path")
+        search = d.get("search")
+        if search is not None and search["startup_trials"] is None and not any(
+                a in OWN_STARTUP_DEFAULT for a in (search["algorithm"], *search.get("algorithms", ()))):
+            search["startup_trials"] = 20  # every library's count was 20 before each kept its own: same hash
         for section, defaults in _LATER_DEFAULTS.items():
             part = d[section] if section else d
             for key, default in defaults.items():

@@ -20,6 +20,7 @@ from tabulate import tabulate
 
 from harness.errors import UserError
 from harness.files import atomic_write, disk_full_as_error, under
+from harness.job.algorithms import arm_algorithms, startup_count
 from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
 from harness.job.spec import JobSpec
 from harness.reporting import optimisers, plots
@@ -97,9 +98,10 @@ def _chains(spec: JobSpec) -> str:
     s = spec.search
     if s is None:
         return "no search"
+    arms = ", ".join(name + ("" if startup_count(s, name) is None else f" ({startup_count(s, name)} random startup)")
+                     for name in arm_algorithms(s))
     return (f"{len(spec.levels['bo'])} bo x {s.chains_init} init x {s.chains_order} order chains "
-            f"of {s.max_evals} {s.algorithm} trials ({s.startup_trials} random startup), "
-            f"objective = mean of {spec.objective_runs} run(s)")
+            f"of {s.max_evals} trials under {arms}, objective = mean of {spec.objective_runs} run(s)")
 
 
 def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequence[Row]) -> list[str]:
@@ -244,6 +246,11 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
                 "(the fresh seeds are its replication).", "",
                 *_fit_lines(fit, "the tuned model (search, then re-training)",
                             residual="re-training the chosen configuration on fresh seeds", u=u)]
+    trials = [t for r in studies for t in r["result"]["trials"]]
+    failed = [t for t in trials if t.get("error")]
+    if failed:
+        out += [f"**Failed trials.** {len(failed)} of {len(trials)} trials failed and were told to the optimiser as "
+                f"failed, as KerasTuner does (first: {failed[0]['error']}); their chains went on.", ""]
     chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
     top, n = chosen.most_common(1)[0]
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "

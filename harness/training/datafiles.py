@@ -233,9 +233,11 @@ def _labels(y: np.ndarray, key: str, spec: DataSpec, where: Where, classes: int 
             raise UserError(f"{key} holds NaN or inf", **where)
         return y
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
+        y = y.argmax(axis=1)  # one-hot rows (keras.utils.to_categorical): fed back as the loss takes them
     if y.ndim != 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-        raise UserError(f"{key} must be whole class ids 0..classes-1, one per example (got dtype {y.dtype}, "
-                        f"shape {y.shape}); set data.task: regression for real-valued targets", **where)
+        raise UserError(f"{key} must be whole class ids 0..classes-1 or one-hot rows, one per example (got dtype "
+                        f"{y.dtype}, shape {y.shape}); set data.task: regression for real-valued targets", **where)
     high = (classes or 10**9) - 1
     if y.min() < 0 or y.max() > high:
         raise UserError(f"{key} has labels from {int(y.min())} to {int(y.max())}; expected 0..{high}"

@@ -1,9 +1,9 @@
 """Held-out metrics of a training, computed in numpy from the model's outputs (engine-neutral):
 classification: accuracy, cross-entropy `loss` (softmax applied first where the outputs are not
-probabilities) and per-class accuracy; regression: `loss` (MSE), mse and mae. A metric only the
-compiled model reports is evaluated by Keras and passed in as `reported`. With a validation split
-each split gets its own values: the test split's at the top, the validation split's under
-`validation`."""
+probabilities; one output is a binary model's class-1 probability or logit) and per-class
+accuracy; regression: `loss` (MSE), mse and mae. A metric only the compiled model reports is
+evaluated by Keras and passed in as `reported`. With a validation split each split gets its own
+values: the test split's at the top, the validation split's under `validation`."""
 
 from __future__ import annotations
 
@@ -50,7 +50,11 @@ class Metrics:
 
 
 def _probabilities(out: np.ndarray) -> np.ndarray:
-    """The outputs as class probabilities (a softmax over logits)."""
+    """The outputs as class probabilities: a softmax over logits; one output (a binary model's
+    sigmoid, or its logit) is class 1's probability."""
+    if out.shape[1] == 1:
+        p = out[:, 0] if out.min() >= 0 and out.max() <= 1 else 1.0 / (1.0 + np.exp(-out[:, 0]))
+        return np.stack([1.0 - p, p], axis=1)
     if out.min() >= 0 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
         return out
     z = np.exp(out - out.max(axis=1, keepdims=True))

@@ -150,6 +150,7 @@ def build_user(fn: Callable[..., Any], conv: str, ref: str, input_shape: tuple[i
     """A user's model for configuration `hp`, seeded as `builders.seeded_build` says, with what
     the noise stream reached in it (for the record)."""
     import keras
+    import numpy as np
 
     from harness.training.builders import call_builder, seeded_build
 
@@ -157,6 +158,8 @@ def build_user(fn: Callable[..., Any], conv: str, ref: str, input_shape: tuple[i
         model = call_builder(fn, conv, hp, input_shape, n_classes)
         if not isinstance(model, keras.Model):
             raise TypeError(f"model builder {ref} returned {type(model).__name__}, not a keras.Model")
+        if not model.built:  # no keras.Input (KerasTuner's guide): built on a first call, as fit would
+            model(np.zeros((1, *input_shape), np.float32), training=False)
         return model
 
     model, seeding = seeded_build(checked, init_seed, noise_seed, backend_seed)

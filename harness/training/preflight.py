@@ -14,6 +14,7 @@ from harness.errors import UserError, Where
 from harness.job.spec import METRICS, SOURCES, TRAINING_FIELDS, JobSpec
 from harness.job.usercode import import_function
 from harness.training import data
+from harness.training.engines.base import fit_targets
 from harness.training.models import builder_info
 from harness.training.trainer import model_args
 
@@ -41,6 +42,8 @@ def check(spec: JobSpec, calling: Callable[[str, str], None] = lambda what, key:
         raise UserError(f"model builder {spec.model.builder} failed: {type(exc).__name__}: {exc}", **where) from None
     _check_outputs(spec, model, ds, where)
     compiled = bool(getattr(model, "compiled", False))
+    if compiled:
+        _check_loss(spec, model, ds, where)
     searched = set(spec.dimensions)
     missing = [f for f in TRAINING_FIELDS if f not in spec.training.fixed and f not in searched]
     if not compiled and missing:
@@ -60,13 +63,27 @@ def _check_outputs(spec: JobSpec, model: Any, ds: data.Dataset, where: Where) ->
         raise UserError(f"the model of {spec.model.builder} cannot take the data's examples of shape "
                         f"{ds.x_train.shape[1:]}: {type(exc).__name__}: {str(exc).splitlines()[0]}", **where) from None
     width = int(out.shape[-1]) if len(out.shape) > 1 else 1
-    if ds.n_classes and width != ds.n_classes:
+    if ds.n_classes and width != ds.n_classes and not (width == 1 and ds.n_classes == 2):
         raise UserError(f"the model of {spec.model.builder} has {width} outputs; the data has {ds.n_classes} "
                         f"classes (labels 0..{ds.n_classes - 1})", **where)
     target = 1 if ds.y_train.ndim == 1 else ds.y_train.shape[1]
     if not ds.n_classes and width != target:
         raise UserError(f"the model of {spec.model.builder} has {width} outputs; the regression target has "
                         f"{target}", **where)
+
+
+def _check_loss(spec: JobSpec, model: Any, ds: data.Dataset, where: Where) -> None:
+    """The model's own loss on two examples, their targets as the harness feeds them (class ids;
+    one-hot rows for a categorical loss): one line naming the loss and both shapes if it fails."""
+    targets = fit_targets(model, ds)
+    try:
+        model.evaluate(targets.x_train[:2], targets.y_train[:2], verbose=0)
+    except Exception as exc:
+        out = model(ds.x_train[:2], training=False)
+        raise UserError(f"the loss {getattr(model, 'loss', None)!r} the model of {spec.model.builder} compiles "
+                        f"cannot take its outputs of shape {tuple(out.shape)} with targets of shape "
+                        f"{targets.y_train[:2].shape}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                        **where) from None
 
 
 def _check_reported(spec: JobSpec, model: Any, ds: data.Dataset, compiled: bool) -> None:
@@ -76,7 +93,8 @@ def _check_reported(spec: JobSpec, model: Any, ds: data.Dataset, compiled: bool)
         raise UserError(f"metric {spec.objective_metric!r} is neither computed by the harness "
                         f"({', '.join(METRICS)}) nor reported by the model (its builder does not compile it)",
                         **where)
-    reported = model.evaluate(ds.x_train[:2], ds.y_train[:2], verbose=0, return_dict=True)
+    targets = fit_targets(model, ds)
+    reported = model.evaluate(targets.x_train[:2], targets.y_train[:2], verbose=0, return_dict=True)
     if spec.objective_metric not in reported:
         raise UserError(f"metric {spec.objective_metric!r} is not reported by the compiled model (it reports "
                         f"{', '.join(sorted(reported))}) nor computed by the harness ({', '.join(METRICS)})",

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.job.algorithms import algorithm as find_algorithm
-from harness.job.algorithms import arm_algorithms
+from harness.job.algorithms import arm_algorithms, effective_options
 from harness.job.matrix import Unit, fixed_levels, result_fields, training_seeds
 from harness.job.seeds import FRESH
 from harness.job.spec import JobSpec, stable_hash
@@ -73,9 +73,10 @@ class StudyKind(UnitKind):
         start = time.perf_counter()
         reeval, seeding = _reevaluate(ctx, unit, best["config"])
         clock["train_s"] += time.perf_counter() - start
+        name = find_algorithm(unit.algorithm or search_spec.algorithm).name
         result = {"trials": trials, "chosen": best["config"], "best_score": best["score"], "reeval": reeval,
-                  "library_seed": search.library_seed}
-        library = find_algorithm(unit.algorithm or search_spec.algorithm).library
+                  "library_seed": search.library_seed, "options": effective_options(search_spec, name)}
+        library = find_algorithm(name).library
         return Outcome(result, seeds, ctx.trainer.test_size(seeds["split"]),
                        sum(len(t["runs"]) for t in trials) + len(reeval),
                        {k: round(v, 4) for k, v in clock.items()}, {"search_library": library_version(library)},
@@ -106,7 +107,9 @@ def _best(spec: JobSpec, trials: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _trial(ctx: Context, search: Search, unit: Unit, clock: Clock) -> dict[str, Any] | None:
     """One trial: the optimiser's proposal trained `unit.runs` times, the mean objective (on
-    validation where there is one) told (None when the optimiser has nothing left to propose)."""
+    validation where there is one) told (None when the optimiser has nothing left to propose). A
+    training that fails, or a builder that raises for this configuration, fails this trial only
+    (told as failed, its error kept, the chain goes on), as in KerasTuner's own loop."""
     spec = ctx.spec
     start = time.perf_counter()
     config = search.ask()
@@ -122,6 +125,8 @@ def _trial(ctx: Context, search: Search, unit: Unit, clock: Clock) -> dict[str, 
             runs.append({**{k: v for k, v in m.as_dict().items() if k != "per_class_accuracy"}, "seeds": seeds})
     except TrainingFailed as exc:
         error = str(exc)
+    except Exception as exc:  # the user's builder failed for this configuration: as KerasTuner, the trial fails
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     clock["train_s"] += time.perf_counter() - start
     metric = spec.objective_metric
     score = None if error else sum((r.get("validation") or r)[metric] for r in runs) / len(runs)

@@ -7,6 +7,7 @@ An engine turns (dataset, training values, model arguments, seeds) into test-set
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -105,8 +106,34 @@ def compile_model(model: Any, training: dict[str, Any], loss: str, backend: str)
                   jit_compile=False if backend == "tensorflow" else "auto")
 
 
+def wants_one_hot(model: Any) -> bool:
+    """Whether the model's compiled loss takes one-hot targets (`categorical_crossentropy` and its
+    kin, as KerasTuner's guide compiles; not their `sparse_` forms, which take class ids)."""
+    loss = getattr(model, "loss", None)
+    name = str(getattr(loss, "name", None) or getattr(loss, "__name__", None) or loss or "").lower()
+    return "categorical" in name and "sparse" not in name
+
+
+_ONE_HOT: dict[int, tuple[Dataset, Dataset]] = {}
+
+
+def fit_targets(model: Any, ds: Dataset) -> Dataset:
+    """`ds` with its targets as the model's loss takes them: class ids (as stored), or one-hot
+    float32 rows for a categorical loss (made once per dataset). Metrics always read the ids."""
+    if not ds.n_classes or not wants_one_hot(model):
+        return ds
+    hit = _ONE_HOT.get(id(ds))
+    if hit is None or hit[0] is not ds:
+        eye = np.eye(ds.n_classes, dtype=np.float32)
+        hit = (ds, dataclasses.replace(ds, y_train=eye[ds.y_train], y_test=eye[ds.y_test],
+                                       y_val=None if ds.y_val is None else eye[ds.y_val]))
+        _ONE_HOT[id(ds)] = hit
+    return hit[1]
+
+
 def fit_batches(model: Any, ds: Dataset, training: dict[str, Any], order_seed: int) -> None:
     """One `model.fit` over every epoch's batches in the harness's order (no Keras shuffling)."""
+    ds = fit_targets(model, ds)
     batches = epoch_batches(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]), order_seed)
     model.fit(((ds.x_train[idx], ds.y_train[idx]) for idx in batches), steps_per_epoch=len(batches),
               epochs=1, shuffle=False, verbose=0)
@@ -132,7 +159,8 @@ def trained(engine: Engine, model: Any, ds: Dataset, seeding: dict[str, Any] | N
     """After a training: the model's outputs on `ds.x_eval`, and the metrics only the compiled model
     reports (`engine.report`, evaluated by Keras on each split)."""
     reported = {}
-    for split, x, y in (("validation", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
+    targets = fit_targets(model, ds)
+    for split, x, y in (("validation", targets.x_val, targets.y_val), ("test", targets.x_test, targets.y_test)):
         if engine.report and x is not None:
             res = model.evaluate(x, y, verbose=0, return_dict=True)
             reported[split] = {n: float(res[n]) for n in engine.report}

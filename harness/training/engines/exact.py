@@ -27,6 +27,7 @@ from harness.training.engines.base import (
     batch_plan,
     compile_model,
     fit_batches,
+    fit_targets,
     trained,
 )
 from harness.training.models import BuilderInfo
@@ -125,7 +126,7 @@ class ExactEngine(Engine):
         if self.backend == "tensorflow":
             graph_loop = (self.builder.reset is not None
                           and model_args.get("activation") in GRAPH_LOOP_ACTIVATIONS)
-            loop = _exact_loop(model, ds, self.xla, graph_loop)
+            loop = _exact_loop(model, fit_targets(model, ds), self.xla, graph_loop)
         built = _Built(model, [np.array(v.numpy()) for v in model.optimizer.variables], loop, self_compiled)
         self._built[key] = built
         if len(self._built) > ENGINE_CACHE:
@@ -162,14 +163,19 @@ class ExactEngine(Engine):
 
     def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
               seeds: dict[str, int]) -> Trained:
-        """One training."""
+        """One training. A training that raises drops its configuration's built model, so the next
+        one starts from a fresh build (an error never carries state into another unit)."""
         built = self._get(ds, training, model_args)
-        seeding = self._reset(built, ds, training, model_args, seeds)
-        if built.loop is None:  # not TensorFlow: Keras's own fit, its compiled train function reused
-            fit_batches(built.model, ds, training, seeds["order"])
-        else:
-            full, short = batch_plan(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
-                                     seeds["order"])
-            x, y, _ = self._tensors.get(ds)
-            built.loop(x, y, full, short)
-        return trained(self, built.model, ds, seeding)
+        try:
+            seeding = self._reset(built, ds, training, model_args, seeds)
+            if built.loop is None:  # not TensorFlow: Keras's own fit, its compiled train function reused
+                fit_batches(built.model, ds, training, seeds["order"])
+            else:
+                full, short = batch_plan(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]),
+                                         seeds["order"])
+                x, y, _ = self._tensors.get(fit_targets(built.model, ds))
+                built.loop(x, y, full, short)
+            return trained(self, built.model, ds, seeding)
+        except Exception:
+            self._built = OrderedDict((k, b) for k, b in self._built.items() if b is not built)
+            raise
