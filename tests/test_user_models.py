@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from harness.job.spec import DataSpec
-from harness.job.usercode import HP
+from harness.job.usercode import declared, hyperparameters
 from harness.job.usermodel import recorded_space
 from harness.training import data
 from harness.training.engines import ExactEngine, FitEngine
@@ -76,10 +76,11 @@ def test_hp_answers_the_configuration_and_records_the_space() -> None:
         return (hp.Int("units", 32, 128, step=32), hp.Float("lr", 1e-4, 1e-2, sampling="log"),
                 hp.Choice("act", ["relu", "tanh"]), hp.Boolean("bn"), hp.Fixed("layers", 2))
 
-    hp = HP()
-    assert build_model(hp) == (32, 1e-4, "relu", False, 2)  # KerasTuner's defaults
-    assert build_model(HP({"units": 96.0, "lr": 0.003, "act": "tanh", "bn": True})) == (96, 0.003, "tanh", True, 2)
-    space = {d.name: (d.kind, d.args) for d in recorded_space(hp.calls)}
+    assert build_model(hyperparameters({})) == (32, 1e-4, "relu", False, 2)  # KerasTuner's defaults
+    assert build_model(hyperparameters({"units": 96, "lr": 0.003, "act": "tanh", "bn": True})) == \
+        (96, 0.003, "tanh", True, 2)
+    assert build_model(hyperparameters({"units": 1024}))[0] == 1024  # as given, as KerasTuner answers
+    space = {d.name: (d.kind, d.args) for d in recorded_space(declared(build_model, {}))}
     assert space == {"units": ("quniform", (32, 128, 32)),
                      "lr": ("loguniform", (pytest.approx(np.log(1e-4)), pytest.approx(np.log(1e-2)))),
                      "act": ("choice", ("relu", "tanh")), "bn": ("choice", (False, True))}

@@ -283,9 +283,11 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 
 
 def cast_value(dim: Dimension, value: Any) -> Any:
-    """A search value as the trainer wants it (whole-number q-dims become int)."""
+    """A search value as the trainer wants it (whole-number q-dims become int; a choice is the
+    job's own value, so a Boolean a library returns as 1 is True again)."""
     if dim.integral:
         return int(round(float(value)))
     if dim.kind == "choice":
-        return value
+        same = [a for a in dim.args if a == value]
+        return next((a for a in same if type(a) is type(value)), same[0] if same else value)
     return float(value)

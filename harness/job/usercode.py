@@ -1,9 +1,9 @@
 """The user's own code, resolved in one place: a "package.module:function" reference (a model
 builder or a data function) imported from the job file's directory, the working directory or
-PYTHONPATH without leaving `sys.path` changed; a builder's calling convention; KerasTuner's `hp`
-(an `HP` here: keras-tuner is not needed), which answers hp.Int / Float / Choice / Boolean / Fixed
-and records each call; and the digest of the builder's source file. Nothing here imports Keras
-(importing the user's module may)."""
+PYTHONPATH without leaving `sys.path` changed; a builder's calling convention; a KerasTuner
+hypermodel's `hp` (KerasTuner's own `HyperParameters`), the hyperparameters it declares and those
+a build leaves active; and the digest of the builder's source file. Nothing here imports Keras
+(importing the user's module, or keras_tuner, may)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,47 +105,62 @@ def convention(fn: Callable[..., Any], ref: str, where: Where) -> str:
                     f"build(hp, input_shape, n_classes) or KerasTuner's build_model(hp)", **where)
 
 
-@dataclass
-class HP:
-    """KerasTuner's `hp` for one configuration: each hp.* call answers the configuration's value
-    for its name (its default when the configuration has none) and is recorded."""
+EXPLORE_BUILDS = 64  # builds a hypermodel's space discovery may make (`declared`)
 
-    values: dict[str, Any] = field(default_factory=dict)
-    calls: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def _answer(self, name: str, kind: str, args: dict[str, Any], default: Any) -> Any:
-        self.calls.setdefault(name, (kind, args))
-        return self.values.get(name, default)
+def hyperparameters(values: Mapping[str, Any]) -> Any:
+    """KerasTuner's own `HyperParameters` answering `values` as given (as KerasTuner answers a
+    trial's values, even one outside the declared range); a name without a value: its default."""
+    import keras_tuner as kt
+    hp = kt.HyperParameters()
+    hp.values.update(values)
+    return hp
 
-    def Int(self, name: str, min_value: int, max_value: int, step: int | None = None,  # noqa: N802
-            sampling: str = "linear", default: int | None = None, **_: Any) -> int:
-        v = self._answer(name, "int", dict(min_value=min_value, max_value=max_value, step=step,
-                                           sampling=sampling), min_value if default is None else default)
-        return int(min(max(int(round(float(v))), min_value), max_value))
 
-    def Float(self, name: str, min_value: float, max_value: float, step: float | None = None,  # noqa: N802
-              sampling: str = "linear", default: float | None = None, **_: Any) -> float:
-        v = self._answer(name, "float", dict(min_value=min_value, max_value=max_value, step=step,
-                                             sampling=sampling), min_value if default is None else default)
-        return float(min(max(float(v), min_value), max_value))
+def active_names(fn: Callable[..., Any], values: Mapping[str, Any]) -> set[str]:
+    """The hyperparameters a KerasTuner hypermodel asks for, and that are active (conditions met),
+    when it builds with `values`: the others were not trained, whatever their value."""
+    hp = hyperparameters(values)
+    fn(hp)
+    return {h.name for h in hp.space if hp.is_active(h)}
 
-    def Choice(self, name: str, values: list[Any], ordered: bool | None = None,  # noqa: N802
-               default: Any = None, **_: Any) -> Any:
-        return self._answer(name, "choice", dict(values=list(values)), values[0] if default is None else default)
 
-    def Boolean(self, name: str, default: bool = False, **_: Any) -> bool:  # noqa: N802
-        return bool(self._answer(name, "boolean", {}, default))
+def declared(fn: Callable[..., Any], fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter a KerasTuner hypermodel declares, conditional ones included, found up
+    front: one build with the defaults, then builds with one value changed at a time (each
+    Choice and Boolean value, each Int's bounds) until no build asks for a new name, at most
+    `EXPLORE_BUILDS` builds. `fixed` (the job's model.args) are answered and never explored. A
+    build that raises for a probed value is passed over; one that raises for the defaults is the
+    caller's error."""
+    found: dict[str, Any] = {}
+    queue: list[dict[str, Any]] = [dict(fixed)]
+    tried: list[dict[str, Any]] = []
+    while queue and len(tried) < EXPLORE_BUILDS:
+        values = queue.pop(0)
+        if values in tried:
+            continue
+        tried.append(values)
+        hp = hyperparameters(values)
+        try:
+            fn(hp)
+        except Exception:
+            if len(tried) == 1:
+                raise
+            continue
+        for h in hp.space:
+            if h.name not in found and h.name not in fixed:
+                found[h.name] = h
+                queue += [{**hp.values, h.name: v} for v in _probes(h)]
+    return found
 
-    def Fixed(self, name: str, value: Any, **_: Any) -> Any:  # noqa: N802
-        self.calls.setdefault(name, ("fixed", dict(value=value)))
-        return value
 
-    def get(self, name: str) -> Any:
-        return self.values[name]
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
-    @contextlib.contextmanager
-    def conditional_scope(self, *_: Any, **__: Any) -> Iterator[None]:
-        yield
+def _probes(h: Any) -> list[Any]:
+    """Values of a hyperparameter that may change what else a hypermodel asks for."""
+    kind = type(h).__name__
+    if kind == "Choice":
+        return list(h.values)
+    if kind == "Boolean":
+        return [True, False]
+    if kind == "Int":
+        return [h.max_value, h.min_value]
+    return []

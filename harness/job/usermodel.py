@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import UserError, Where
 from harness.job.spec import BUILTIN_BUILDERS, TRAINING_FIELDS, Dimension, ModelSpec, SearchSpec
-from harness.job.usercode import HP, KERASTUNER, convention, import_function, is_ref, source_digest
+from harness.job.usercode import KERASTUNER, convention, declared, import_function, is_ref, source_digest
 from harness.job.yamldoc import Section
 
 
@@ -35,13 +35,12 @@ def user_model(top: Section, search_path: tuple[str, ...]) -> tuple[ModelSpec | 
     fn = import_function(builder, search_path, where)
     space = None
     if convention(fn, builder, where) == KERASTUNER:
-        hp = HP(dict(args))
         try:
-            fn(hp)
+            hps = declared(fn, dict(args))
         except Exception as exc:  # the user's code: any error is theirs, one line
             raise UserError(f"model builder {builder} raised {type(exc).__name__}: {exc} when called with "
                             f"its hp defaults", **where) from None
-        space = recorded_space({k: v for k, v in hp.calls.items() if k not in args})
+        space = recorded_space(hps)
     spec = ModelSpec(builder=builder, args=dict(args), source_digest=source_digest(builder), search_path=search_path)
     return spec, space
 
@@ -91,24 +90,40 @@ def free_configurations(sec: Section, builder: str) -> tuple[dict[str, Any], ...
     return tuple(out)
 
 
-def recorded_space(calls: dict[str, tuple[str, dict[str, Any]]]) -> tuple[Dimension, ...]:
-    """hyperopt dimensions for the recorded hp.* calls (Fixed ones are not dimensions)."""
+def recorded_space(hps: Mapping[str, Any]) -> tuple[Dimension, ...]:
+    """The search dimensions of a hypermodel's declared hyperparameters (keras_tuner objects by
+    name; Fixed ones are not dimensions), proposing exactly KerasTuner's values: an Int or Float
+    with a step is its grid (min, min + step, ...; under log sampling min, min x step, ...), a
+    choice of those values where a quantized range would not land on them."""
     out = []
-    for name, (kind, a) in sorted(calls.items()):
-        log = a.get("sampling") == "log"
-        if kind == "int":
-            lo, hi, q = a["min_value"], a["max_value"], a["step"] or 1
-            out.append(Dimension(name, "qloguniform", (math.log(lo), math.log(hi), q)) if log
-                       else Dimension(name, "quniform", (lo, hi, q)))
-        elif kind == "float":
-            lo, hi = float(a["min_value"]), float(a["max_value"])
-            if log:
-                out.append(Dimension(name, "loguniform", (math.log(lo), math.log(hi))))
-            else:
-                out.append(Dimension(name, "quniform", (lo, hi, a["step"])) if a["step"]
-                           else Dimension(name, "uniform", (lo, hi)))
-        elif kind == "choice":
-            out.append(Dimension(name, "choice", tuple(a["values"])))
-        elif kind == "boolean":
+    for name, h in sorted(hps.items()):
+        kind = type(h).__name__
+        if kind in ("Int", "Float"):
+            out.append(_range(name, h, kind == "Int"))
+        elif kind == "Choice":
+            out.append(Dimension(name, "choice", tuple(h.values)))
+        elif kind == "Boolean":
             out.append(Dimension(name, "choice", (False, True)))
     return tuple(out)
+
+
+def _range(name: str, h: Any, integral: bool) -> Dimension:
+    lo, hi, step, sampling = h.min_value, h.max_value, h.step, h.sampling or "linear"
+    if integral and not step:
+        step = 1
+    if step and sampling in ("log", "reverse_log"):  # KerasTuner's log grid multiplies by the step
+        grid: list[Any] = []
+        v = lo
+        while v <= hi and len(grid) < 10_000:
+            grid.append(v)
+            v = v * step
+        return Dimension(name, "choice", tuple(grid))
+    if step:
+        n = int(math.floor((hi - lo) / step + 1e-9))
+        grid = [lo + k * step for k in range(n + 1)]
+        if integral and lo % step == 0:
+            return Dimension(name, "quniform", (lo, lo + n * step, step))
+        return Dimension(name, "choice", tuple(int(g) if integral else float(g) for g in grid))
+    if sampling in ("log", "reverse_log"):
+        return Dimension(name, "loguniform", (math.log(lo), math.log(hi)))
+    return Dimension(name, "uniform", (float(lo), float(hi)))

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.job.seeds import layer_seed
-from harness.job.usercode import HP, KERASTUNER
+from harness.job.usercode import KERASTUNER, hyperparameters
 
 
 def call_builder(fn: Callable[..., Any], conv: str, hp: dict[str, Any], input_shape: tuple[int, ...],
-                 n_classes: int, record: HP | None = None) -> Any:
-    """The user's function called in its convention (`record`: the HP to answer with)."""
+                 n_classes: int) -> Any:
+    """The user's function called in its convention (a hypermodel: with KerasTuner's own
+    `HyperParameters` answering the configuration's values as given)."""
     if conv == KERASTUNER:
-        return fn(record if record is not None else HP(dict(hp)))
+        return fn(hyperparameters(hp))
     return fn(dict(hp), tuple(input_shape), n_classes)
 
 

@@ -34,6 +34,7 @@ class BuilderInfo:
     build: Callable[..., Built] | None = None  # (input_shape, n_classes, init_seed, noise_seed, backend_seed, **args)
     reset: Callable[..., None] | None = None   # (model, init_seed, noise_seed): a fresh build's state
     open_params: bool = False  # every configuration value is the builder's (a user's builder)
+    active: Callable[[dict[str, Any]], set[str]] | None = None  # a hypermodel's active hps for a configuration
 
 
 def dense_kernel_initializer(init_seed: int, layer: int) -> Any:
@@ -142,7 +143,8 @@ def builder_info(builder: str, search_path: tuple[str, ...] = (), job_file: str 
     where = Where(file=job_file, key="model.builder")
     fn = usercode.import_function(builder, search_path, where)
     conv = usercode.convention(fn, builder, where)
-    return BuilderInfo(params={}, defaults={}, build=partial(build_user, fn, conv, builder), open_params=True)
+    return BuilderInfo(params={}, defaults={}, build=partial(build_user, fn, conv, builder), open_params=True,
+                       active=partial(usercode.active_names, fn) if conv == usercode.KERASTUNER else None)
 
 
 def build_user(fn: Callable[..., Any], conv: str, ref: str, input_shape: tuple[int, ...], n_classes: int,

@@ -13,7 +13,7 @@ from harness.job.algorithms import algorithm as find_algorithm
 from harness.job.algorithms import arm_algorithms, effective_options
 from harness.job.matrix import Unit, fixed_levels, result_fields, training_seeds
 from harness.job.seeds import FRESH
-from harness.job.spec import JobSpec, stable_hash
+from harness.job.spec import TRAINING_FIELDS, JobSpec, stable_hash
 from harness.search import Search, make_search
 from harness.search.base import library_version
 from harness.training.metrics import TrainingFailed
@@ -133,7 +133,21 @@ def _trial(ctx: Context, search: Search, unit: Unit, clock: Clock) -> dict[str, 
     start = time.perf_counter()
     search.tell(None if score is None else -score if spec.objective_direction == "max" else score)
     clock["optimiser_s"] += time.perf_counter() - start
-    return {"config": config, "score": score, "runs": runs, **({"error": error} if error else {})}
+    return {"config": _trained(ctx, config), "score": score, "runs": runs, **({"error": error} if error else {})}
+
+
+def _trained(ctx: Context, config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a trial trained: without the hyperparameters a KerasTuner hypermodel left
+    inactive for it (a `units_2` when `num_layers` is 1), which trained nothing and so neither
+    are recorded nor make configurations distinct."""
+    active = ctx.trainer.info.active
+    if active is None:
+        return config
+    try:
+        used = active(config)
+    except Exception:  # the build fails for this configuration: the trial's error says so
+        return config
+    return {k: v for k, v in config.items() if k in used or k in TRAINING_FIELDS}
 
 
 def _reevaluate(ctx: Context, unit: Unit, config: dict[str, Any]
