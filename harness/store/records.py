@@ -90,12 +90,14 @@ def machine(record: Mapping[str, Any]) -> str:
 
 
 def columns(spec: JobSpec) -> list[str]:
-    """CSV columns: identity, configuration values, seed levels and values, metrics."""
+    """CSV columns: identity, configuration values, seed levels and values, a re-evaluation's
+    chain's search levels and seeds, metrics."""
     dims = list(spec.dimensions)
     seeds = [c for s in SEED_SOURCES for c in (f"{s}_level", f"{s}_seed")]
     factor = spec.search is not None and (len(spec.search.algorithms) > 1 or len(spec.runs_factor()) > 1)
     arms = ["algorithm", "objective_runs"] if factor else []  # the optimiser or averaging count is a factor
-    return ["kind", "unit", "mode", "engine", *arms, "trial", "run"] + dims + seeds + metric_columns(spec)
+    chain = [f"search_{s}_{c}" for s in ("init", "order") for c in ("level", "seed")] if spec.search else []
+    return ["kind", "unit", "mode", "engine", *arms, "trial", "run"] + dims + seeds + chain + metric_columns(spec)
 
 
 def metric_columns(spec: JobSpec) -> list[str]:

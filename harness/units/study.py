@@ -86,13 +86,16 @@ class StudyKind(UnitKind):
         return missing(result, {"trials": list, "chosen": dict, "best_score": (int, float), "reeval": list})
 
     def rows(self, rec: Mapping[str, Any]) -> list[Row]:
-        """A chain's trials (every averaged run) and its chosen configuration's re-evaluations."""
+        """A chain's trials (every averaged run) and its chosen configuration's re-evaluations, each
+        with the init and order levels and seeds its chain searched under (`search_*`)."""
         res, chain, bo = rec["result"], rec["levels"], rec["seeds"]["bo"]
         arm = {"algorithm": rec.get("algorithm"), "objective_runs": rec.get("runs")}
         rows = [row(TRIAL_ROW, rec, trial["config"], chain, {**run["seeds"], "bo": bo}, run, trial=t, run=j, **arm)
                 for t, trial in enumerate(res["trials"]) for j, run in enumerate(trial["runs"])]
+        searched = {"search_init_level": chain["init"], "search_order_level": chain["order"],
+                    "search_init_seed": rec["seeds"]["init"], "search_order_seed": rec["seeds"]["order"]}
         rows += [row(REEVAL_ROW, rec, res["chosen"], {**chain, **r["levels"]}, {**r["seeds"], "bo": bo},
-                     r["metrics"], **arm) for r in res["reeval"]]
+                     r["metrics"], **arm, **searched) for r in res["reeval"]]
         return rows
 
 
