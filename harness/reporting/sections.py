@@ -292,20 +292,24 @@ def _winners_curse(spec: JobSpec, studies: list[Record], u: Units) -> list[str]:
     s, split = spec.searched, curse_split(spec)
     algorithms, runs = arm_algorithms(s), spec.runs_factor()
     arm = (["optimiser"] if len(algorithms) > 1 else []) + (["runs"] if len(runs) > 1 else [])
+    test = [] if split == "test" else ["fresh seeds (test)"]  # the tuned model, when the search scored another split
     table, gaps = [], []
     for rec, (fresh, gap) in zip(studies, curse(spec, studies, u.metric, u.higher_is_better), strict=True):
         res, lv = rec["result"], rec["levels"]
         gaps.append(gap)
+        tuned = [u.value(statistics.fmean(r["metrics"][u.metric] for r in res["reeval"]))] if test else []
         table.append((*([rec.get("algorithm")] if len(algorithms) > 1 else []),
                       *([rec.get("runs")] if len(runs) > 1 else []), lv["bo"], lv["init"], lv["order"],
-                      config_label(spec, res["chosen"]), u.value(res["best_score"]), u.value(fresh), u.value(gap)))
+                      config_label(spec, res["chosen"]), u.value(res["best_score"]), u.value(fresh), u.value(gap),
+                      *tuned))
     better = "above" if u.higher_is_better else "below"
     return [f"**Winner's curse.** The best score a chain saw is on average {u.value(statistics.fmean(gaps))} "
             f"{u.long} {better} the same configuration's mean on {s.reevaluate_init} x {s.reevaluate_order} fresh "
             f"seeds (range {u.value(min(gaps))} to {u.value(max(gaps))}), both on the {split} split, which the "
-            f"search selected on: the search reports a lucky draw, not the configuration's quality.", "",
-            tabulate(table, headers=(*arm, "bo", "init", "order", "chosen", f"best seen ({split})",
-                                     f"fresh seeds ({split})", f"gap ({u.short})"), tablefmt="github"), ""]
+            f"search selected on: the search reports a lucky draw, not the configuration's quality."
+            + (" The last column is the same re-trainings on the test split: the tuned model's score." if test else ""),
+            "", tabulate(table, headers=(*arm, "bo", "init", "order", "chosen", f"best seen ({split})",
+                                         f"fresh seeds ({split})", f"gap ({u.short})", *test), tablefmt="github"), ""]
 
 
 def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]],
