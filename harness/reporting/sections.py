@@ -90,7 +90,7 @@ def reading(fit: Decomposition, what: str, u: Units, residual: str | None = None
         text += (" Repeats with every seed equal gave identical scores: with these determinism settings "
                  "the implementation adds no noise, so all of the spread is seed luck.")
     top, factors = parts[0], crossed(parts[0].name)
-    if factors[0] in (*TRAINING_SOURCES, "bo") and len(factors) == 1 and top.share > 0.4:
+    if len(factors) == 1 and factors[0] in (*TRAINING_SOURCES, "bo") and top.share > 0.4:
         text += (f" The largest source is {source_text(top.name)}: averaging over more of its seeds narrows "
                  f"the spread most.")
     elif len(factors) > 1 and top.share > 0.4:
