@@ -7,13 +7,14 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from harness.errors import UserError
-from harness.job.spec import JobSpec
+from harness.job.spec import Dimension, JobSpec
 from harness.stats import Decomposition, decompose
 from harness.store.records import Record
 from harness.units import EVAL_ROW, REEVAL_ROW
@@ -25,7 +26,9 @@ Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha 0.05, power 0.8
 SOURCES_TEXT = {"init": "weight initialisation", "order": "batch order", "split": "the data split",
                 "noise": "dropout/noise", "residual": "the residual",
                 "bo": "the optimiser's seed", "search_init": "the init seed during the search",
-                "search_order": "the order seed during the search", "configuration": "the configuration"}
+                "search_order": "the order seed during the search", "configuration": "the configuration",
+                "arm": "the arm (optimiser x averaging count)"}
+ARM = "arm"  # the tuned model's factor when several arms ran: the optimiser's seed (bo) is nested in it
 
 
 def pts(x: float | None, digits: int = 2) -> str:
@@ -34,14 +37,54 @@ def pts(x: float | None, digits: int = 2) -> str:
 
 
 def source_text(name: str, residual: str = "implementation noise (repeats with every seed equal)") -> str:
-    """A variance source in plain words (interactions as 'a x b')."""
+    """A variance source in plain words (interactions as 'a x b'; bo nested in the arm as 'within an arm')."""
     if name == "residual":
         return residual
-    return " x ".join(SOURCES_TEXT.get(p, p) for p in name.split(":"))
+    parts = crossed(name)
+    return " x ".join(SOURCES_TEXT.get(p, p) for p in parts) + (f" within an {ARM}" if nested(name) else "")
+
+
+def crossed(name: str) -> list[str]:
+    """A source's crossed factors: 'a:b' is a x b; in 'bo:arm' (and 'bo:x:arm') the arm is where bo is
+    nested, not a crossed factor."""
+    parts = name.split(":")
+    return [p for p in parts if p != ARM] if nested(name) else parts
+
+
+def nested(name: str) -> bool:
+    """A source that is bo (or an interaction with it) within an arm."""
+    parts = name.split(":")
+    return "bo" in parts and ARM in parts
+
+
+def value_text(value: Any, dim: Dimension | None = None) -> str:
+    """A hyperparameter's value as every table and sentence prints it: a choice's option as the job
+    wrote it (a library's 1 for true is True), a whole number as is, a float on its dimension's step
+    rounded to that step, any other float to 4 significant digits."""
+    if dim is not None and dim.kind == "choice":
+        value = next((o for o in dim.args if o == value), value)
+    if not isinstance(value, float):
+        return str(value)
+    step = float(dim.args[2]) if dim is not None and dim.kind in ("quniform", "qloguniform") else 0.0
+    if step and math.isclose(value / step, round(value / step), rel_tol=0, abs_tol=1e-6):
+        return f"{round(value, max(0, -int(Decimal(repr(step)).normalize().as_tuple().exponent))):g}"
+    return f"{value:.4g}"
 
 
 def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
-    return ", ".join(f"{name}={config.get(name)}" for name in spec.dimensions)
+    """A configuration as every table and sentence names it (values by `value_text`)."""
+    dims = {d.name: d for d in spec.search.space} if spec.search else {}
+    return ", ".join(f"{name}={value_text(config.get(name), dims.get(name))}" for name in spec.dimensions)
+
+
+def arm_label(algorithm: str, runs: int, show_runs: bool) -> str:
+    """An arm as the report names it: the optimiser, and its averaging count when that varies."""
+    return algorithm + (f", runs {runs}" if show_runs else "")
+
+
+def curse_split(spec: JobSpec) -> str:
+    """The split a winner's curse is measured on: the one the search scored (validation where there is one)."""
+    return "validation" if spec.data.validation else "test"
 
 
 def factors(rows: Sequence[Row], candidates: Sequence[str]) -> list[str]:
@@ -108,20 +151,23 @@ def safe_fit(make: Callable[[], Decomposition]) -> Decomposition | str:
 
 def tuned_fit(spec: JobSpec, rows: Sequence[Row], metric: str) -> Decomposition | str | None:
     """The chosen configurations' fresh-seed scores decomposed over the chain cells (bo x search init
-    x search order; the fresh seeds are the replication); None without chains."""
-    reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"])
+    x search order; the fresh seeds are the replication); None without chains. With several arms the
+    arm is a factor and bo is nested in it: bo level 0 of one optimiser is not bo level 0 of another."""
+    reeval = [dict(r, search_init=r["chain_init"], search_order=r["chain_order"],
+                   arm=f"{r.get('algorithm')}, runs {r.get('objective_runs')}")
               for r in rows if r["kind"] == REEVAL_ROW]
-    names = factors(reeval, ("bo", "search_init", "search_order"))
+    names = factors(reeval, (ARM, "bo", "search_init", "search_order"))
     if not names or len(reeval) < 2:
         return None
-    return safe_fit(partial(decompose, columns(reeval, names, metric), metric, names, ci=CI,
-                        seed=spec.root_seed % 2**31))
+    nested = [f"bo:{ARM}"] if {"bo", ARM} <= set(names) else []
+    return safe_fit(partial(decompose, columns(reeval, names, metric), metric, names, nested=nested, ci=CI,
+                            seed=spec.root_seed % 2**31))
 
 
 def curse(spec: JobSpec, studies: Sequence[Record], metric: str, higher_is_better: bool
           ) -> list[tuple[float, float]]:
     """Per chain: (the chosen configuration's mean on fresh seeds, the winner's curse: how much better
-    its best score looked), both on the split the search scored (validation where there is one)."""
+    its best score looked), both on the split the search scored (`curse_split`)."""
     sign = 1.0 if higher_is_better else -1.0
     out = []
     for rec in studies:

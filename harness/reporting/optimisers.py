@@ -22,7 +22,7 @@ from tabulate import tabulate
 from harness.errors import UserError
 from harness.job.algorithms import algorithm
 from harness.job.spec import JobSpec
-from harness.reporting.common import BOOTSTRAP
+from harness.reporting.common import BOOTSTRAP, arm_label, config_label, curse, curse_split
 from harness.reporting.plots import save
 from harness.reporting.units import Units, units_of
 from harness.stats import decompose
@@ -49,7 +49,7 @@ in seconds)."""
     shares: dict[str, float] | None  # variance shares of the re-trainings (None: not decomposable)
     distinct: int
     top: int
-    curse: float                     # mean best-seen minus fresh-seed mean
+    curse: float                     # mean best-seen minus fresh-seed mean, both on common.curse_split
     trainings: int
     train_s: float
     optimiser_s: float
@@ -126,18 +126,21 @@ def _noise(studies: list[Record]) -> tuple[float, str]:
     return math.sqrt(pooled), f"{len(groups)} configurations x {max(map(len, groups))} seed cells"
 
 
-def summarise(studies: list[Record], seed: int, metric: str) -> ArmSummary:
+def summarise(spec: JobSpec, studies: list[Record]) -> ArmSummary:
+    """One arm's row (scores on the test split; the winner's curse on `curse_split`)."""
+    seed, u = spec.root_seed % 2**31, units_of(spec)
+    metric = u.metric
     chains = [[_metric(x, metric) for x in r["result"]["reeval"]] for r in studies]
     every = [x for c in chains for x in c]
     chain_means = [statistics.fmean(c) for c in chains]
     mean_ci, between_ci = _bootstrap(chains, seed)
-    chosen = Counter(str(sorted(r["result"]["chosen"].items())) for r in studies)
+    chosen = Counter(config_label(spec, r["result"]["chosen"]) for r in studies)
     noise, noise_from = _noise(studies)
     return ArmSummary(
         chains=len(studies), mean=statistics.fmean(every), std=statistics.stdev(every) if len(every) > 1 else 0.0,
         mean_ci=mean_ci, between=statistics.stdev(chain_means) if len(chains) > 1 else 0.0, between_ci=between_ci,
         shares=_shares(studies, seed, metric), distinct=len(chosen), top=chosen.most_common(1)[0][1],
-        curse=statistics.fmean(r["result"]["best_score"] - m for r, m in zip(studies, chain_means, strict=True)),
+        curse=statistics.fmean(gap for _, gap in curse(spec, studies, metric, u.higher_is_better)),
         trainings=sum(len(t["runs"]) for r in studies for t in r["result"]["trials"])
         + sum(len(r["result"]["reeval"]) for r in studies),
         train_s=sum(r["timings"].get("train_s") or 0.0 for r in studies),
@@ -149,12 +152,11 @@ def _ci(ci: tuple[float, float], u: Units) -> str:
     return f"[{u.value(ci[0])}, {u.value(ci[1])}]"
 
 
-
 def _label(arm: Arm, show_runs: bool) -> str:
-    return f"{arm[0]}" + (f", runs {arm[1]}" if show_runs else "")
+    return arm_label(*arm, show_runs)
 
 
-def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool, u: Units) -> list[str]:
+def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool, u: Units, split: str) -> list[str]:
     score = [(_label(a, show_runs), s.chains, u.value(s.mean), _ci(s.mean_ci, u), u.value(s.std), u.value(s.between),
               _ci(s.between_ci, u), f"{s.distinct} / {s.chains}", f"{100 * s.top / s.chains:.0f}%", u.value(s.curse))
              for a, s in arms.items()]
@@ -163,7 +165,7 @@ def comparison_table(arms: dict[Arm, ArmSummary], show_runs: bool, u: Units) -> 
              f"{100 * s.optimiser_s / max(s.train_s + s.optimiser_s, 1e-9):.1f}%") for a, s in arms.items()]
     return [tabulate(score, headers=("optimiser", "chains", f"fresh-seed mean ({u.mean_unit})", "95% CI",
                                      f"std over re-trainings ({u.short})", f"std between chains ({u.short})", "95% CI",
-                                     "distinct chosen", "top choice", f"winner's curse ({u.short})"),
+                                     "distinct chosen", "top choice", f"winner's curse ({u.short}, {split})"),
                      tablefmt="github"), "",
             tabulate(cost, headers=("optimiser", *(f"share: {t}" for _, t in SHARES), "trainings", "training s",
                                     "optimiser s", "optimiser share of time"), tablefmt="github"), ""]
@@ -229,18 +231,20 @@ def section(spec: JobSpec, states: dict[str, UnitState], out_dir: Path | None) -
     studies = arm_studies(spec, states)
     if len(studies) < 2:
         return []
-    show_runs, u = len({r for _, r in studies}) > 1, units_of(spec)
-    arms = {arm: summarise(recs, spec.root_seed % 2**31, u.metric) for arm, recs in studies.items()}
+    show_runs, u, split = len({r for _, r in studies}) > 1, units_of(spec), curse_split(spec)
+    arms = {arm: summarise(spec, recs) for arm, recs in studies.items()}
     out = ["## Optimisers side by side", "",
            f"The same chain cells (bo x search init x search order) and budget ({spec.searched.max_evals} trials, "
            f"{spec.searched.reevaluate_init} x {spec.searched.reevaluate_order} fresh re-trainings of the chosen "
            f"configuration) under each optimiser{' and averaging count' if show_runs else ''}. Scores are the "
-           f"chosen configuration's {u.metric} on fresh seeds; intervals are {BOOTSTRAP}-replicate bootstraps over "
-           f"chains. Shares: the tuned model's variance from the optimiser's seed, the seeds the search ran under, "
-           f"and re-training (interactions of the chain factors count as re-training). Optimiser seconds are the "
-           f"time inside the library's ask and tell. (The optimiser section above pools the chains of every "
-           f"arm.)", "",
-           *comparison_table(arms, show_runs, u), _verdict(arms, show_runs, u), ""]
+           f"chosen configuration's {u.metric} on fresh seeds (test split); intervals are {BOOTSTRAP}-replicate "
+           f"bootstraps over chains. The winner's curse is the best score a chain saw minus its chosen "
+           f"configuration's mean on the fresh seeds, both on the {split} split (as in the optimiser section's "
+           f"table). Shares, fitted per arm: the tuned model's variance from the optimiser's seed, the seeds the "
+           f"search ran under, and re-training (interactions of the chain factors count as re-training). Optimiser "
+           f"seconds are the time inside the library's ask and tell. (The optimiser section above pools the chains "
+           f"of every arm, the optimiser's seed nested in its arm.)", "",
+           *comparison_table(arms, show_runs, u, split), _verdict(arms, show_runs, u), ""]
     if show_runs:
         out += averaging_table(arms, u)
     if out_dir is None:
@@ -259,12 +263,15 @@ def answer(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
     if len(studies) < 2 or any(not recs for recs in studies.values()):
         return []
     show_runs, u = len({r for _, r in studies}) > 1, units_of(spec)
-    arms = {arm: summarise(recs, spec.root_seed % 2**31, u.metric) for arm, recs in studies.items()}
+    arms = {arm: summarise(spec, recs) for arm, recs in studies.items()}
     ranked = sorted(arms, key=lambda a: arms[a].between)
     b, w = arms[ranked[0]], arms[ranked[-1]]
     apart = "the intervals do not overlap" if b.between_ci[1] < w.between_ci[0] else (
         "the intervals overlap: this many chains does not separate them")
+    seed = [f"{_label(a, show_runs)} {100 * s.shares['bo']:.0f}%" for a, s in arms.items() if s.shares]
     return [f"- The most repeatable tuned model came from {_label(ranked[0], show_runs)} (chains' fresh-seed means "
             f"spread by {u.value(b.between)} {u.long}, 95% CI {_ci(b.between_ci, u)}), the least from "
             f"{_label(ranked[-1], show_runs)} ({u.value(w.between)}, {_ci(w.between_ci, u)}); {apart} "
-            f"([table](#optimisers-side-by-side))."]
+            f"([table](#optimisers-side-by-side))."] + ([
+        f"- The optimiser's own seed, per arm (its share of that arm's tuned-model variance): {', '.join(seed)} "
+        f"([table](#optimisers-side-by-side))."] if seed else [])

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tabulate import tabulate
@@ -22,9 +23,10 @@ from harness.errors import UserError
 from harness.files import atomic_write, disk_full_as_error, under
 from harness.job.algorithms import arm_algorithms, startup_count
 from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
-from harness.job.spec import JobSpec
+from harness.job.spec import Dimension, JobSpec
 from harness.reporting import optimisers, plots
 from harness.reporting.common import (
+    ARM,
     BOOTSTRAP,
     CI,
     SOURCES_TEXT,
@@ -32,10 +34,15 @@ from harness.reporting.common import (
     all_blocks,
     binomial_se,
     config_label,
+    crossed,
     curse,
+    curse_split,
     identical_modes,
+    nested,
+    source_text,
     trainings_needed,
     tuned_fit,
+    value_text,
 )
 from harness.reporting.common import blocks as _blocks
 from harness.reporting.common import columns as _columns
@@ -69,7 +76,8 @@ def reading(fit: Decomposition, what: str, u: Units, residual: str | None = None
     when it is not repeats with every seed equal."""
     texts = {**SOURCES_TEXT, **({"residual": residual} if residual else {})}
     parts = sorted(fit.components, key=lambda c: -c.share)
-    named = [f"{texts.get(c.name, c.name.replace(':', ' x '))} {100 * c.share:.0f}%" for c in parts
+    named = [f"{texts.get(c.name) or (source_text(c.name) if nested(c.name) else c.name.replace(':', ' x '))} "
+             f"{100 * c.share:.0f}%" for c in parts
              if c.share >= 0.005]
     total = math.sqrt(fit.total)
     text = (f"For {what}, one seeded training's held-out {u.metric} has a standard deviation of "
@@ -81,12 +89,12 @@ def reading(fit: Decomposition, what: str, u: Units, residual: str | None = None
     elif residual is None and res is not None and res.variance == 0:
         text += (" Repeats with every seed equal gave identical scores: with these determinism settings "
                  "the implementation adds no noise, so all of the spread is seed luck.")
-    top = parts[0]
-    if top.name in (*TRAINING_SOURCES, "bo") and top.share > 0.4:
-        text += (f" The largest source is {SOURCES_TEXT[top.name]}: averaging over more of its seeds narrows "
+    top, factors = parts[0], crossed(parts[0].name)
+    if len(factors) == 1 and factors[0] in (*TRAINING_SOURCES, "bo") and top.share > 0.4:
+        text += (f" The largest source is {source_text(top.name)}: averaging over more of its seeds narrows "
                  f"the spread most.")
-    elif ":" in top.name and top.share > 0.4:
-        text += (f" The largest source is the interaction {top.name.replace(':', ' x ')}: the seeds act "
+    elif len(factors) > 1 and top.share > 0.4:
+        text += (f" The largest source is the interaction {' x '.join(factors)}: the seeds act "
                  f"together, so no single seed fixes the score; average over all of them.")
     return text
 
@@ -94,14 +102,19 @@ def reading(fit: Decomposition, what: str, u: Units, residual: str | None = None
 # ------------------------------------------------------------------ sections
 
 def _chains(spec: JobSpec) -> str:
-    """The search part of the matrix line."""
+    """The search part of the matrix line: every arm (optimiser x averaging count)."""
     s = spec.search
     if s is None:
         return "no search"
-    arms = ", ".join(name + ("" if startup_count(s, name) is None else f" ({startup_count(s, name)} random startup)")
-                     for name in arm_algorithms(s))
-    return (f"{len(spec.levels['bo'])} bo x {s.chains_init} init x {s.chains_order} order chains "
-            f"of {s.max_evals} trials under {arms}, objective = mean of {spec.objective_runs} run(s)")
+    algorithms, runs = arm_algorithms(s), spec.runs_factor()
+    arms = "".join(f"{n} {what} x " for n, what in ((len(algorithms), "optimisers"), (len(runs), "averaging counts"))
+                   if n > 1)
+    under = f"{algorithms[0]} trials" if len(algorithms) == 1 else f"trials under each of {', '.join(algorithms)}"
+    startup = ", ".join(f"{name} {n}" if len(algorithms) > 1 else str(n)
+                        for name in algorithms if (n := startup_count(s, name)) is not None)
+    return (f"{arms}{len(spec.levels['bo'])} bo x {s.chains_init} init x {s.chains_order} order chains "
+            f"of {s.max_evals} {under}" + (f" ({startup} random startup)" if startup else "")
+            + f", objective = mean of {' or '.join(map(str, runs))} run(s)")
 
 
 def header(spec: JobSpec, store: Store, states: dict[str, UnitState], rows: Sequence[Row]) -> list[str]:
@@ -243,7 +256,7 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
         out += ["Each chain's chosen configuration, re-trained on the same fresh init x order seeds: how much "
                 "of the tuned model's score depends on the optimiser's seed (`bo`) and on the seeds the search "
                 "ran under (`search_init`, `search_order`). The residual is the re-training's own seed spread "
-                "(the fresh seeds are its replication).", "",
+                "(the fresh seeds are its replication).", "", *_arm_note(fit),
                 *_fit_lines(fit, "the tuned model (search, then re-training)",
                             residual="re-training the chosen configuration on fresh seeds", u=u)]
     trials = [t for r in studies for t in r["result"]["trials"]]
@@ -255,36 +268,55 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     top, n = chosen.most_common(1)[0]
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
             f"frequent, {top}, by {n} of {len(studies)} ({100 * n / len(studies):.0f}%).", ""]
-    spread = []
-    for d in spec.searched.space:
-        vals = [r["result"]["chosen"][d.name] for r in studies]
-        if all(isinstance(v, (int, float)) for v in vals):
-            spread.append((d.name, min(vals), statistics.median(vals), max(vals), len(set(vals))))
-        else:
-            spread.append((d.name, "", Counter(vals).most_common(1)[0][0], "", len(set(vals))))
-    out += [tabulate(spread, headers=("hyperparameter", "min", "median", "max", "distinct"), tablefmt="github"), ""]
+    out += [tabulate([_spread(d, [r["result"]["chosen"][d.name] for r in studies]) for d in spec.searched.space],
+                     headers=("hyperparameter", "min", "median", "max", "distinct"), tablefmt="github"), ""]
     return out + _winners_curse(spec, studies, u)
 
 
+def _arm_note(fit: Decomposition | str | None) -> list[str]:
+    """What `arm` and `bo:arm` mean, when the fit has them."""
+    if not isinstance(fit, Decomposition) or ARM not in fit.names:
+        return []
+    return [f"The chains of every arm (optimiser x averaging count) are pooled: `{ARM}` is the spread between "
+            f"arms, and the optimiser's seed is nested in the arm (`bo:{ARM}`, the optimiser's seed within an arm), "
+            f"as no bo level is shared by two optimisers. Per-arm shares are under Optimisers side by side.", ""]
+
+
+def _spread(d: Dimension, vals: list[Any]) -> tuple[str, str, str, str, int]:
+    """A hyperparameter's chosen values: min, median and max of a number; the most frequent option of
+    a choice."""
+    texts = [value_text(v, d) for v in vals]
+    if d.kind == "choice" or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        return d.name, "", Counter(texts).most_common(1)[0][0], "", len(set(texts))
+    return (d.name, value_text(min(vals), d), value_text(float(statistics.median(vals)), d), value_text(max(vals), d),
+            len(set(texts)))
+
+
 def _winners_curse(spec: JobSpec, studies: list[Record], u: Units) -> list[str]:
-    """Best score seen vs the chosen configuration's mean on fresh seeds, on the split the search
-    scored (validation where there is one); a gap is how much better the best looked."""
-    assert spec.search is not None
-    split = "validation" if spec.data.validation else "test"
+    """Best score seen vs the chosen configuration's mean on fresh seeds, both on the split the search
+    scored (`curse_split`); a gap is how much better the best looked. One row per chain, its arm first
+    when there are several."""
+    s, split = spec.searched, curse_split(spec)
+    algorithms, runs = arm_algorithms(s), spec.runs_factor()
+    arm = (["optimiser"] if len(algorithms) > 1 else []) + (["runs"] if len(runs) > 1 else [])
+    test = [] if split == "test" else ["fresh seeds (test)"]  # the tuned model, when the search scored another split
     table, gaps = [], []
     for rec, (fresh, gap) in zip(studies, curse(spec, studies, u.metric, u.higher_is_better), strict=True):
         res, lv = rec["result"], rec["levels"]
         gaps.append(gap)
-        table.append((lv["bo"], lv["init"], lv["order"], config_label(spec, res["chosen"]),
-                      u.value(res["best_score"]), u.value(fresh), u.value(gaps[-1])))
+        tuned = [u.value(statistics.fmean(r["metrics"][u.metric] for r in res["reeval"]))] if test else []
+        table.append((*([rec.get("algorithm")] if len(algorithms) > 1 else []),
+                      *([rec.get("runs")] if len(runs) > 1 else []), lv["bo"], lv["init"], lv["order"],
+                      config_label(spec, res["chosen"]), u.value(res["best_score"]), u.value(fresh), u.value(gap),
+                      *tuned))
     better = "above" if u.higher_is_better else "below"
-    where = "" if split == "test" else " (scores on the validation split, which the search selected on)"
     return [f"**Winner's curse.** The best score a chain saw is on average {u.value(statistics.fmean(gaps))} "
-            f"{u.long} {better} the same configuration's mean on {spec.search.reevaluate_init} x "
-            f"{spec.search.reevaluate_order} fresh seeds (range {u.value(min(gaps))} to {u.value(max(gaps))}){where}: "
-            f"the search reports a lucky draw, not the configuration's quality.", "",
-            tabulate(table, headers=("bo", "init", "order", "chosen", "best seen", "fresh seeds", f"gap ({u.short})"),
-                     tablefmt="github"), ""]
+            f"{u.long} {better} the same configuration's mean on {s.reevaluate_init} x {s.reevaluate_order} fresh "
+            f"seeds (range {u.value(min(gaps))} to {u.value(max(gaps))}), both on the {split} split, which the "
+            f"search selected on: the search reports a lucky draw, not the configuration's quality."
+            + (" The last column is the same re-trainings on the test split: the tuned model's score." if test else ""),
+            "", tabulate(table, headers=(*arm, "bo", "init", "order", "chosen", f"best seen ({split})",
+                                         f"fresh seeds ({split})", f"gap ({u.short})", *test), tablefmt="github"), ""]
 
 
 def determinism_section(rows: Sequence[Row], fits: dict[tuple[str, str], dict[str, Decomposition]],

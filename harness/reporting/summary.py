@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from harness.job.algorithms import algorithm, arm_algorithms, effective_options
 from harness.job.spec import JobSpec
 from harness.reporting.common import (
+    ARM,
     Row,
     all_blocks,
     binomial_se,
     blocks,
     config_label,
     curse,
+    curse_split,
     identical_modes,
     pts,
     source_text,
@@ -168,17 +170,22 @@ def _determinism(rows: Sequence[Row], fits: Fits, u: Units) -> list[str]:
 
 
 def _optimiser_seed(fit: Decomposition | str | None) -> list[str]:
-    if not isinstance(fit, Decomposition) or "bo" not in fit.names:
+    """Whether the optimiser's seed matters (with several arms: its share within an arm, pooled)."""
+    if not isinstance(fit, Decomposition):
         return []
-    bo = fit["bo"].share
+    name = next((n for n in ("bo", f"bo:{ARM}") if n in fit.names), None)
+    if name is None:
+        return []
+    bo = fit[name].share
     seeds = sum(fit[n].share for n in ("search_init", "search_order") if n in fit.names)
+    who = "The optimiser's own seed" + (" (within an arm, pooled over the arms)" if name != "bo" else "")
     if bo < SMALL_SHARE:
         than = "more" if seeds > bo else "less still" if seeds < bo else "as much"
-        text = (f"- The optimiser's own seed matters little ({100 * bo:.0f}% of the tuned model's variance); the "
-                f"seeds the search trained under matter {than} ({100 * seeds:.0f}%).")
+        text = (f"- {who} matters little ({100 * bo:.0f}% of the tuned model's variance); the seeds the search "
+                f"trained under matter {than} ({100 * seeds:.0f}%).")
     else:
-        text = (f"- The optimiser's seed matters: {100 * bo:.0f}% of the tuned model's variance; run several "
-                f"searches with different seeds before trusting a configuration.")
+        text = (f"- {who} matters: {100 * bo:.0f}% of the tuned model's variance; run several searches with "
+                f"different seeds before trusting a configuration.")
     return [_link(text, OPTIMISER)]
 
 
@@ -214,8 +221,9 @@ def _curse_and_floor(spec: JobSpec, rows: Sequence[Row], studies: Sequence[Recor
     gaps = [g for _, g in curse(spec, studies, u.metric, u.higher_is_better)]
     if gaps and statistics.fmean(gaps) > gap:
         out.append(_link(f"- The winner's curse ({u.value(statistics.fmean(gaps))} {u.long}: best score seen "
-                         f"minus fresh-seed score) is larger than the gap between the two best configurations "
-                         f"({u.value(gap)} {u.long}): a search's best score cannot rank them.", OPTIMISER))
+                         f"minus fresh-seed mean, both on the {curse_split(spec)} split) is larger than the gap "
+                         f"between the two best configurations ({u.value(gap)} {u.long}, test split): a search's "
+                         f"best score cannot rank them.", OPTIMISER))
     if not u.points:
         return out
     n_test = min(int(r["test_size"]) for r in block)
