@@ -503,3 +503,168 @@ def _select(x, left, k):
             hi = j - 1
         if j <= k:
             lo = i
+
+
+@nb.njit(cache=True)
+def _cholesky(s):
+    """Lower Cholesky factor of s, or an empty matrix when s is not numerically positive definite."""
+    n = s.shape[0]
+    low = np.zeros((n, n))
+    for j in range(n):
+        v = s[j, j]
+        for k in range(j):
+            v -= low[j, k] * low[j, k]
+        if not v > 0.0:
+            return np.zeros((0, 0))
+        low[j, j] = np.sqrt(v)
+        for i in range(j + 1, n):
+            v = s[i, j]
+            for k in range(j):
+                v -= low[i, k] * low[j, k]
+            low[i, j] = v / low[j, j]
+    return low
+
+
+@nb.njit(cache=True)
+def _chol_inverse(low):
+    """s^-1 from the lower Cholesky factor of s."""
+    n = low.shape[0]
+    inv = np.zeros((n, n))  # L^-1, lower
+    for j in range(n):
+        inv[j, j] = 1.0 / low[j, j]
+        for i in range(j + 1, n):
+            v = 0.0
+            for k in range(j, i):
+                v -= low[i, k] * inv[k, j]
+            inv[i, j] = v / low[i, i]
+    out = np.empty((n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            v = 0.0
+            for k in range(i, n):
+                v += inv[k, i] * inv[k, j]
+            out[i, j] = v
+            out[j, i] = v
+    return out
+
+
+@nb.njit(cache=True)
+def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
+    """Profiled REML deviance (without its constant) and its gradient in the relative factors theta.
+
+    The random effects come in two blocks: block 1 (m1: the diagonal of its cross-product, one term)
+    is eliminated first, leaving the Schur complement of block 2 (m22: the other terms' effects and
+    the intercept, last); m21 is their cross-product, c = [Z'y; X'y], term_of the term of every
+    random effect (block 1 first). The deviance is even in each theta, so its gradient is 0 at 0.
+    """
+    q1, q2 = m1.size, m22.shape[0]
+    nt = theta.size
+    grad = np.zeros(nt)
+    t1 = theta[term_of[0]] if q1 > 0 else 0.0
+    d2 = np.ones(q2)
+    for i in range(q2 - 1):
+        d2[i] = theta[term_of[q1 + i]]
+    a1 = t1 * t1 * m1 + 1.0
+    w = np.empty((q2, q1))  # A21 / a1
+    for i in range(q2):
+        for j in range(q1):
+            w[i, j] = d2[i] * m21[i, j] * t1 / a1[j]
+    s = np.empty((q2, q2))
+    for i in range(q2):
+        for k in range(i + 1):
+            v = d2[i] * m22[i, k] * d2[k]
+            for j in range(q1):
+                v -= w[i, j] * a1[j] * w[k, j]
+            s[i, k] = v
+            s[k, i] = v
+        if i < q2 - 1:
+            s[i, i] += 1.0
+    low = _cholesky(s)
+    if low.shape[0] == 0:
+        return np.inf, grad
+    b1 = t1 * c[:q1]
+    b2 = d2 * c[q1:]
+    z = b2.copy()
+    for i in range(q2):
+        for j in range(q1):
+            z[i] -= w[i, j] * b1[j]
+    sinv = _chol_inverse(low)
+    s2 = sinv @ z
+    s1 = b1 / a1
+    for j in range(q1):
+        for i in range(q2):
+            s1[j] -= w[i, j] * s2[i]
+    r2 = yy - b1 @ s1 - b2 @ s2
+    if not r2 > 0.0:
+        return np.inf, grad
+    logdet = 0.0
+    for j in range(q1):
+        logdet += np.log(a1[j])
+    for i in range(q2):
+        logdet += 2.0 * np.log(low[i, i])
+    ds1, ds2 = t1 * s1, d2 * s2
+    sw = sinv @ w
+    for j in range(q1):  # block 1: (A^-1)_jj, then (M D s)_j
+        if t1 != 0.0:
+            v = 1.0 / a1[j]
+            for i in range(q2):
+                v += w[i, j] * sw[i, j]
+            grad[term_of[j]] += 2.0 * (1.0 - v) / t1
+        mds = m1[j] * ds1[j]
+        for i in range(q2):
+            mds += m21[i, j] * ds2[i]
+        grad[term_of[j]] += 2.0 * dof / r2 * s1[j] * (mds - c[j])
+    for i in range(q2 - 1):
+        k = term_of[q1 + i]
+        if d2[i] != 0.0:
+            grad[k] += 2.0 * (1.0 - sinv[i, i]) / d2[i]
+        mds = 0.0
+        for j in range(q1):
+            mds += m21[i, j] * ds1[j]
+        for h in range(q2):
+            mds += m22[i, h] * ds2[h]
+        grad[k] += 2.0 * dof / r2 * s2[i] * (mds - c[q1 + i])
+    return logdet + dof * np.log(r2), grad
+
+
+@nb.njit(cache=True)
+def reml_minimise(x0, term_of, m1, m21, m22, c, yy, dof, maxiter, gtol, ftol):
+    """BFGS with a backtracking (Armijo) line search on `reml_deviance` from x0, until the gradient
+    is below gtol or an iteration gains less than ftol * (1 + |deviance|); theta is left free in sign
+    (the deviance is even in each theta) and returned as |theta|, with its deviance and gradient."""
+    k = x0.size
+    x = x0.copy()
+    f, g = reml_deviance(x, term_of, m1, m21, m22, c, yy, dof)
+    h = np.eye(k)
+    for it in range(maxiter):
+        if np.max(np.abs(g)) <= gtol:
+            break
+        p = -(h @ g)
+        slope = g @ p
+        if not slope < 0.0:
+            h = np.eye(k)
+            p = -g
+            slope = g @ p
+        step = 1.0
+        while True:
+            xn = x + step * p
+            fn, gn = reml_deviance(xn, term_of, m1, m21, m22, c, yy, dof)
+            if fn <= f + 1e-4 * step * slope:
+                break
+            step *= 0.5
+            if step < 1e-14:
+                return np.abs(x), f, g
+        s = xn - x
+        yv = gn - g
+        sy = s @ yv
+        if sy > 1e-12 * np.sqrt((s @ s) * (yv @ yv)):
+            if it == 0:
+                h = np.eye(k) * (sy / (yv @ yv))
+            hy = h @ yv
+            rho = 1.0 / sy
+            h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * (yv @ hy) + rho) * np.outer(s, s)
+        gain = f - fn
+        x, f, g = xn, fn, gn
+        if gain <= ftol * (1.0 + abs(f)):
+            break
+    return np.abs(x), f, g
