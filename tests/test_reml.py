@@ -224,7 +224,7 @@ def test_missing_labels_are_refused(bad: object) -> None:
     t = study(1, 0)
     labels = np.array([f"s{k}" for k in t["init"]], dtype=object)
     labels[5] = bad
-    with pytest.raises(UserError, match=r"init: 1 row has an empty or missing label \(row 6\)"):
+    with pytest.raises(UserError, match=r"init: 1 row has an empty or missing label \(data row 6\)"):
         decompose({**t, "init": labels}, "y", ["init", "order"])
 
 

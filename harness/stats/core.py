@@ -109,7 +109,7 @@ def as_codes(name: str, column: object) -> Codes:
         rows = np.flatnonzero(np.isin(codes.codes, bad))
         if rows.size:
             many = "rows have" if rows.size > 1 else "row has"
-            raise UserError(f"{rows.size} {many} an empty or missing label (row {rows[0] + 1}); "
+            raise UserError(f"{rows.size} {many} an empty or missing label (data row {rows[0] + 1}); "
                             "label or drop them", key=name)
     return codes
 

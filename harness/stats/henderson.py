@@ -19,36 +19,37 @@ import numpy as np
 
 @dataclass(frozen=True)
 class MeanSquares:
-    """Per source (terms, then the residual): mean squares, their ranks (df), E[MS] = kms @ variances,
-    and the projections (on the weighted observed cells) behind the terms' sums of squares."""
+    """Per source (terms, then the residual): mean squares, their ranks (df) and E[MS] = kms @
+    variances; `loadings[m][l]` = N_m' W_l, where N_m is an orthonormal basis of the part of the
+    weighted cell space that term m's sum of squares projects on and W_l term l's weighted indicators."""
 
     ms: np.ndarray
     df: np.ndarray
     kms: np.ndarray
-    projections: tuple[np.ndarray, ...]
-    columns: tuple[np.ndarray, ...]
+    loadings: tuple[tuple[np.ndarray, ...], ...]
 
     def moments(self) -> np.ndarray:
         """Moment estimates of the variances (untruncated)."""
         return np.linalg.solve(self.kms, self.ms)
 
     def satterthwaite(self, variances: np.ndarray) -> np.ndarray:
-        """Degrees of freedom of each mean square's chi-square approximation at `variances`."""
-        cells = self.columns[0].shape[0] if self.columns else 0
-        phi = variances[-1] * np.eye(cells)
-        for v, w in zip(variances[:-1], self.columns, strict=True):
-            phi += v * (w @ w.T)
+        """Degrees of freedom of each mean square's chi-square approximation at `variances`:
+        tr(C)^2 / tr(C^2), C = N_m' V N_m the covariance of the projected weighted cell means."""
         out = self.df.astype(np.float64)
-        for k, proj in enumerate(self.projections):
-            pp = proj @ phi
-            out[k] = np.trace(pp) ** 2 / np.einsum("ij,ji->", pp, pp)
+        for k, loads in enumerate(self.loadings):
+            cov = variances[-1] * np.eye(int(self.df[k]))
+            for v, g in zip(variances[:-1], loads, strict=True):
+                cov += v * (g @ g.T)
+            out[k] = np.trace(cov) ** 2 / np.sum(cov * cov)
         return out
 
 
-def _basis(columns: Sequence[np.ndarray]) -> np.ndarray:
-    """An orthonormal basis of the span of the columns."""
-    u, sv, _ = np.linalg.svd(np.concatenate(columns, axis=1), full_matrices=False)
-    return u[:, sv > 1e-10 * sv[0]]
+def _extend(basis: np.ndarray, columns: Sequence[np.ndarray]) -> np.ndarray:
+    """An orthonormal basis of the span of `basis` and the columns, `basis` first (numba Gram-Schmidt:
+    a LAPACK SVD of these small matrices took 30 ms on a loaded 2-core machine, BLAS threads contending)."""
+    from harness.stats import kernels as kern
+
+    return kern.extend_basis(basis, np.ascontiguousarray(np.concatenate(columns, axis=1)), 1e-9)
 
 
 def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Sequence[np.ndarray],
@@ -71,20 +72,21 @@ def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Se
     k = len(masks)
     ss, df = np.zeros(k + 1), np.zeros(k + 1, np.int64)
     kms = np.zeros((k + 1, k + 1))
-    projections = []
+    loadings = []
+    start = one / np.sqrt(one.T @ one)
     for i, m in enumerate(masks):
-        others = [one] + [cols[j] for j, u in enumerate(masks) if (u & m) != m]
-        small, big = _basis(others), _basis(others + [cols[i]])
-        proj = big @ big.T - small @ small.T
-        projections.append(proj)
-        df[i] = big.shape[1] - small.shape[1]
-        ss[i] = t @ proj @ t
-        kms[i, :k] = [np.sum((proj @ c) * c) for c in cols]
+        small = _extend(start, [cols[j] for j, u in enumerate(masks) if (u & m) != m] or [one[:, :0]])
+        new = _extend(small, [cols[i]])[:, small.shape[1]:]  # the sum of squares projects on these
+        loads = tuple(new.T @ c for c in cols)
+        loadings.append(loads)
+        df[i] = new.shape[1]
+        ss[i] = np.sum((new.T @ t) ** 2)
+        kms[i, :k] = [np.sum(g * g) for g in loads]
         kms[i, k] = df[i]
-    full = _basis([one] + cols)
+    full = _extend(start, cols)
     n = int(counts.sum())
     df[k] = n - full.shape[1]
     ss[k] = within + t @ t - np.sum((full.T @ t) ** 2)
     kms[k, k] = df[k]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return MeanSquares(ss / df, df, kms / df[:, None], tuple(projections), tuple(cols))
+        return MeanSquares(ss / df, df, kms / df[:, None], tuple(loadings))

@@ -526,10 +526,26 @@ def _cholesky(s):
 
 
 @nb.njit(cache=True)
-def _chol_inverse(low):
-    """s^-1 from the lower Cholesky factor of s."""
+def _forward(low, b):
+    """L^-1 b for a lower-triangular L and a matrix b (in loops: BLAS threads contend on 2 cores)."""
+    n, m = b.shape
+    x = b.copy()
+    for i in range(n):
+        for k in range(i):
+            f = low[i, k]
+            if f != 0.0:
+                for j in range(m):
+                    x[i, j] -= f * x[k, j]
+        for j in range(m):
+            x[i, j] /= low[i, i]
+    return x
+
+
+@nb.njit(cache=True)
+def _lower_inverse(low):
+    """L^-1 of a lower-triangular L (lower-triangular itself)."""
     n = low.shape[0]
-    inv = np.zeros((n, n))  # L^-1, lower
+    inv = np.zeros((n, n))
     for j in range(n):
         inv[j, j] = 1.0 / low[j, j]
         for i in range(j + 1, n):
@@ -537,15 +553,7 @@ def _chol_inverse(low):
             for k in range(j, i):
                 v -= low[i, k] * inv[k, j]
             inv[i, j] = v / low[i, i]
-    out = np.empty((n, n))
-    for i in range(n):
-        for j in range(i + 1):
-            v = 0.0
-            for k in range(i, n):
-                v += inv[k, i] * inv[k, j]
-            out[i, j] = v
-            out[j, i] = v
-    return out
+    return inv
 
 
 @nb.njit(cache=True)
@@ -584,12 +592,21 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
         return np.inf, grad
     b1 = t1 * c[:q1]
     b2 = d2 * c[q1:]
-    z = b2.copy()
+    rhs = np.empty((q2, q1 + 1))  # [W, z]: one forward substitution for both
+    rhs[:, :q1] = w
     for i in range(q2):
+        z = b2[i]
         for j in range(q1):
-            z[i] -= w[i, j] * b1[j]
-    sinv = _chol_inverse(low)
-    s2 = sinv @ z
+            z -= w[i, j] * b1[j]
+        rhs[i, q1] = z
+    x = _forward(low, rhs)  # L^-1 W, L^-1 z
+    linv = _lower_inverse(low)
+    s2 = np.zeros(q2)  # S^-1 z = L^-T (L^-1 z)
+    for i in range(q2 - 1, -1, -1):
+        v = x[i, q1]
+        for k in range(i + 1, q2):
+            v -= low[k, i] * s2[k]
+        s2[i] = v / low[i, i]
     s1 = b1 / a1
     for j in range(q1):
         for i in range(q2):
@@ -603,21 +620,23 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
     for i in range(q2):
         logdet += 2.0 * np.log(low[i, i])
     ds1, ds2 = t1 * s1, d2 * s2
-    sw = sinv @ w
-    for j in range(q1):  # block 1: (A^-1)_jj, then (M D s)_j
+    for j in range(q1):  # block 1: (A^-1)_jj = 1 / a1 + (W' S^-1 W)_jj, then (M D s)_j
         if t1 != 0.0:
             v = 1.0 / a1[j]
             for i in range(q2):
-                v += w[i, j] * sw[i, j]
+                v += x[i, j] * x[i, j]
             grad[term_of[j]] += 2.0 * (1.0 - v) / t1
         mds = m1[j] * ds1[j]
         for i in range(q2):
             mds += m21[i, j] * ds2[i]
         grad[term_of[j]] += 2.0 * dof / r2 * s1[j] * (mds - c[j])
-    for i in range(q2 - 1):
+    for i in range(q2 - 1):  # block 2: (A^-1)_ii = (S^-1)_ii
         k = term_of[q1 + i]
         if d2[i] != 0.0:
-            grad[k] += 2.0 * (1.0 - sinv[i, i]) / d2[i]
+            v = 0.0
+            for h in range(i, q2):
+                v += linv[h, i] * linv[h, i]
+            grad[k] += 2.0 * (1.0 - v) / d2[i]
         mds = 0.0
         for j in range(q1):
             mds += m21[i, j] * ds1[j]
@@ -668,3 +687,39 @@ def reml_minimise(x0, term_of, m1, m21, m22, c, yy, dof, maxiter, gtol, ftol):
         if gain <= ftol * (1.0 + abs(f)):
             break
     return np.abs(x), f, g
+
+
+@nb.njit(cache=True)
+def extend_basis(basis, cols, tol):
+    """`basis` (rows, r; orthonormal columns) extended by the parts of `cols` outside its span:
+    Gram-Schmidt with a second orthogonalisation pass; a column whose remainder is below tol times
+    its norm adds nothing."""
+    rows, r = basis.shape
+    out = np.empty((rows, r + cols.shape[1]))
+    out[:, :r] = basis
+    k = r
+    v = np.empty(rows)
+    for j in range(cols.shape[1]):
+        norm0 = 0.0
+        for i in range(rows):
+            v[i] = cols[i, j]
+            norm0 += v[i] * v[i]
+        if norm0 == 0.0:
+            continue
+        for _ in range(2):
+            for b in range(k):
+                dot = 0.0
+                for i in range(rows):
+                    dot += out[i, b] * v[i]
+                for i in range(rows):
+                    v[i] -= dot * out[i, b]
+        norm = 0.0
+        for i in range(rows):
+            norm += v[i] * v[i]
+        if norm <= tol * tol * norm0:
+            continue
+        norm = np.sqrt(norm)
+        for i in range(rows):
+            out[i, k] = v[i] / norm
+        k += 1
+    return out[:, :k].copy()

@@ -55,20 +55,26 @@ class Problem:
         """counts, sums: per cell (observations, sum of centred values); yy: sum of squared centred
         values; slots: per term, the level of each cell."""
         seen = counts > 0
-        blocks, term_of = [], []
+        index, term_of = [], []
         for k, slot in enumerate(slots):
-            used, index = np.unique(slot[seen], return_inverse=True)
-            g = np.zeros((counts.size, used.size))
-            g[np.flatnonzero(seen), index.reshape(-1)] = 1.0
-            blocks.append(g)
-            term_of.append(np.full(used.size, k))
-        first = max(range(len(slots)), key=lambda k: blocks[k].shape[1])
+            _, idx = np.unique(slot[seen], return_inverse=True)
+            index.append(idx.reshape(-1))
+            term_of.append(np.full(int(idx.max()) + 1, k))
+        first = max(range(len(slots)), key=lambda k: term_of[k].size)
         order = [first] + [k for k in range(len(slots)) if k != first]
-        g = np.concatenate([blocks[k] for k in order] + [np.ones((counts.size, 1))], axis=1)
-        m = g.T @ (counts[:, None] * g)
-        q1 = blocks[first].shape[1]
+        sizes = [term_of[k].size for k in order] + [1]
+        offset = np.concatenate([[0], np.cumsum(sizes)])
+        cols = [index[k] for k in order] + [np.zeros(int(seen.sum()), np.int64)]
+        weight, total = counts[seen].astype(np.float64), int(offset[-1])
+        m = np.zeros((total, total))  # cross-products of the one-hot blocks, by counting (no BLAS)
+        for a, (ia, na) in enumerate(zip(cols, sizes, strict=True)):
+            for b, (ib, nb) in enumerate(zip(cols, sizes, strict=True)):
+                block = np.bincount(ia * nb + ib, weight, minlength=na * nb).reshape(na, nb)
+                m[offset[a]:offset[a + 1], offset[b]:offset[b + 1]] = block
+        c = np.concatenate([np.bincount(i, sums[seen], minlength=na) for i, na in zip(cols, sizes, strict=True)])
+        q1 = sizes[0]
         return cls(np.ascontiguousarray(np.diag(m)[:q1]), np.ascontiguousarray(m[q1:, :q1]),
-                   np.ascontiguousarray(m[q1:, q1:]), g.T @ sums, float(yy), int(counts.sum()),
+                   np.ascontiguousarray(m[q1:, q1:]), c, float(yy), int(counts.sum()),
                    np.concatenate([term_of[k] for k in order]), len(slots))
 
     def deviance(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
