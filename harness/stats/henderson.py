@@ -20,13 +20,15 @@ import numpy as np
 @dataclass(frozen=True)
 class MeanSquares:
     """Per source (terms, then the residual): mean squares, their ranks (df) and E[MS] = kms @
-    variances; `loadings[m][l]` = N_m' W_l, where N_m is an orthonormal basis of the part of the
-    weighted cell space that term m's sum of squares projects on and W_l term l's weighted indicators."""
+    variances; `gram[m]` = W' P_m W, where P_m is the projection term m's sum of squares takes of the
+    weighted cell means and W = [W_1 ... W_k] the terms' weighted indicators (`sizes` columns each).
+    With V = s2 I + W D W' on the weighted cell means, tr(P V) and tr(P V P V) need nothing else."""
 
     ms: np.ndarray
     df: np.ndarray
     kms: np.ndarray
-    loadings: tuple[tuple[np.ndarray, ...], ...]
+    gram: tuple[np.ndarray, ...]
+    sizes: tuple[int, ...]
 
     def moments(self) -> np.ndarray:
         """Moment estimates of the variances (untruncated)."""
@@ -34,13 +36,15 @@ class MeanSquares:
 
     def satterthwaite(self, variances: np.ndarray) -> np.ndarray:
         """Degrees of freedom of each mean square's chi-square approximation at `variances`:
-        tr(C)^2 / tr(C^2), C = N_m' V N_m the covariance of the projected weighted cell means."""
+        tr(PV)^2 / tr(PVPV)."""
         out = self.df.astype(np.float64)
-        for k, loads in enumerate(self.loadings):
-            cov = variances[-1] * np.eye(int(self.df[k]))
-            for v, g in zip(variances[:-1], loads, strict=True):
-                cov += v * (g @ g.T)
-            out[k] = np.trace(cov) ** 2 / np.sum(cov * cov)
+        d = np.repeat(variances[:-1], self.sizes)
+        s2 = variances[-1]
+        for k, r in enumerate(self.gram):
+            dr = d[:, None] * r
+            first = s2 * self.df[k] + np.trace(dr)
+            second = s2 * s2 * self.df[k] + 2.0 * s2 * np.trace(dr) + np.sum(dr * dr.T)
+            out[k] = first * first / second
         return out
 
 
@@ -52,41 +56,67 @@ def _extend(basis: np.ndarray, columns: Sequence[np.ndarray]) -> np.ndarray:
     return kern.extend_basis(basis, np.ascontiguousarray(np.concatenate(columns, axis=1)), 1e-9)
 
 
+def cross_products(weights: np.ndarray, index: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
+    """G' diag(weights) G for the one-hot blocks G_k (index[k]: each cell's column, sizes[k] columns),
+    by counting (no BLAS)."""
+    offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    out = np.zeros((int(offset[-1]), int(offset[-1])))
+    for a, (ia, na) in enumerate(zip(index, sizes, strict=True)):
+        for b, (ib, nb) in enumerate(zip(index, sizes, strict=True)):
+            block = np.bincount(ia * nb + ib, weights, minlength=na * nb).reshape(na, nb)
+            out[offset[a]:offset[a + 1], offset[b]:offset[b + 1]] = block
+    return out
+
+
 def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Sequence[np.ndarray],
                  masks: Sequence[int]) -> MeanSquares:
     """Henderson III mean squares from per-cell counts, means and the within-cell sum of squares.
 
     slots: per term, the level of each cell; masks: the terms' factor masks (a term is adjusted for
-    every term whose mask does not contain its own).
+    every term whose mask does not contain its own). A term with a level per observed cell (the
+    replicated full interaction) projects on the complement of the others: no basis is built for it.
     """
     seen = counts > 0
     w = np.sqrt(counts[seen].astype(np.float64))
     t = w * (means[seen] - means[seen] @ counts[seen] / counts[seen].sum())
     one = w[:, None]
+    index = [np.unique(slot[seen], return_inverse=True)[1].reshape(-1) for slot in slots]
+    sizes = tuple(int(i.max()) + 1 for i in index)
     cols = []
-    for slot in slots:
-        _, index = np.unique(slot[seen], return_inverse=True)
-        g = np.zeros((w.size, int(index.max()) + 1))
-        g[np.arange(w.size), index.reshape(-1)] = w
+    for idx, size in zip(index, sizes, strict=True):
+        g = np.zeros((w.size, size))
+        g[np.arange(w.size), idx] = w
         cols.append(g)
+    wall = np.concatenate(cols, axis=1)
     k = len(masks)
     ss, df = np.zeros(k + 1), np.zeros(k + 1, np.int64)
     kms = np.zeros((k + 1, k + 1))
-    loadings = []
+    gram = []
     start = one / np.sqrt(one.T @ one)
+    offset = np.concatenate([[0], np.cumsum(sizes)])
     for i, m in enumerate(masks):
         small = _extend(start, [cols[j] for j, u in enumerate(masks) if (u & m) != m] or [one[:, :0]])
-        new = _extend(small, [cols[i]])[:, small.shape[1]:]  # the sum of squares projects on these
-        loads = tuple(new.T @ c for c in cols)
-        loadings.append(loads)
-        df[i] = new.shape[1]
-        ss[i] = np.sum((new.T @ t) ** 2)
-        kms[i, :k] = [np.sum(g * g) for g in loads]
+        if sizes[i] == w.size:  # every observed cell its own level: the complement of `small`
+            sw = small.T @ wall
+            r = cross_products(counts[seen].astype(np.float64), index, sizes) - sw.T @ sw
+            df[i] = w.size - small.shape[1]
+            ss[i] = t @ t - np.sum((small.T @ t) ** 2)
+        else:
+            new = _extend(small, [cols[i]])[:, small.shape[1]:]  # the sum of squares projects on these
+            nw = new.T @ wall
+            r = nw.T @ nw
+            df[i] = new.shape[1]
+            ss[i] = np.sum((new.T @ t) ** 2)
+        gram.append(r)
+        diag = np.diag(r)
+        kms[i, :k] = [diag[offset[j]:offset[j + 1]].sum() for j in range(k)]
         kms[i, k] = df[i]
-    full = _extend(start, cols)
     n = int(counts.sum())
-    df[k] = n - full.shape[1]
-    ss[k] = within + t @ t - np.sum((full.T @ t) ** 2)
+    if w.size in sizes:
+        df[k], ss[k] = n - w.size, within
+    else:
+        full = _extend(start, cols)
+        df[k], ss[k] = n - full.shape[1], within + t @ t - np.sum((full.T @ t) ** 2)
     kms[k, k] = df[k]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return MeanSquares(ss / df, df, kms / df[:, None], tuple(loadings))
+        return MeanSquares(ss / df, df, kms / df[:, None], tuple(gram), sizes)

@@ -558,7 +558,8 @@ def _lower_inverse(low):
 
 @nb.njit(cache=True)
 def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
-    """Profiled REML deviance (without its constant) and its gradient in the relative factors theta.
+    """Profiled REML deviance (without its constant), its gradient in the relative factors theta and
+    the penalised residual sum of squares r2 (inf, zeros, nan where A is not positive definite).
 
     The random effects come in two blocks: block 1 (m1: the diagonal of its cross-product, one term)
     is eliminated first, leaving the Schur complement of block 2 (m22: the other terms' effects and
@@ -589,7 +590,7 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
             s[i, i] += 1.0
     low = _cholesky(s)
     if low.shape[0] == 0:
-        return np.inf, grad
+        return np.inf, grad, np.nan
     b1 = t1 * c[:q1]
     b2 = d2 * c[q1:]
     rhs = np.empty((q2, q1 + 1))  # [W, z]: one forward substitution for both
@@ -613,7 +614,7 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
             s1[j] -= w[i, j] * s2[i]
     r2 = yy - b1 @ s1 - b2 @ s2
     if not r2 > 0.0:
-        return np.inf, grad
+        return np.inf, grad, np.nan
     logdet = 0.0
     for j in range(q1):
         logdet += np.log(a1[j])
@@ -643,7 +644,7 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
         for h in range(q2):
             mds += m22[i, h] * ds2[h]
         grad[k] += 2.0 * dof / r2 * s2[i] * (mds - c[q1 + i])
-    return logdet + dof * np.log(r2), grad
+    return logdet + dof * np.log(r2), grad, r2
 
 
 @nb.njit(cache=True)
@@ -653,7 +654,7 @@ def reml_minimise(x0, term_of, m1, m21, m22, c, yy, dof, maxiter, gtol, ftol):
     (the deviance is even in each theta) and returned as |theta|, with its deviance and gradient."""
     k = x0.size
     x = x0.copy()
-    f, g = reml_deviance(x, term_of, m1, m21, m22, c, yy, dof)
+    f, g, _ = reml_deviance(x, term_of, m1, m21, m22, c, yy, dof)
     h = np.eye(k)
     for it in range(maxiter):
         if np.max(np.abs(g)) <= gtol:
@@ -667,7 +668,7 @@ def reml_minimise(x0, term_of, m1, m21, m22, c, yy, dof, maxiter, gtol, ftol):
         step = 1.0
         while True:
             xn = x + step * p
-            fn, gn = reml_deviance(xn, term_of, m1, m21, m22, c, yy, dof)
+            fn, gn, _ = reml_deviance(xn, term_of, m1, m21, m22, c, yy, dof)
             if fn <= f + 1e-4 * step * slope:
                 break
             step *= 0.5

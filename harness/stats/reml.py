@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
+
+from harness.stats.henderson import cross_products
 
 GTOL = 1e-4  # largest gradient of the deviance (per unit of theta, above 1) accepted as converged
 
@@ -63,36 +64,29 @@ class Problem:
         first = max(range(len(slots)), key=lambda k: term_of[k].size)
         order = [first] + [k for k in range(len(slots)) if k != first]
         sizes = [term_of[k].size for k in order] + [1]
-        offset = np.concatenate([[0], np.cumsum(sizes)])
         cols = [index[k] for k in order] + [np.zeros(int(seen.sum()), np.int64)]
-        weight, total = counts[seen].astype(np.float64), int(offset[-1])
-        m = np.zeros((total, total))  # cross-products of the one-hot blocks, by counting (no BLAS)
-        for a, (ia, na) in enumerate(zip(cols, sizes, strict=True)):
-            for b, (ib, nb) in enumerate(zip(cols, sizes, strict=True)):
-                block = np.bincount(ia * nb + ib, weight, minlength=na * nb).reshape(na, nb)
-                m[offset[a]:offset[a + 1], offset[b]:offset[b + 1]] = block
+        m = cross_products(counts[seen].astype(np.float64), cols, sizes)
         c = np.concatenate([np.bincount(i, sums[seen], minlength=na) for i, na in zip(cols, sizes, strict=True)])
         q1 = sizes[0]
         return cls(np.ascontiguousarray(np.diag(m)[:q1]), np.ascontiguousarray(m[q1:, :q1]),
                    np.ascontiguousarray(m[q1:, q1:]), c, float(yy), int(counts.sum()),
                    np.concatenate([term_of[k] for k in order]), len(slots))
 
-    def deviance(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The profiled REML deviance (without its constant) and its gradient in theta."""
+    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
         from harness.stats import kernels as kern
 
-        dev, grad = kern.reml_deviance(np.asarray(theta, np.float64), self.term_of, self.m1, self.m21,
-                                       self.m22, self.c, self.yy, float(self.n - 1))
-        return float(dev), grad
+        dev, grad, r2 = kern.reml_deviance(np.asarray(theta, np.float64), self.term_of, self.m1, self.m21,
+                                           self.m22, self.c, self.yy, float(self.n - 1))
+        return float(dev), grad, float(r2)
+
+    def deviance(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The profiled REML deviance (without its constant) and its gradient in theta."""
+        dev, grad, _ = self._evaluate(theta)
+        return dev, grad
 
     def variances(self, theta: np.ndarray) -> np.ndarray:
         """sigma_k^2 = theta_k^2 sigma^2 and sigma^2 = r2 / (n - 1) at theta: (terms + 1,)."""
-        m = np.block([[np.diag(self.m1), self.m21.T], [self.m21, self.m22]])
-        d = np.append(theta[self.term_of], 1.0)
-        a = d[:, None] * m * d[None, :]
-        a[np.arange(self.term_of.size), np.arange(self.term_of.size)] += 1.0
-        b = d * self.c
-        sigma2 = (self.yy - b @ linalg.solve(a, b, assume_a="pos")) / (self.n - 1)
+        sigma2 = self._evaluate(theta)[2] / (self.n - 1)
         return np.append(theta ** 2 * sigma2, sigma2)
 
 
