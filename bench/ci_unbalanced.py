@@ -9,7 +9,9 @@ deleted at random: none (the balanced ANOVA path, for reference), 1 row, 10% and
 Each set of datasets is decomposed in one `decompose_groups` call per method (the dataset is the
 group); the table counts how often each interval holds the true variance (and, for GPQ, the share
 interval the true share), how many REML fits passed the convergence check, and how many put a
-component on the boundary (0). `--write` saves bench/RESULTS-coverage-unbalanced.md.
+component on the boundary (0; on balanced data: how many ANOVA estimates were truncated). The
+cluster bootstrap runs on the balanced tables only (asked for on an unbalanced one, it gives GPQ).
+`--write` saves bench/RESULTS-coverage-unbalanced.md.
 
     python bench/ci_unbalanced.py [--datasets 400] [--write]
 """
@@ -85,17 +87,19 @@ def cover(cols: dict, design: tuple, method: str, seed: int) -> tuple[dict, dict
 
 
 def study(nsim: int) -> list[str]:
-    rows = ["| design | missing | datasets | component | true variance | GPQ | MLS | share: GPQ "
-            "| converged | boundary or truncated |",
-            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| design | missing | datasets | component | true variance | GPQ | MLS | bootstrap B=1000 "
+            "| share: GPQ | converged | boundary or truncated |",
+            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for d, design in enumerate((CROSSED, THREE_WAY)):
         for k, (label, drop) in enumerate(MISSING):
             cols = simulate(np.random.default_rng([20, d, k]), nsim, design, drop)
             gpq = cover(cols, design, "gpq", seed=k)
             mls = cover(cols, design, "mls", seed=k)
+            boot = cover(cols, design, "bootstrap", seed=k)[0] if drop == 0 else {}  # else: GPQ
             for name, v in zip(gpq[0], design[4], strict=True):
+                b = f"{100 * boot[name]:.1f}%" if boot else "(GPQ)"
                 line = (f"| {design[0]} | {label} | {nsim} | {name} | {v:g} | {100 * gpq[0][name]:.1f}% "
-                        f"| {100 * mls[0][name]:.1f}% | {100 * gpq[1][name]:.1f}% | {100 * gpq[2]:.1f}% "
+                        f"| {100 * mls[0][name]:.1f}% | {b} | {100 * gpq[1][name]:.1f}% | {100 * gpq[2]:.1f}% "
                         f"| {100 * gpq[3]:.1f}% |")
                 print(line, flush=True)
                 rows.append(line)

@@ -40,9 +40,12 @@ parent level, the observations of a drawn cell moving with it: 55-85% coverage a
 "none". `bootstrap=B` > 0 is short for ci="bootstrap", draws=B. Seeded and bit-identical for any
 number of numba threads.
 
-Unbalanced input (cells missing or short) is never treated as balanced: the missing cells are listed
-and the table is fitted exactly by REML with statsmodels MixedLM (slow; a dev extra) without
-intervals, or refused with a UserError when statsmodels is not installed.
+Unbalanced input (cells missing or short) is never treated as balanced: the short cells are listed
+and the table is fitted by REML (`reml`: lme4's profiled criterion, several starts, a convergence
+check, boundary estimates flagged), with GPQ or MLS intervals on Henderson III mean squares
+(`unbalanced`; the bootstrap needs a balanced grid and gives way to GPQ there). A table whose
+values are all equal gets an honest record (zeros, no shares); too few rows for the components, a
+factor with one level and empty or missing labels are UserErrors.
 """
 
 from __future__ import annotations
@@ -480,7 +483,7 @@ def _cell_stats(table: _Table, ngroups: int, numba: bool) -> tuple[np.ndarray, n
 
 
 def _unset() -> Decomposition:
-    raise AssertionError("every group is either balanced or fitted by REML")
+    raise AssertionError("every group is balanced, constant or fitted by REML")
 
 
 def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nested: Sequence[str],

@@ -506,112 +506,118 @@ def _select(x, left, k):
 
 
 @nb.njit(cache=True)
-def _cholesky(s):
-    """Lower Cholesky factor of s, or an empty matrix when s is not numerically positive definite."""
+def _upper_cholesky(s):
+    """Upper factor U of s = U'U (right-looking, row updates that vectorise), or an empty matrix
+    when s is not numerically positive definite."""
     n = s.shape[0]
-    low = np.zeros((n, n))
+    a = s.copy()
     for j in range(n):
-        v = s[j, j]
-        for k in range(j):
-            v -= low[j, k] * low[j, k]
-        if not v > 0.0:
+        d = a[j, j]
+        if not d > 0.0:
             return np.zeros((0, 0))
-        low[j, j] = np.sqrt(v)
+        d = np.sqrt(d)
+        a[j, j] = d
+        for k in range(j + 1, n):
+            a[j, k] /= d
         for i in range(j + 1, n):
-            v = s[i, j]
-            for k in range(j):
-                v -= low[i, k] * low[j, k]
-            low[i, j] = v / low[j, j]
-    return low
-
-
-@nb.njit(cache=True)
-def _forward(low, b):
-    """L^-1 b for a lower-triangular L and a matrix b (in loops: BLAS threads contend on 2 cores)."""
-    n, m = b.shape
-    x = b.copy()
+            f = a[j, i]
+            for k in range(i, n):
+                a[i, k] -= f * a[j, k]
     for i in range(n):
         for k in range(i):
-            f = low[i, k]
-            if f != 0.0:
-                for j in range(m):
-                    x[i, j] -= f * x[k, j]
-        for j in range(m):
-            x[i, j] /= low[i, i]
-    return x
+            a[i, k] = 0.0
+    return a
 
 
 @nb.njit(cache=True)
-def _lower_inverse(low):
-    """L^-1 of a lower-triangular L (lower-triangular itself)."""
-    n = low.shape[0]
-    inv = np.zeros((n, n))
-    for j in range(n):
-        inv[j, j] = 1.0 / low[j, j]
-        for i in range(j + 1, n):
-            v = 0.0
-            for k in range(j, i):
-                v -= low[i, k] * inv[k, j]
-            inv[i, j] = v / low[i, i]
-    return inv
+def _inverse_from_upper(u):
+    """(s^-1, lower half filled) from the upper Cholesky factor: X = U'^-1 by row updates, then X'X."""
+    n = u.shape[0]
+    x = np.zeros((n, n))
+    for k in range(n):
+        x[k, k] += 1.0
+        inv = 1.0 / u[k, k]
+        for j in range(k + 1):
+            x[k, j] *= inv
+        for i in range(k + 1, n):
+            f = u[k, i]
+            for j in range(k + 1):
+                x[i, j] -= f * x[k, j]
+    out = np.zeros((n, n))
+    for h in range(n):
+        for i in range(h + 1):
+            f = x[h, i]
+            for j in range(i + 1):
+                out[i, j] += f * x[h, j]
+    return out
 
 
 @nb.njit(cache=True)
-def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
+def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
     """Profiled REML deviance (without its constant), its gradient in the relative factors theta and
     the penalised residual sum of squares r2 (inf, zeros, nan where A is not positive definite).
 
     The random effects come in two blocks: block 1 (m1: the diagonal of its cross-product, one term)
     is eliminated first, leaving the Schur complement of block 2 (m22: the other terms' effects and
     the intercept, last); m21 is their cross-product, c = [Z'y; X'y], term_of the term of every
-    random effect (block 1 first). The deviance is even in each theta, so its gradient is 0 at 0.
+    random effect (block 1 first). Block 1 enters the Schur complement as m21 diag(f(m1)) m21', so
+    the products pv[v] = m21 diag(m1 == vals[v]) m21' are summed over the few distinct counts
+    instead of over block 1. The deviance is even in each theta, so its gradient is 0 at 0.
+    Plain loops (no BLAS: its threads contended on the shared 2-core machine), inner loops row
+    updates that vectorise without reassociation.
     """
     q1, q2 = m1.size, m22.shape[0]
-    nt = theta.size
-    grad = np.zeros(nt)
+    grad = np.zeros(theta.size)
     t1 = theta[term_of[0]] if q1 > 0 else 0.0
+    tt = t1 * t1
     d2 = np.ones(q2)
     for i in range(q2 - 1):
         d2[i] = theta[term_of[q1 + i]]
-    a1 = t1 * t1 * m1 + 1.0
-    w = np.empty((q2, q1))  # A21 / a1
-    for i in range(q2):
-        for j in range(q1):
-            w[i, j] = d2[i] * m21[i, j] * t1 / a1[j]
-    s = np.empty((q2, q2))
+    a1 = tt * m1 + 1.0
+    s = np.zeros((q2, q2))  # the Schur complement; tw = D2 W W' D2 / d2 d2 for the trace of block 1
+    tw = np.zeros((q2, q2))
+    for v in range(vals.size):
+        g = tt / (1.0 + tt * vals[v])
+        h = g / (1.0 + tt * vals[v])
+        for i in range(q2):
+            for k in range(i + 1):
+                s[i, k] -= g * pv[v, i, k]
+                tw[i, k] += h * pv[v, i, k]
     for i in range(q2):
         for k in range(i + 1):
-            v = d2[i] * m22[i, k] * d2[k]
-            for j in range(q1):
-                v -= w[i, j] * a1[j] * w[k, j]
-            s[i, k] = v
-            s[k, i] = v
+            s[i, k] = d2[i] * (m22[i, k] + s[i, k]) * d2[k]
+            s[k, i] = s[i, k]
         if i < q2 - 1:
             s[i, i] += 1.0
-    low = _cholesky(s)
-    if low.shape[0] == 0:
+    up = _upper_cholesky(s)
+    if up.shape[0] == 0:
         return np.inf, grad, np.nan
     b1 = t1 * c[:q1]
     b2 = d2 * c[q1:]
-    rhs = np.empty((q2, q1 + 1))  # [W, z]: one forward substitution for both
-    rhs[:, :q1] = w
+    y = b2.copy()  # b2 - W b1, W = A21 / a1
     for i in range(q2):
-        z = b2[i]
+        v = 0.0
         for j in range(q1):
-            z -= w[i, j] * b1[j]
-        rhs[i, q1] = z
-    x = _forward(low, rhs)  # L^-1 W, L^-1 z
-    linv = _lower_inverse(low)
-    s2 = np.zeros(q2)  # S^-1 z = L^-T (L^-1 z)
+            v += m21[i, j] * b1[j] / a1[j]
+        y[i] -= d2[i] * t1 * v
+    for k in range(q2):  # U' y = (b2 - W b1), by row updates
+        y[k] /= up[k, k]
+        f = y[k]
+        for i in range(k + 1, q2):
+            y[i] -= f * up[k, i]
+    s2 = np.zeros(q2)  # U s2 = y
     for i in range(q2 - 1, -1, -1):
-        v = x[i, q1]
+        v = y[i]
         for k in range(i + 1, q2):
-            v -= low[k, i] * s2[k]
-        s2[i] = v / low[i, i]
-    s1 = b1 / a1
+            v -= up[i, k] * s2[k]
+        s2[i] = v / up[i, i]
+    ds2 = d2 * s2
+    s1 = np.empty(q1)
     for j in range(q1):
+        v = 0.0
         for i in range(q2):
-            s1[j] -= w[i, j] * s2[i]
+            v += m21[i, j] * ds2[i]
+        s1[j] = (b1[j] - t1 * v) / a1[j]
     r2 = yy - b1 @ s1 - b2 @ s2
     if not r2 > 0.0:
         return np.inf, grad, np.nan
@@ -619,14 +625,19 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
     for j in range(q1):
         logdet += np.log(a1[j])
     for i in range(q2):
-        logdet += 2.0 * np.log(low[i, i])
-    ds1, ds2 = t1 * s1, d2 * s2
-    for j in range(q1):  # block 1: (A^-1)_jj = 1 / a1 + (W' S^-1 W)_jj, then (M D s)_j
-        if t1 != 0.0:
-            v = 1.0 / a1[j]
-            for i in range(q2):
-                v += x[i, j] * x[i, j]
-            grad[term_of[j]] += 2.0 * (1.0 - v) / t1
+        logdet += 2.0 * np.log(up[i, i])
+    sinv = _inverse_from_upper(up)
+    ds1 = t1 * s1
+    if t1 != 0.0:  # block 1: sum of (A^-1)_jj = 1 / a1_j + tr(S^-1 D2 (W W' / d2 d2) D2)
+        tr = 0.0
+        for i in range(q2):
+            tr += sinv[i, i] * tw[i, i] * d2[i] * d2[i]
+            for k in range(i):
+                tr += 2.0 * sinv[i, k] * tw[i, k] * d2[i] * d2[k]
+        for j in range(q1):
+            tr += 1.0 / a1[j]
+        grad[term_of[0]] += 2.0 * (q1 - tr) / t1
+    for j in range(q1):  # block 1: (M D s - c)_j
         mds = m1[j] * ds1[j]
         for i in range(q2):
             mds += m21[i, j] * ds2[i]
@@ -634,10 +645,7 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
     for i in range(q2 - 1):  # block 2: (A^-1)_ii = (S^-1)_ii
         k = term_of[q1 + i]
         if d2[i] != 0.0:
-            v = 0.0
-            for h in range(i, q2):
-                v += linv[h, i] * linv[h, i]
-            grad[k] += 2.0 * (1.0 - v) / d2[i]
+            grad[k] += 2.0 * (1.0 - sinv[i, i]) / d2[i]
         mds = 0.0
         for j in range(q1):
             mds += m21[i, j] * ds1[j]
@@ -648,13 +656,15 @@ def reml_deviance(theta, term_of, m1, m21, m22, c, yy, dof):
 
 
 @nb.njit(cache=True)
-def reml_minimise(x0, term_of, m1, m21, m22, c, yy, dof, maxiter, gtol, ftol):
+def reml_minimise(x0, term_of, m1, m21, m22, vals, pv, c, yy, dof, maxiter, gtol, ftol, target, radius):
     """BFGS with a backtracking (Armijo) line search on `reml_deviance` from x0, until the gradient
-    is below gtol or an iteration gains less than ftol * (1 + |deviance|); theta is left free in sign
-    (the deviance is even in each theta) and returned as |theta|, with its deviance and gradient."""
+    is below gtol, an iteration gains less than ftol * (1 + |deviance|), or |theta| comes within
+    `radius` of `target` (a minimum another start found: this start ends in its basin; radius 0:
+    never); theta is left free in sign (the deviance is even in each theta) and returned as |theta|,
+    with its deviance and gradient."""
     k = x0.size
     x = x0.copy()
-    f, g, _ = reml_deviance(x, term_of, m1, m21, m22, c, yy, dof)
+    f, g, _ = reml_deviance(x, term_of, m1, m21, m22, vals, pv, c, yy, dof)
     h = np.eye(k)
     for it in range(maxiter):
         if np.max(np.abs(g)) <= gtol:
@@ -665,10 +675,11 @@ def reml_minimise(x0, term_of, m1, m21, m22, c, yy, dof, maxiter, gtol, ftol):
             h = np.eye(k)
             p = -g
             slope = g @ p
-        step = 1.0
+        # the first direction is the gradient: a step of at most 1 in theta (not 1 x the gradient)
+        step = min(1.0, 1.0 / np.max(np.abs(p))) if it == 0 else 1.0
         while True:
             xn = x + step * p
-            fn, gn, _ = reml_deviance(xn, term_of, m1, m21, m22, c, yy, dof)
+            fn, gn, _ = reml_deviance(xn, term_of, m1, m21, m22, vals, pv, c, yy, dof)
             if fn <= f + 1e-4 * step * slope:
                 break
             step *= 0.5
@@ -686,6 +697,8 @@ def reml_minimise(x0, term_of, m1, m21, m22, c, yy, dof, maxiter, gtol, ftol):
         gain = f - fn
         x, f, g = xn, fn, gn
         if gain <= ftol * (1.0 + abs(f)):
+            break
+        if radius > 0.0 and np.max(np.abs(np.abs(x) - target)) <= radius:
             break
     return np.abs(x), f, g
 

@@ -22,6 +22,7 @@ import numpy as np
 from harness.stats.henderson import cross_products
 
 GTOL = 1e-4  # largest gradient of the deviance (per unit of theta, above 1) accepted as converged
+BASIN = 1e-3  # a later start this close to the best minimum (per unit of theta, above 1) ends there
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,15 @@ class RemlFit:
 class Problem:
     """Cross-products of one table's random-effect indicators, intercept and centred values, split
     for `kernels.reml_deviance`: block 1 is the term with the most levels (its cross-product is
-    diagonal), block 2 the other terms' levels and the intercept (last). Levels without an
-    observation are dropped."""
+    diagonal), block 2 the other terms' levels and the intercept (last); pv[v] sums the outer
+    products of m21's columns whose block-1 count m1 is vals[v]. Levels without an observation are
+    dropped."""
 
     m1: np.ndarray
     m21: np.ndarray
     m22: np.ndarray
+    vals: np.ndarray
+    pv: np.ndarray
     c: np.ndarray
     yy: float
     n: int
@@ -68,15 +72,17 @@ class Problem:
         m = cross_products(counts[seen].astype(np.float64), cols, sizes)
         c = np.concatenate([np.bincount(i, sums[seen], minlength=na) for i, na in zip(cols, sizes, strict=True)])
         q1 = sizes[0]
-        return cls(np.ascontiguousarray(np.diag(m)[:q1]), np.ascontiguousarray(m[q1:, :q1]),
-                   np.ascontiguousarray(m[q1:, q1:]), c, float(yy), int(counts.sum()),
+        m1, m21 = np.diag(m)[:q1].copy(), np.ascontiguousarray(m[q1:, :q1])
+        vals = np.unique(m1)
+        pv = np.stack([m21[:, m1 == v] @ m21[:, m1 == v].T for v in vals])
+        return cls(m1, m21, np.ascontiguousarray(m[q1:, q1:]), vals, pv, c, float(yy), int(counts.sum()),
                    np.concatenate([term_of[k] for k in order]), len(slots))
 
     def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
         from harness.stats import kernels as kern
 
         dev, grad, r2 = kern.reml_deviance(np.asarray(theta, np.float64), self.term_of, self.m1, self.m21,
-                                           self.m22, self.c, self.yy, float(self.n - 1))
+                                           self.m22, self.vals, self.pv, self.c, self.yy, float(self.n - 1))
         return float(dev), grad, float(r2)
 
     def deviance(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -90,11 +96,15 @@ class Problem:
         return np.append(theta ** 2 * sigma2, sigma2)
 
 
-def _minimise(problem: Problem, start: np.ndarray) -> np.ndarray:
+def _minimise(problem: Problem, start: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+    """BFGS from `start`; with a `target` (the best minimum so far), stopped once inside its basin."""
     from harness.stats import kernels as kern
 
+    radius = 0.0 if target is None else BASIN * max(1.0, float(target.max(initial=0.0)))
     theta, _, _ = kern.reml_minimise(np.asarray(start, np.float64), problem.term_of, problem.m1, problem.m21,
-                                     problem.m22, problem.c, problem.yy, float(problem.n - 1), 500, 1e-9, 1e-14)
+                                     problem.m22, problem.vals, problem.pv, problem.c, problem.yy,
+                                     float(problem.n - 1), 500, 1e-6, 1e-13,
+                                     np.zeros(problem.nterms) if target is None else target, radius)
     return np.asarray(theta)
 
 
@@ -132,8 +142,11 @@ def _escape(problem: Problem, theta: np.ndarray) -> np.ndarray | None:
 def fit(problem: Problem, starts: Sequence[np.ndarray]) -> RemlFit:
     """The best REML fit over `starts` (relative factors), checked for convergence: a small gradient
     (it is 0 at theta_k = 0, the deviance being even in theta_k) and no descent off a zero factor."""
-    fits = [_snap(problem, _minimise(problem, np.asarray(x, np.float64))) for x in starts]
-    best = min(fits, key=lambda t: problem.deviance(t)[0])
+    best = _snap(problem, _minimise(problem, np.asarray(starts[0], np.float64)))
+    for start in starts[1:]:
+        theta = _snap(problem, _minimise(problem, np.asarray(start, np.float64), best))
+        if problem.deviance(theta)[0] < problem.deviance(best)[0] - 1e-9:  # a better basin: converge in it
+            best = _snap(problem, _minimise(problem, theta))
     for _ in range(problem.nterms):  # a zero factor that is no minimum: descend from beside it
         escape = _escape(problem, best)
         if escape is None:
