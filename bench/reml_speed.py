@@ -5,8 +5,8 @@ Datasets of bench/ci_unbalanced.py's two designs (8 x 8 init x order with 2 repe
 bo x init x order with one observation per cell), 1 row, 10% or 30% of the rows deleted. For each
 dataset: `harness.stats.decompose` with ci="none" (REML estimates; the cell statistics, Henderson III
 moment estimates and the REML fit from its four starts) and with the default GPQ intervals, best of
-3 runs; statsmodels MixedLM (`fit(reml=True)`, its default optimiser, as the previous code called it)
-once. The -2 REML log-likelihood of both fits is compared (statsmodels' llf: the same REML criterion
+3 runs; statsmodels MixedLM (`fit(reml=True)`, its default optimiser, as the previous code called it),
+best of 3 runs too. The -2 REML log-likelihood of both fits is compared (statsmodels' llf: the same REML criterion
 as lme4's and this engine's): "short" counts the statsmodels fits more than 0.01 above this
 engine's optimum; where statsmodels reaches it (within 1e-4), the largest difference of the
 estimated shares is listed. `--write` saves bench/RESULTS-reml.md.
@@ -51,12 +51,14 @@ def statsmodels_fit(y: np.ndarray, coords: np.ndarray, masks: list[int]) -> tupl
         mats.append([z])
     names = [f"t{m}" for m in masks]
     spec = VCSpec(names, [[[str(j) for j in range(m[0].shape[1])]] for m in mats], mats)
-    start = time.perf_counter()
-    model = MixedLM(y - y.mean(), np.ones((y.size, 1)), np.zeros(y.size), exog_vc=spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = model.fit(reml=True)
-    seconds = time.perf_counter() - start
+    seconds = np.inf
+    for _ in range(3):  # best of 3, as for this engine
+        start = time.perf_counter()
+        model = MixedLM(y - y.mean(), np.ones((y.size, 1)), np.zeros(y.size), exog_vc=spec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = model.fit(reml=True)
+        seconds = min(seconds, time.perf_counter() - start)
     return np.append(np.maximum(np.asarray(fit.vcomp), 0.0), fit.scale), -2.0 * float(fit.llf), seconds
 
 

@@ -108,28 +108,30 @@ def _minimise(problem: Problem, start: np.ndarray, target: np.ndarray | None = N
     return np.asarray(theta)
 
 
-def _snap(problem: Problem, theta: np.ndarray) -> np.ndarray:
-    """Set to 0 the tiny relative factors whose removal does not raise the deviance."""
+def _snap(problem: Problem, theta: np.ndarray) -> tuple[np.ndarray, float]:
+    """theta with the tiny relative factors whose removal does not raise the deviance set to 0, and
+    its deviance."""
+    dev = problem.deviance(theta)[0]
     for k in np.flatnonzero((theta > 0) & (theta < 1e-4)).tolist():
         trial = theta.copy()
         trial[k] = 0.0
-        if problem.deviance(trial)[0] <= problem.deviance(theta)[0] + 1e-10:
-            theta = trial
-    return theta
+        trial_dev = problem.deviance(trial)[0]
+        if trial_dev <= dev + 1e-10:
+            theta, dev = trial, trial_dev
+    return theta, dev
 
 
 def starts(moments: np.ndarray) -> list[np.ndarray]:
     """Starting relative factors: the moment estimates (zero where negative, lifted off the
-    boundary), then equal factors at 0.3, 1 and 3."""
+    boundary), then equal factors at 0.3, 1 and 2."""
     k = moments.size - 1
     resid = moments[-1] if moments[-1] > 0 else 1.0
     first = np.sqrt(np.maximum(moments[:-1], 0.0) / resid)
-    return [np.maximum(first, 0.05)] + [np.full(k, x) for x in (0.3, 1.0, 3.0)]
+    return [np.maximum(first, 0.05)] + [np.full(k, x) for x in (0.3, 1.0, 2.0)]
 
 
-def _escape(problem: Problem, theta: np.ndarray) -> np.ndarray | None:
-    """A point below theta's deviance next to a zero factor (theta is then no minimum), or None."""
-    dev = problem.deviance(theta)[0]
+def _escape(problem: Problem, theta: np.ndarray, dev: float) -> np.ndarray | None:
+    """A point below theta's deviance `dev` next to a zero factor (theta is then no minimum), or None."""
     for k in np.flatnonzero(theta == 0.0).tolist():
         for step in (1e-3, 1e-2, 0.1, 1.0):
             trial = theta.copy()
@@ -142,23 +144,22 @@ def _escape(problem: Problem, theta: np.ndarray) -> np.ndarray | None:
 def fit(problem: Problem, starts: Sequence[np.ndarray]) -> RemlFit:
     """The best REML fit over `starts` (relative factors), checked for convergence: a small gradient
     (it is 0 at theta_k = 0, the deviance being even in theta_k) and no descent off a zero factor."""
-    best = _snap(problem, _minimise(problem, np.asarray(starts[0], np.float64)))
+    best, best_dev = _snap(problem, _minimise(problem, np.asarray(starts[0], np.float64)))
     for start in starts[1:]:
-        theta = _snap(problem, _minimise(problem, np.asarray(start, np.float64), best))
-        if problem.deviance(theta)[0] < problem.deviance(best)[0] - 1e-9:  # a better basin: converge in it
-            best = _snap(problem, _minimise(problem, theta))
+        theta, dev = _snap(problem, _minimise(problem, np.asarray(start, np.float64), best))
+        if dev < best_dev - 1e-9:  # a better basin: converge in it
+            best, best_dev = _snap(problem, _minimise(problem, theta))
     for _ in range(problem.nterms):  # a zero factor that is no minimum: descend from beside it
-        escape = _escape(problem, best)
+        escape = _escape(problem, best, best_dev)
         if escape is None:
             break
-        trial = _snap(problem, _minimise(problem, escape))
-        if not problem.deviance(trial)[0] < problem.deviance(best)[0]:
+        theta, dev = _snap(problem, _minimise(problem, escape))
+        if not dev < best_dev:
             break
-        best = trial
-    best_dev = problem.deviance(best)[0]
+        best, best_dev = theta, dev
     grad = problem.deviance(best)[1]
     worst = float(np.max(np.abs(grad), initial=0.0))
-    ok = worst <= GTOL * max(1.0, float(best.max(initial=0.0))) and _escape(problem, best) is None
+    ok = worst <= GTOL * max(1.0, float(best.max(initial=0.0))) and _escape(problem, best, best_dev) is None
     dof = problem.n - 1
     crit = best_dev + dof * (1.0 + np.log(2.0 * np.pi / dof))  # lme4's REML criterion
     return RemlFit(problem.variances(best), float(crit), ok, best == 0.0, worst)
