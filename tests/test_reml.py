@@ -15,6 +15,7 @@ from harness.errors import UserError
 from harness.stats import Codes, decompose, decompose_groups
 from harness.stats import reml as remlfit
 from harness.stats.design import RESIDUAL, Design
+from tests.conftest import outputs_at_thread_counts
 
 DATA = Path(__file__).resolve().parent / "data"
 TRUTH = (1.0, 0.5, 0.2, 1.0)  # the 8 x 8 x 2 study: init, order, init:order, residual
@@ -247,3 +248,13 @@ def test_unbalanced_gpq_coverage() -> None:
     for name, var in zip(("A", "B", "A:B", "residual"), TRUTH, strict=True):
         cover = np.mean([fits[k][name].ci[0] <= var <= fits[k][name].ci[1] for k in fits])
         assert 0.90 <= cover <= 0.99, (name, cover)
+
+
+def test_unbalanced_intervals_are_bit_identical_for_any_thread_count() -> None:
+    code = ("import numpy as np; from tests.test_reml import study; from harness.stats import decompose\n"
+            "for ci in ('gpq', 'mls'):\n"
+            "    d = decompose(study(3, 0.3), 'y', ['init', 'order'], ci=ci, draws=3000, seed=2)\n"
+            "    print(np.array([c.ci for c in d.components] + [[c.variance, c.share] for c in d.components])"
+            ".tobytes().hex())\n")
+    out = outputs_at_thread_counts(code)
+    assert out[0] == out[1] and len(out[0]) > 100

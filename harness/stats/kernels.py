@@ -576,13 +576,13 @@ def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
     a1 = tt * m1 + 1.0
     s = np.zeros((q2, q2))  # the Schur complement; tw = D2 W W' D2 / d2 d2 for the trace of block 1
     tw = np.zeros((q2, q2))
-    for v in range(vals.size):
-        g = tt / (1.0 + tt * vals[v])
-        h = g / (1.0 + tt * vals[v])
+    for u in range(vals.size):
+        g = tt / (1.0 + tt * vals[u])
+        h = g / (1.0 + tt * vals[u])
         for i in range(q2):
             for k in range(i + 1):
-                s[i, k] -= g * pv[v, i, k]
-                tw[i, k] += h * pv[v, i, k]
+                s[i, k] -= g * pv[u, i, k]
+                tw[i, k] += h * pv[u, i, k]
     for i in range(q2):
         for k in range(i + 1):
             s[i, k] = d2[i] * (m22[i, k] + s[i, k]) * d2[k]
