@@ -178,7 +178,7 @@ class Decomposition:
             extra = self.n_missing - len(self.missing)
             more = f"; {extra} more" if extra > 0 else ""
             short = (f". Unbalanced: {self.n_missing} of {prod(self.levels.values())} cells short ({shown}{more}), "
-                     f"{self.missing_rows} observations missing")
+                     f"{self.missing_rows} observation{'s' * (self.missing_rows != 1)} missing")
         if self.method == "none":
             return f"{head}{short}. No estimates: the values do not vary."
         if self.method == "reml":
