@@ -553,28 +553,12 @@ def _inverse_from_upper(u):
 
 
 @nb.njit(cache=True)
-def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
-    """Profiled REML deviance (without its constant), its gradient in the relative factors theta and
-    the penalised residual sum of squares r2 (inf, zeros, nan where A is not positive definite).
-
-    The random effects come in two blocks: block 1 (m1: the diagonal of its cross-product, one term)
-    is eliminated first, leaving the Schur complement of block 2 (m22: the other terms' effects and
-    the intercept, last); m21 is their cross-product, c = [Z'y; X'y], term_of the term of every
-    random effect (block 1 first). Block 1 enters the Schur complement as m21 diag(f(m1)) m21', so
-    the products pv[v] = m21 diag(m1 == vals[v]) m21' are summed over the few distinct counts
-    instead of over block 1. The deviance is even in each theta, so its gradient is 0 at 0.
-    Plain loops (no BLAS: its threads contended on the shared 2-core machine), inner loops row
-    updates that vectorise without reassociation.
-    """
-    q1, q2 = m1.size, m22.shape[0]
-    grad = np.zeros(theta.size)
-    t1 = theta[term_of[0]] if q1 > 0 else 0.0
+def _schur(t1, d2, m22, vals, pv):
+    """The Schur complement S of block 2 and T = sum_j t1^2 / a1_j^2 m21_j m21_j' (for the trace of
+    block 1's part of A^-1), both from the per-count products pv (lower halves for T)."""
+    q2 = m22.shape[0]
     tt = t1 * t1
-    d2 = np.ones(q2)
-    for i in range(q2 - 1):
-        d2[i] = theta[term_of[q1 + i]]
-    a1 = tt * m1 + 1.0
-    s = np.zeros((q2, q2))  # the Schur complement; tw = D2 W W' D2 / d2 d2 for the trace of block 1
+    s = np.zeros((q2, q2))
     tw = np.zeros((q2, q2))
     for u in range(vals.size):
         g = tt / (1.0 + tt * vals[u])
@@ -589,9 +573,13 @@ def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
             s[k, i] = s[i, k]
         if i < q2 - 1:
             s[i, i] += 1.0
-    up = _upper_cholesky(s)
-    if up.shape[0] == 0:
-        return np.inf, grad, np.nan
+    return s, tw
+
+
+@nb.njit(cache=True)
+def _solve(up, t1, d2, a1, m21, c):
+    """A^-1 b (b = D c) by blocks, from the upper Cholesky factor of S: (s1, s2, b1, b2)."""
+    q2, q1 = m21.shape
     b1 = t1 * c[:q1]
     b2 = d2 * c[q1:]
     y = b2.copy()  # b2 - W b1, W = A21 / a1
@@ -618,17 +606,17 @@ def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
         for i in range(q2):
             v += m21[i, j] * ds2[i]
         s1[j] = (b1[j] - t1 * v) / a1[j]
-    r2 = yy - b1 @ s1 - b2 @ s2
-    if not r2 > 0.0:
-        return np.inf, grad, np.nan
-    logdet = 0.0
-    for j in range(q1):
-        logdet += np.log(a1[j])
-    for i in range(q2):
-        logdet += 2.0 * np.log(up[i, i])
-    sinv = _inverse_from_upper(up)
-    ds1 = t1 * s1
-    if t1 != 0.0:  # block 1: sum of (A^-1)_jj = 1 / a1_j + tr(S^-1 D2 (W W' / d2 d2) D2)
+    return s1, s2, b1, b2
+
+
+@nb.njit(cache=True)
+def _gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, scale):
+    """d/dtheta of log|A| + dof log r2: 2 sum (1 - (A^-1)_jj) / theta over a term's effects, and
+    `scale` (2 dof / r2) times sum s_j (M D s - c)_j."""
+    q2, q1 = m21.shape
+    grad = np.zeros(theta.size)
+    ds1, ds2 = t1 * s1, d2 * s2
+    if t1 != 0.0:  # block 1: sum of (A^-1)_jj = 1 / a1_j + tr(S^-1 D2 T D2)
         tr = 0.0
         for i in range(q2):
             tr += sinv[i, i] * tw[i, i] * d2[i] * d2[i]
@@ -637,11 +625,11 @@ def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
         for j in range(q1):
             tr += 1.0 / a1[j]
         grad[term_of[0]] += 2.0 * (q1 - tr) / t1
-    for j in range(q1):  # block 1: (M D s - c)_j
+    for j in range(q1):
         mds = m1[j] * ds1[j]
         for i in range(q2):
             mds += m21[i, j] * ds2[i]
-        grad[term_of[j]] += 2.0 * dof / r2 * s1[j] * (mds - c[j])
+        grad[term_of[j]] += scale * s1[j] * (mds - c[j])
     for i in range(q2 - 1):  # block 2: (A^-1)_ii = (S^-1)_ii
         k = term_of[q1 + i]
         if d2[i] != 0.0:
@@ -651,7 +639,45 @@ def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
             mds += m21[i, j] * ds1[j]
         for h in range(q2):
             mds += m22[i, h] * ds2[h]
-        grad[k] += 2.0 * dof / r2 * s2[i] * (mds - c[q1 + i])
+        grad[k] += scale * s2[i] * (mds - c[q1 + i])
+    return grad
+
+
+@nb.njit(cache=True)
+def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
+    """Profiled REML deviance (without its constant), its gradient in the relative factors theta and
+    the penalised residual sum of squares r2 (inf, zeros, nan where A is not positive definite).
+
+    The random effects come in two blocks: block 1 (m1: the diagonal of its cross-product, one term)
+    is eliminated first, leaving the Schur complement of block 2 (m22: the other terms' effects and
+    the intercept, last); m21 is their cross-product, c = [Z'y; X'y], term_of the term of every
+    random effect (block 1 first). Block 1 enters the Schur complement as m21 diag(f(m1)) m21', so
+    the products pv[v] = m21 diag(m1 == vals[v]) m21' are summed over the few distinct counts
+    instead of over block 1. The deviance is even in each theta, so its gradient is 0 at 0.
+    Plain loops (no BLAS: its threads contended on the shared 2-core machine), inner loops row
+    updates that vectorise without reassociation.
+    """
+    q1, q2 = m1.size, m22.shape[0]
+    t1 = theta[term_of[0]] if q1 > 0 else 0.0
+    d2 = np.ones(q2)
+    for i in range(q2 - 1):
+        d2[i] = theta[term_of[q1 + i]]
+    a1 = t1 * t1 * m1 + 1.0
+    s, tw = _schur(t1, d2, m22, vals, pv)
+    up = _upper_cholesky(s)
+    if up.shape[0] == 0:
+        return np.inf, np.zeros(theta.size), np.nan
+    s1, s2, b1, b2 = _solve(up, t1, d2, a1, m21, c)
+    r2 = yy - b1 @ s1 - b2 @ s2
+    if not r2 > 0.0:
+        return np.inf, np.zeros(theta.size), np.nan
+    logdet = 0.0
+    for j in range(q1):
+        logdet += np.log(a1[j])
+    for i in range(q2):
+        logdet += 2.0 * np.log(up[i, i])
+    sinv = _inverse_from_upper(up)
+    grad = _gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, 2.0 * dof / r2)
     return logdet + dof * np.log(r2), grad, r2
 
 
