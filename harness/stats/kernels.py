@@ -553,7 +553,7 @@ def _inverse_from_upper(u):
 
 
 @nb.njit(cache=True)
-def _schur(t1, d2, m22, vals, pv):
+def _reml_schur(t1, d2, m22, vals, pv):
     """The Schur complement S of block 2 and T = sum_j t1^2 / a1_j^2 m21_j m21_j' (for the trace of
     block 1's part of A^-1), both from the per-count products pv (lower halves for T)."""
     q2 = m22.shape[0]
@@ -577,7 +577,7 @@ def _schur(t1, d2, m22, vals, pv):
 
 
 @nb.njit(cache=True)
-def _solve(up, t1, d2, a1, m21, c):
+def _reml_solve(up, t1, d2, a1, m21, c):
     """A^-1 b (b = D c) by blocks, from the upper Cholesky factor of S: (s1, s2, b1, b2)."""
     q2, q1 = m21.shape
     b1 = t1 * c[:q1]
@@ -610,7 +610,7 @@ def _solve(up, t1, d2, a1, m21, c):
 
 
 @nb.njit(cache=True)
-def _gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, scale):
+def _reml_gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, scale):
     """d/dtheta of log|A| + dof log r2: 2 sum (1 - (A^-1)_jj) / theta over a term's effects, and
     `scale` (2 dof / r2) times sum s_j (M D s - c)_j."""
     q2, q1 = m21.shape
@@ -663,11 +663,11 @@ def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
     for i in range(q2 - 1):
         d2[i] = theta[term_of[q1 + i]]
     a1 = t1 * t1 * m1 + 1.0
-    s, tw = _schur(t1, d2, m22, vals, pv)
+    s, tw = _reml_schur(t1, d2, m22, vals, pv)
     up = _upper_cholesky(s)
     if up.shape[0] == 0:
         return np.inf, np.zeros(theta.size), np.nan
-    s1, s2, b1, b2 = _solve(up, t1, d2, a1, m21, c)
+    s1, s2, b1, b2 = _reml_solve(up, t1, d2, a1, m21, c)
     r2 = yy - b1 @ s1 - b2 @ s2
     if not r2 > 0.0:
         return np.inf, np.zeros(theta.size), np.nan
@@ -677,7 +677,7 @@ def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
     for i in range(q2):
         logdet += 2.0 * np.log(up[i, i])
     sinv = _inverse_from_upper(up)
-    grad = _gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, 2.0 * dof / r2)
+    grad = _reml_gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, 2.0 * dof / r2)
     return logdet + dof * np.log(r2), grad, r2
 
 
