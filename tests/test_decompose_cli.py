@@ -143,3 +143,12 @@ def test_unbalanced_gets_intervals_and_says_what_was_done(tmp_path: Path) -> Non
 def test_unknown_ci_method_is_refused() -> None:
     r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "--ci", "jackknife")
     assert r.returncode == 2 and r.stdout == "" and "invalid choice: 'jackknife'" in r.stderr
+
+
+def test_the_api_has_the_cli_defaults() -> None:
+    import harness as api
+
+    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample", "--json")
+    assert r.returncode == 0, r.stderr
+    ours = api.decompose(PENICILLIN, value="diameter", factors=["plate", "sample"]).to_json_obj()
+    assert ours == json.loads(r.stdout) and ours["ci_method"] == "gpq"

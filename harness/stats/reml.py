@@ -27,13 +27,13 @@ BASIN = 1e-3  # a later start this close to the best minimum (per unit of theta,
 
 @dataclass(frozen=True)
 class RemlFit:
-    """Variances (terms, then the residual), -2 REML log-likelihood, convergence and boundary flags."""
+    """Variances (terms, then the residual), -2 REML log-likelihood (lme4's REML criterion),
+    whether the fit passed its convergence check, and which terms are at zero."""
 
     variances: np.ndarray
     deviance: float
     converged: bool
     boundary: np.ndarray
-    gradient: float
 
 
 @dataclass
@@ -162,4 +162,4 @@ def fit(problem: Problem, starts: Sequence[np.ndarray]) -> RemlFit:
     ok = worst <= GTOL * max(1.0, float(best.max(initial=0.0))) and _escape(problem, best, best_dev) is None
     dof = problem.n - 1
     crit = best_dev + dof * (1.0 + np.log(2.0 * np.pi / dof))  # lme4's REML criterion
-    return RemlFit(problem.variances(best), float(crit), ok, best == 0.0, worst)
+    return RemlFit(problem.variances(best), float(crit), ok, best == 0.0)
