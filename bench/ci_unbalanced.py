@@ -11,7 +11,8 @@ group); the table counts how often each interval holds the true variance (and, f
 interval the true share), how many REML fits passed the convergence check, and how many put a
 component on the boundary (0; on balanced data: how many ANOVA estimates were truncated). The
 cluster bootstrap runs on the balanced tables only (asked for on an unbalanced one, it gives GPQ).
-`--write` saves bench/RESULTS-coverage-unbalanced.md.
+`--write` puts the table in bench/RESULTS-coverage.md, after bench/ci_coverage.py's balanced ones
+(section "Unbalanced tables", replaced on each run).
 
     python bench/ci_unbalanced.py [--datasets 400] [--write]
 """
@@ -36,6 +37,7 @@ CROSSED = ("init x order 8 x 8, 2 repeats", ("init", "order"), (8, 8), 2, (1.0, 
 THREE_WAY = ("bo x init x order 5 x 5 x 5, 1 per cell", ("bo", "init", "order"), (5, 5, 5), 1,
              (1.0, 0.5, 0.5, 0.2, 0.2, 0.2, 1.0))
 MISSING = (("none", 0.0), ("1 row", 1.0), ("10%", 0.1), ("30%", 0.3))
+SECTION = "## Unbalanced tables"  # its heading in bench/RESULTS-coverage.md
 
 
 def labels(k: int) -> tuple[str, ...]:
@@ -110,7 +112,7 @@ def study(nsim: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=400, help="datasets per cell of the table")
-    parser.add_argument("--write", action="store_true", help="also write bench/RESULTS-coverage-unbalanced.md")
+    parser.add_argument("--write", action="store_true", help="also write the section of bench/RESULTS-coverage.md")
     args = parser.parse_args()
     start = time.perf_counter()
     rows = study(args.datasets)
@@ -118,13 +120,14 @@ def main() -> None:
                f"{np.__version__}; load average {os.getloadavg()[1]:.1f} at the end; the study took "
                f"{time.perf_counter() - start:.0f} s.")
     se = 100 * np.sqrt(0.95 * 0.05 / args.datasets)
-    text = "\n".join(["# Coverage of 95% intervals on unbalanced tables "
-                      f"(`python bench/ci_unbalanced.py --datasets {args.datasets} --write`)", "",
+    text = "\n".join([f"{SECTION} (`python bench/ci_unbalanced.py --datasets {args.datasets} --write`)", "",
                       " ".join(__doc__.split("\n\n")[1].split()), "", machine, "",
                       f"Monte Carlo standard error of a coverage near 95%: {se:.1f} points.", "", *rows, ""])
     print("\n" + text)
     if args.write:
-        (REPO / "bench" / "RESULTS-coverage-unbalanced.md").write_text(text)
+        path = REPO / "bench" / "RESULTS-coverage.md"
+        balanced = path.read_text().split("\n" + SECTION)[0].rstrip("\n")
+        path.write_text(balanced + "\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ CI_TEXT = {"gpq": "generalized pivotal quantities (GPQ)", "mls": "modified large
 # what bench/ci_coverage.py measured for the variances (normal data, balanced designs, 4-30 levels)
 CI_COVERAGE = {"gpq": "simulated coverage 93.5-97.9%", "mls": "simulated coverage 93.6-97.9%",
                "bootstrap": "simulated coverage as low as 55% for large components with 4-12 levels"}
-# unbalanced tables: the same methods on Henderson III mean squares (bench/RESULTS-coverage-unbalanced.md)
+# unbalanced tables: the same methods on Henderson III mean squares (bench/RESULTS-coverage.md, "Unbalanced tables")
 CI_BASIS_UNBALANCED = " on Henderson III mean squares with Satterthwaite df"
 CI_COVERAGE_UNBALANCED = {"gpq": "simulated coverage 93.7-96.1%", "mls": "simulated coverage 93.7-96.1%"}
 ALPHA = 0.025  # each tail of a 95% interval

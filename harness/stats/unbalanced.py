@@ -3,8 +3,8 @@
 The estimates are REML (`reml`), started from Henderson III moment estimates (`henderson`). The 95%
 intervals (GPQ or MLS) treat the Henderson III mean squares as the balanced methods treat ANOVA mean
 squares, each a scaled chi-square with Satterthwaite's degrees of freedom at the REML estimates;
-coverage measured in bench/RESULTS-coverage-unbalanced.md. The cluster bootstrap needs a balanced
-grid: asked for here, it gives GPQ intervals and says so.
+coverage measured in bench/RESULTS-coverage.md ("Unbalanced tables"). The cluster bootstrap needs
+a balanced grid: asked for here, it gives GPQ intervals and says so.
 """
 
 from __future__ import annotations
