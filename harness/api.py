@@ -94,14 +94,16 @@ def _columns(data: Any, names: Sequence[str]) -> Mapping[str, object]:
 
 
 def decompose(data: Any, value: str, factors: Sequence[str], *, nested: Sequence[str] = (),
-              group: str | None = None, **options: Any) -> Decomposed:
+              group: str | None = None, ci: str | None = None, **options: Any) -> Decomposed:
     """Variance components of `value` over the random `factors` (per level of `group`); `data` is a
-    DataFrame (e.g. from `load`), a mapping of columns or a CSV path. `options` go to the statistics
-    as they go from `harness decompose` (bootstrap, seed, ...)."""
+    DataFrame (e.g. from `load`), a mapping of columns or a CSV path. `ci` and `options` go to the
+    statistics as they go from `harness decompose`, with its defaults (GPQ intervals; draws, seed, ...)."""
     columns = _columns(data, [value, *factors, *([group] if group else [])])
+    if ci is None:  # as `harness decompose` resolves --ci and --bootstrap
+        ci = "gpq" if "bootstrap" not in options else "bootstrap" if options["bootstrap"] else "none"
     if group is None:
-        return Decomposed(_decompose(columns, value, factors, nested=nested, **options))
-    return Decomposed(_decompose_groups(columns, value, factors, group, nested=nested, **options))
+        return Decomposed(_decompose(columns, value, factors, nested=nested, ci=ci, **options))
+    return Decomposed(_decompose_groups(columns, value, factors, group, nested=nested, ci=ci, **options))
 
 
 def report(job: str, store: str | Path = "runs", out: str | Path | None = None) -> str:

@@ -100,6 +100,11 @@ def _write(tmp_path: Path, text: str) -> str:
     ("y,a,b\n", ["--factors", "a", "b"], "no data rows"),
     ("y,a\n1,x\n2,x\n3,z\n4,z\n", ["--factors", "a", "--ci", "gpq", "--bootstrap", "5"],
      "bootstrap=5 asks for the bootstrap, but ci is 'gpq'"),
+    ("y,a,b\n1,x,p\n3,z,q\n", ["--factors", "a", "b"], "2 observations leave no degrees of freedom for a, b"),
+    ("y,a,b\n1,x,p\n3,z,q\n4,z,p\n", ["--factors", "a", "b"], "3 observations leave no degrees of freedom"),
+    ("y,a,b\n1,,p\n3,z,q\n4,z,p\n5,x,q\n", ["--factors", "a", "b"],
+     "a: 1 row has an empty or missing label (data row 1)"),
+    ("y,a,b\n1,nan,p\n3,z,q\n4,z,p\n5,x,q\n", ["--factors", "a", "b"], "a: 1 row has an empty or missing label"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, text: str | None, args: list[str],
                                           message: str) -> None:
@@ -111,6 +116,39 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, text: str | None, args
     assert len(lines) == 1 and lines[0].startswith(f"harness: error: {path}") and message in lines[0], r.stderr
 
 
+@pytest.mark.parametrize(("text", "expect"), [
+    ("y,a,b\n,x,p\n2,x,q\n3,z,p\n4,z,q\n5,x,p\n", "4 observations; levels a 2 x b 2; 1 per cell. Balanced"),
+    ("a,y,b\nx,,p\nx,2,q\nz,3,p\nz,4,q\nx,5,p\n", "4 observations; levels a 2 x b 2; 1 per cell. Balanced"),
+    ("y,a,b\n0.5,x,p\n0.5,x,q\n0.5,z,p\n0.5,z,q\n,x,p\n0.5,x,p\n0.5,z,q\n",
+     "All 6 values are equal (0.5): every component is 0 and shares are undefined."),
+])
+def test_degenerate_inputs_give_an_honest_table(tmp_path: Path, text: str, expect: str) -> None:
+    """An empty first field (pandas' NaN) is a missing value; all-equal values give no shares."""
+    r = harness(_write(tmp_path, text), "--value", "y", "--factors", "a", "b")
+    assert r.returncode == 0 and r.stderr == "" and expect in r.stdout, r.stdout + r.stderr
+
+
+def test_unbalanced_gets_intervals_and_says_what_was_done(tmp_path: Path) -> None:
+    lines = Path(PENICILLIN).read_text().splitlines()
+    path = tmp_path / "short.csv"
+    path.write_text("\n".join([lines[0], *lines[1:7], *lines[9:]]) + "\n")  # two trainings failed
+    r = harness(str(path), "--value", "diameter", "--factors", "plate", "sample", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["method"] == "reml" and out["ci_method"] == "gpq" and out["converged"] is True
+    assert out["n_missing_cells"] == 2 and out["n_missing_rows"] == 2
+    assert all(c["ci"][0] <= c["variance"] <= c["ci"][1] for c in out["components"].values())
+
+
 def test_unknown_ci_method_is_refused() -> None:
     r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "--ci", "jackknife")
     assert r.returncode == 2 and r.stdout == "" and "invalid choice: 'jackknife'" in r.stderr
+
+
+def test_the_api_has_the_cli_defaults() -> None:
+    import harness as api
+
+    r = harness(PENICILLIN, "--value", "diameter", "--factors", "plate", "sample", "--json")
+    assert r.returncode == 0, r.stderr
+    ours = api.decompose(PENICILLIN, value="diameter", factors=["plate", "sample"]).to_json_obj()
+    assert ours == json.loads(r.stdout) and ours["ci_method"] == "gpq"

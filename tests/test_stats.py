@@ -110,14 +110,14 @@ def test_three_way_crossed_without_replication() -> None:
 
 @pytest.mark.parametrize("nested", [False, True])
 def test_matches_statsmodels_reml(nested: bool) -> None:
-    from harness.stats.reml import reml
+    from tests.test_reml import statsmodels_reml
 
     rng = np.random.default_rng(11)
     t = simulate(rng, (8, 5), 3, {"A": 1.0, "B": 0.7, "A:B": 0.5, "residual": 0.6}, nested)
     d = decompose(t, "y", ["A", "B"], nested=["B:A"] if nested else [])
     assert not any(c.truncated for c in d.components)
     design = Design(("A", "B"), (8, 5), (0, 1) if nested else (0, 0))
-    names, _, var = reml(t["y"], np.stack([t["A"], t["B"]]), design, True)
+    names, var, _ = statsmodels_reml(t["y"], np.stack([t["A"], t["B"]]), design, True)
     assert tuple(names) == d.names
     for name, v in zip(names, var, strict=True):
         assert d[name].variance == pytest.approx(v, rel=2e-3)
@@ -133,13 +133,13 @@ def test_unbalanced_goes_to_reml_and_names_the_missing_cells() -> None:
     assert "Unbalanced" in d.to_markdown()
 
 
-def test_unbalanced_without_statsmodels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "harness.stats.reml", None)
+def test_unbalanced_without_statsmodels_is_fitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "statsmodels", None)
     t = simulate(np.random.default_rng(5), (4, 3), 2, {"A": 1.0, "B": 1.0, "residual": 1.0})
     keep = np.ones(t["y"].size, bool)
     keep[:2] = False  # cell A=0 B=0 entirely missing
-    with pytest.raises(UserError, match=r"A=0 B=0: 0 of 2.*needs statsmodels"):
-        decompose({k: v[keep] for k, v in t.items()}, "y", ["A", "B"])
+    d = decompose({k: v[keep] for k, v in t.items()}, "y", ["A", "B"])
+    assert d.method == "reml" and d.missing == ("A=0 B=0: 0 of 2",) and d.missing_rows == 2
 
 
 def test_truncation_and_shares() -> None:

@@ -40,9 +40,12 @@ parent level, the observations of a drawn cell moving with it: 55-85% coverage a
 "none". `bootstrap=B` > 0 is short for ci="bootstrap", draws=B. Seeded and bit-identical for any
 number of numba threads.
 
-Unbalanced input (cells missing or short) is never treated as balanced: the missing cells are listed
-and the table is fitted exactly by REML with statsmodels MixedLM (slow; a dev extra) without
-intervals, or refused with a UserError when statsmodels is not installed.
+Unbalanced input (cells missing or short) is never treated as balanced: the short cells are listed
+and the table is fitted by REML (`reml`: lme4's profiled criterion, several starts, a convergence
+check, boundary estimates flagged), with GPQ or MLS intervals on Henderson III mean squares
+(`unbalanced`; the bootstrap needs a balanced grid and gives way to GPQ there). A table whose
+values are all equal gets an honest record (zeros, no shares); too few rows for the components, a
+factor with one level and empty or missing labels are UserErrors.
 """
 
 from __future__ import annotations
@@ -91,15 +94,27 @@ def sort_levels(codes: np.ndarray, labels: Sequence[str]) -> Codes:
     return Codes(rank[codes], levels)
 
 
+MISSING_LABELS = {"", "nan", "none", "na", "<na>"}  # what NaN, None and pandas' NA become as text
+
+
 def as_codes(name: str, column: object) -> Codes:
-    """Encode any 1-d column as Codes (its values as strings)."""
+    """Encode any 1-d column as Codes (its values as strings); empty or missing labels are refused."""
     if isinstance(column, Codes):
-        return column
-    arr = np.asarray(column)
-    if arr.ndim != 1:
-        raise UserError("column must be one-dimensional", key=name)
-    uniq, inv = np.unique(arr.astype(str) if arr.dtype.kind == "O" else arr, return_inverse=True)
-    return sort_levels(inv.reshape(-1), [str(u) for u in uniq.tolist()])
+        codes = column
+    else:
+        arr = np.asarray(column)
+        if arr.ndim != 1:
+            raise UserError("column must be one-dimensional", key=name)
+        uniq, inv = np.unique(arr.astype(str), return_inverse=True)
+        codes = sort_levels(inv.reshape(-1), [str(u) for u in uniq.tolist()])
+    bad = [k for k, label in enumerate(codes.levels) if label.strip().lower() in MISSING_LABELS]
+    if bad:
+        rows = np.flatnonzero(np.isin(codes.codes, bad))
+        if rows.size:
+            many = "rows have" if rows.size > 1 else "row has"
+            raise UserError(f"{rows.size} {many} an empty or missing label (data row {rows[0] + 1}); "
+                            "label or drop them", key=name)
+    return codes
 
 
 def _values(name: str, column: object) -> np.ndarray:
@@ -376,9 +391,9 @@ def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray
     weights = layout.icc_weights()
     ci, draws = None, method[1]
     if method[0] == "gpq":
-        ci = intervals.gpq(layout, ms, weights, seed, draws)
+        ci = intervals.gpq(layout.df, layout.kinv, ms, weights, seed, draws)
     elif method[0] == "mls":
-        ci = intervals.mls(layout, ms)
+        ci = intervals.mls(layout.df, layout.kinv, ms)
     elif method[0] == "bootstrap":
         gkeys = np.array([_group_key(table.group_labels[g]) if table.group_codes.size else 0 for g in gidx],
                          np.uint64)
@@ -390,35 +405,49 @@ def _balanced(table: _Table, layout: Layout, gidx: np.ndarray, means: np.ndarray
     return _LayoutEstimates(layout, ms, pos, var < 0, share, share @ weights.T, ci, method[0], draws, seed)
 
 
-def _unbalanced(table: _Table, g: int, counts: np.ndarray) -> Decomposition:
-    """Exact REML fit of one unbalanced group, or a UserError naming the missing cells."""
+def _unbalanced(table: _Table, g: int, counts: np.ndarray, means: np.ndarray, m2: np.ndarray,
+                method: tuple[str, int], seed: int) -> Decomposition:
+    """REML fit of one unbalanced group, its short cells named."""
     full = int(counts.max())
-    shown, nshort = _missing(table, counts, full)
     where = f" (group {table.group_labels[g]})" if table.group_codes.size else ""
-    head = (f"unbalanced table{where}: {nshort} of {counts.size} cells have fewer than {full} "
-            f"observations ({'; '.join(shown)}{'; ...' if nshort > len(shown) else ''})")
-    try:
-        from harness.stats.reml import reml
-    except ImportError:
-        raise UserError(f"{head}; the exact REML fit needs statsmodels "
-                        "(pip install 'harness[dev]')") from None
-    rows = np.flatnonzero(~np.isnan(table.values) & ((table.group_codes == g) if table.group_codes.size
-                                                     else True))
-    if rows.size == 0:
+    if full == 0:
         raise UserError(f"no numeric values{where}")
-    names, masks, var = reml(table.values[rows], np.stack([a[rows] for a in table.axes]), table.design,
-                             full > 1)
-    total = sum(var)
-    comps = tuple(Component(n, v, v ** 0.5, v / total if total > 0 else float("nan"))
-                  for n, v in zip(names, var, strict=True))
+    layout = _layout(table.design, full)
+    from harness.stats.unbalanced import decompose_cells
+
+    fit = decompose_cells(layout, counts, means, float(m2.sum()), method, seed, where)
+    fit.missing, fit.n_missing = _missing(table, counts, full)
+    fit.missing_rows = int(full * counts.size - counts.sum())
+    return fit
+
+
+def _layout(design: Design, n: int) -> Layout:
+    layout = Layout.build(design, n)
+    if len(layout.sources) == 1:
+        raise UserError(f"one observation per level of {design.factors[0]!r}: the residual cannot be "
+                        "separated from it; add repeats or another factor")
+    return layout
+
+
+def _constant(table: _Table, counts: np.ndarray, means: np.ndarray, m2: np.ndarray) -> Decomposition | None:
+    """An honest record for a group whose values are all equal (up to rounding), else None."""
+    seen = counts > 0
+    if not seen.any():
+        return None
+    scale = float(np.abs(means[seen]).max())
+    spread = float(np.ptp(means[seen])) + (float(m2.sum()) / counts.sum()) ** 0.5
+    if spread > 1e-12 * scale or (scale == 0.0 and spread > 0.0):
+        return None
     d = table.design
-    icc = {}
-    for f, name in enumerate(d.factors):
-        scope = d.ancestors[f] | 1 << f
-        icc[name] = sum(c.share for c, m in zip(comps, masks, strict=True)
-                        if m >= 0 and (m & ~scope) == 0)
-    return Decomposition(comps, icc, None, "reml", int(rows.size), full,
-                         dict(zip(d.factors, d.sizes, strict=True)), shown, nshort)
+    full = int(counts.max())
+    layout = _layout(d, full)
+    comps = tuple(Component(name, 0.0, 0.0, float("nan")) for name in layout.sources)
+    missing, nshort = _missing(table, counts, full)
+    return Decomposition(comps, dict.fromkeys(d.factors, float("nan")), None, "none", int(counts.sum()), full,
+                         dict(zip(d.factors, d.sizes, strict=True)), missing, nshort,
+                         missing_rows=int(full * counts.size - counts.sum()),
+                         notes=(f"All {int(counts.sum())} values are equal ({means[seen][0]:.6g}): every "
+                                "component is 0 and shares are undefined.",))
 
 
 def _cell_stats(table: _Table, ngroups: int, numba: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -454,7 +483,7 @@ def _cell_stats(table: _Table, ngroups: int, numba: bool) -> tuple[np.ndarray, n
 
 
 def _unset() -> Decomposition:
-    raise AssertionError("every group is either balanced or fitted by REML")
+    raise AssertionError("every group is balanced, constant or fitted by REML")
 
 
 def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nested: Sequence[str],
@@ -470,16 +499,17 @@ def _run(columns: Mapping[str, object], value: str, factors: Sequence[str], nest
     results: list[Decomposition | Callable[[], Decomposition]] = [_unset] * ngroups
     balanced = (lo == hi) & (lo > 0)
     for n in np.unique(hi[balanced]).tolist():
-        layout = Layout.build(d, n)
-        if len(layout.sources) == 1:
-            raise UserError(f"one observation per level of {d.factors[0]!r}: the residual cannot be "
-                            "separated from it; add repeats or another factor")
+        layout = _layout(d, n)
         gidx = np.flatnonzero(balanced & (hi == n))
         estimates = _balanced(table, layout, gidx, means, m2, method, seed)
         for i, g in enumerate(gidx.tolist()):
             results[g] = partial(estimates.decomposition, i)
-    for g in np.flatnonzero(~balanced).tolist():
-        results[g] = _unbalanced(table, g, counts[g])
+    for g in range(ngroups):
+        constant = _constant(table, counts[g], means[g], m2[g])
+        if constant is not None:
+            results[g] = constant
+        elif not balanced[g]:
+            results[g] = _unbalanced(table, g, counts[g], means[g], m2[g], method, seed)
     return table, results
 
 

@@ -103,7 +103,7 @@ def _bounds(buf: np.ndarray, body: int, ncols: int) -> tuple[np.ndarray, np.ndar
     k = ncols - 1
     if commas.size == starts.size * k:
         grid = commas.reshape(starts.size, k)
-        if k == 0 or ((grid[:, 0] > starts) & (grid[:, -1] < ends)).all():
+        if k == 0 or ((grid[:, 0] >= starts) & (grid[:, -1] < ends)).all():
             return starts, ends, grid
     per_line = np.searchsorted(commas, ends) - np.searchsorted(commas, starts)
     raise ValueError(int(starts[np.flatnonzero(per_line != k)[0]]))

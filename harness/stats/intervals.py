@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from harness.errors import UserError
-from harness.stats.design import Layout
 
 CI_METHODS = ("gpq", "mls", "bootstrap", "none")
 DEFAULT_DRAWS = {"gpq": 5000, "bootstrap": 1000}
@@ -29,6 +28,9 @@ CI_TEXT = {"gpq": "generalized pivotal quantities (GPQ)", "mls": "modified large
 # what bench/ci_coverage.py measured for the variances (normal data, balanced designs, 4-30 levels)
 CI_COVERAGE = {"gpq": "simulated coverage 93.5-97.9%", "mls": "simulated coverage 93.6-97.9%",
                "bootstrap": "simulated coverage as low as 55% for large components with 4-12 levels"}
+# unbalanced tables: the same methods on Henderson III mean squares (bench/RESULTS-coverage.md, "Unbalanced tables")
+CI_BASIS_UNBALANCED = " on Henderson III mean squares with Satterthwaite df"
+CI_COVERAGE_UNBALANCED = {"gpq": "simulated coverage 93.7-96.1%", "mls": "simulated coverage 93.7-96.1%"}
 ALPHA = 0.025  # each tail of a 95% interval
 
 
@@ -50,25 +52,28 @@ def resolve(ci: str, draws: int, bootstrap: int) -> tuple[str, int]:
     return ci, 0
 
 
-def gpq(layout: Layout, ms: np.ndarray, weights: np.ndarray, seed: int, draws: int) -> np.ndarray:
-    """(2, groups, 2 * sources + factors): low and high of variances, shares and ICCs."""
+def gpq(df: np.ndarray, kinv: np.ndarray, ms: np.ndarray, weights: np.ndarray, seed: int,
+        draws: int) -> np.ndarray:
+    """(2, groups, 2 * sources + factors): low and high of variances, shares and ICCs from mean
+    squares `ms` (groups, sources) with `df` degrees of freedom (not necessarily whole) whose
+    expectations `kinv` solves for the variances."""
     from harness.stats import kernels as kern
 
-    w = kern.pivots(seed, layout.df, draws)
-    s = len(layout.sources)
+    w = kern.pivots(seed, np.asarray(df, np.float64), draws)
+    s = kinv.shape[0]
     single = weights.sum(axis=1) == 1  # the ICC of a crossed factor is its share: not drawn twice
-    out = kern.gpq(np.ascontiguousarray(ms), w, layout.kinv, weights[~single], ALPHA, 1.0 - ALPHA)
+    out = kern.gpq(np.ascontiguousarray(ms), w, kinv, weights[~single], ALPHA, 1.0 - ALPHA)
     cols = np.empty(len(weights), np.int64)
     cols[single] = s + weights[single].argmax(axis=1)
     cols[~single] = 2 * s + np.arange(int((~single).sum()))
     return np.concatenate([out[:, :, :2 * s], out[:, :, cols]], axis=2)
 
 
-def mls(layout: Layout, ms: np.ndarray) -> np.ndarray:
-    """(2, groups, sources): MLS bounds of each variance component, truncated at zero."""
+def mls(df: np.ndarray, kinv: np.ndarray, ms: np.ndarray) -> np.ndarray:
+    """(2, groups, sources): MLS bounds of each variance component, truncated at zero, from mean
+    squares `ms` with `df` degrees of freedom whose expectations `kinv` solves for the variances."""
     from scipy import special  # chi-square and F quantiles (scipy.stats would take 5x longer to import)
 
-    df = layout.df
     # G: how far a mean square's lower bound lies below it, H: its upper bound above it (relative);
     # chdtri(df, p) is the chi-square quantile with p above it
     g_k, h_k = 1.0 - df / special.chdtri(df, ALPHA), df / special.chdtri(df, 1.0 - ALPHA) - 1.0
@@ -78,8 +83,8 @@ def mls(layout: Layout, ms: np.ndarray) -> np.ndarray:
     g_qr = ((f_hi - 1.0) ** 2 - g_k[:, None] ** 2 * f_hi ** 2 - h_k[None, :] ** 2) / f_hi
     h_qr = ((1.0 - f_lo) ** 2 - h_k[:, None] ** 2 * f_lo ** 2 - g_k[None, :] ** 2) / f_lo
     out = np.empty((2,) + ms.shape)
-    for i in range(len(layout.sources)):
-        c = layout.kinv[i]
+    for i in range(kinv.shape[0]):
+        c = kinv[i]
         tiny = 1e-12 * np.abs(c).max()
         pos, neg = c > tiny, c < -tiny
         t = ms * np.abs(c)  # (groups, sources): c_k MS_k

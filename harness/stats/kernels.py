@@ -503,3 +503,263 @@ def _select(x, left, k):
             hi = j - 1
         if j <= k:
             lo = i
+
+
+@nb.njit(cache=True)
+def _upper_cholesky(s):
+    """Upper factor U of s = U'U (right-looking, row updates that vectorise), or an empty matrix
+    when s is not numerically positive definite."""
+    n = s.shape[0]
+    a = s.copy()
+    for j in range(n):
+        d = a[j, j]
+        if not d > 0.0:
+            return np.zeros((0, 0))
+        d = np.sqrt(d)
+        a[j, j] = d
+        for k in range(j + 1, n):
+            a[j, k] /= d
+        for i in range(j + 1, n):
+            f = a[j, i]
+            for k in range(i, n):
+                a[i, k] -= f * a[j, k]
+    for i in range(n):
+        for k in range(i):
+            a[i, k] = 0.0
+    return a
+
+
+@nb.njit(cache=True)
+def _inverse_from_upper(u):
+    """(s^-1, lower half filled) from the upper Cholesky factor: X = U'^-1 by row updates, then X'X."""
+    n = u.shape[0]
+    x = np.zeros((n, n))
+    for k in range(n):
+        x[k, k] += 1.0
+        inv = 1.0 / u[k, k]
+        for j in range(k + 1):
+            x[k, j] *= inv
+        for i in range(k + 1, n):
+            f = u[k, i]
+            for j in range(k + 1):
+                x[i, j] -= f * x[k, j]
+    out = np.zeros((n, n))
+    for h in range(n):
+        for i in range(h + 1):
+            f = x[h, i]
+            for j in range(i + 1):
+                out[i, j] += f * x[h, j]
+    return out
+
+
+@nb.njit(cache=True)
+def _reml_schur(t1, d2, m22, vals, pv):
+    """The Schur complement S of block 2 and T = sum_j t1^2 / a1_j^2 m21_j m21_j' (for the trace of
+    block 1's part of A^-1), both from the per-count products pv (lower halves for T)."""
+    q2 = m22.shape[0]
+    tt = t1 * t1
+    s = np.zeros((q2, q2))
+    tw = np.zeros((q2, q2))
+    for u in range(vals.size):
+        g = tt / (1.0 + tt * vals[u])
+        h = g / (1.0 + tt * vals[u])
+        for i in range(q2):
+            for k in range(i + 1):
+                s[i, k] -= g * pv[u, i, k]
+                tw[i, k] += h * pv[u, i, k]
+    for i in range(q2):
+        for k in range(i + 1):
+            s[i, k] = d2[i] * (m22[i, k] + s[i, k]) * d2[k]
+            s[k, i] = s[i, k]
+        if i < q2 - 1:
+            s[i, i] += 1.0
+    return s, tw
+
+
+@nb.njit(cache=True)
+def _reml_solve(up, t1, d2, a1, m21, c):
+    """A^-1 b (b = D c) by blocks, from the upper Cholesky factor of S: (s1, s2, b1, b2)."""
+    q2, q1 = m21.shape
+    b1 = t1 * c[:q1]
+    b2 = d2 * c[q1:]
+    y = b2.copy()  # b2 - W b1, W = A21 / a1
+    for i in range(q2):
+        v = 0.0
+        for j in range(q1):
+            v += m21[i, j] * b1[j] / a1[j]
+        y[i] -= d2[i] * t1 * v
+    for k in range(q2):  # U' y = (b2 - W b1), by row updates
+        y[k] /= up[k, k]
+        f = y[k]
+        for i in range(k + 1, q2):
+            y[i] -= f * up[k, i]
+    s2 = np.zeros(q2)  # U s2 = y
+    for i in range(q2 - 1, -1, -1):
+        v = y[i]
+        for k in range(i + 1, q2):
+            v -= up[i, k] * s2[k]
+        s2[i] = v / up[i, i]
+    ds2 = d2 * s2
+    s1 = np.empty(q1)
+    for j in range(q1):
+        v = 0.0
+        for i in range(q2):
+            v += m21[i, j] * ds2[i]
+        s1[j] = (b1[j] - t1 * v) / a1[j]
+    return s1, s2, b1, b2
+
+
+@nb.njit(cache=True)
+def _reml_gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, scale):
+    """d/dtheta of log|A| + dof log r2: 2 sum (1 - (A^-1)_jj) / theta over a term's effects, and
+    `scale` (2 dof / r2) times sum s_j (M D s - c)_j."""
+    q2, q1 = m21.shape
+    grad = np.zeros(theta.size)
+    ds1, ds2 = t1 * s1, d2 * s2
+    if t1 != 0.0:  # block 1: sum of (A^-1)_jj = 1 / a1_j + tr(S^-1 D2 T D2)
+        tr = 0.0
+        for i in range(q2):
+            tr += sinv[i, i] * tw[i, i] * d2[i] * d2[i]
+            for k in range(i):
+                tr += 2.0 * sinv[i, k] * tw[i, k] * d2[i] * d2[k]
+        for j in range(q1):
+            tr += 1.0 / a1[j]
+        grad[term_of[0]] += 2.0 * (q1 - tr) / t1
+    for j in range(q1):
+        mds = m1[j] * ds1[j]
+        for i in range(q2):
+            mds += m21[i, j] * ds2[i]
+        grad[term_of[j]] += scale * s1[j] * (mds - c[j])
+    for i in range(q2 - 1):  # block 2: (A^-1)_ii = (S^-1)_ii
+        k = term_of[q1 + i]
+        if d2[i] != 0.0:
+            grad[k] += 2.0 * (1.0 - sinv[i, i]) / d2[i]
+        mds = 0.0
+        for j in range(q1):
+            mds += m21[i, j] * ds1[j]
+        for h in range(q2):
+            mds += m22[i, h] * ds2[h]
+        grad[k] += scale * s2[i] * (mds - c[q1 + i])
+    return grad
+
+
+@nb.njit(cache=True)
+def reml_deviance(theta, term_of, m1, m21, m22, vals, pv, c, yy, dof):
+    """Profiled REML deviance (without its constant), its gradient in the relative factors theta and
+    the penalised residual sum of squares r2 (inf, zeros, nan where A is not positive definite).
+
+    The random effects come in two blocks: block 1 (m1: the diagonal of its cross-product, one term)
+    is eliminated first, leaving the Schur complement of block 2 (m22: the other terms' effects and
+    the intercept, last); m21 is their cross-product, c = [Z'y; X'y], term_of the term of every
+    random effect (block 1 first). Block 1 enters the Schur complement as m21 diag(f(m1)) m21', so
+    the products pv[v] = m21 diag(m1 == vals[v]) m21' are summed over the few distinct counts
+    instead of over block 1. The deviance is even in each theta, so its gradient is 0 at 0.
+    Plain loops (no BLAS: its threads contended on the shared 2-core machine), inner loops row
+    updates that vectorise without reassociation.
+    """
+    q1, q2 = m1.size, m22.shape[0]
+    t1 = theta[term_of[0]] if q1 > 0 else 0.0
+    d2 = np.ones(q2)
+    for i in range(q2 - 1):
+        d2[i] = theta[term_of[q1 + i]]
+    a1 = t1 * t1 * m1 + 1.0
+    s, tw = _reml_schur(t1, d2, m22, vals, pv)
+    up = _upper_cholesky(s)
+    if up.shape[0] == 0:
+        return np.inf, np.zeros(theta.size), np.nan
+    s1, s2, b1, b2 = _reml_solve(up, t1, d2, a1, m21, c)
+    r2 = yy - b1 @ s1 - b2 @ s2
+    if not r2 > 0.0:
+        return np.inf, np.zeros(theta.size), np.nan
+    logdet = 0.0
+    for j in range(q1):
+        logdet += np.log(a1[j])
+    for i in range(q2):
+        logdet += 2.0 * np.log(up[i, i])
+    sinv = _inverse_from_upper(up)
+    grad = _reml_gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2, 2.0 * dof / r2)
+    return logdet + dof * np.log(r2), grad, r2
+
+
+@nb.njit(cache=True)
+def reml_minimise(x0, term_of, m1, m21, m22, vals, pv, c, yy, dof, maxiter, gtol, ftol, target, radius):
+    """BFGS with a backtracking (Armijo) line search on `reml_deviance` from x0, until the gradient
+    is below gtol, an iteration gains less than ftol * (1 + |deviance|), or |theta| comes within
+    `radius` of `target` (a minimum another start found: this start ends in its basin; radius 0:
+    never); theta is left free in sign (the deviance is even in each theta) and returned as |theta|,
+    with its deviance and gradient."""
+    k = x0.size
+    x = x0.copy()
+    f, g, _ = reml_deviance(x, term_of, m1, m21, m22, vals, pv, c, yy, dof)
+    h = np.eye(k)
+    for it in range(maxiter):
+        if np.max(np.abs(g)) <= gtol:
+            break
+        p = -(h @ g)
+        slope = g @ p
+        if not slope < 0.0:
+            h = np.eye(k)
+            p = -g
+            slope = g @ p
+        # the first direction is the gradient: a step of at most 1 in theta (not 1 x the gradient)
+        step = min(1.0, 1.0 / np.max(np.abs(p))) if it == 0 else 1.0
+        while True:
+            xn = x + step * p
+            fn, gn, _ = reml_deviance(xn, term_of, m1, m21, m22, vals, pv, c, yy, dof)
+            if fn <= f + 1e-4 * step * slope:
+                break
+            step *= 0.5
+            if step < 1e-14:
+                return np.abs(x), f, g
+        s = xn - x
+        yv = gn - g
+        sy = s @ yv
+        if sy > 1e-12 * np.sqrt((s @ s) * (yv @ yv)):
+            if it == 0:
+                h = np.eye(k) * (sy / (yv @ yv))
+            hy = h @ yv
+            rho = 1.0 / sy
+            h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * (yv @ hy) + rho) * np.outer(s, s)
+        gain = f - fn
+        x, f, g = xn, fn, gn
+        if gain <= ftol * (1.0 + abs(f)):
+            break
+        if radius > 0.0 and np.max(np.abs(np.abs(x) - target)) <= radius:
+            break
+    return np.abs(x), f, g
+
+
+@nb.njit(cache=True)
+def extend_basis(basis, cols, tol):
+    """`basis` (rows, r; orthonormal columns) extended by the parts of `cols` outside its span:
+    Gram-Schmidt with a second orthogonalisation pass; a column whose remainder is below tol times
+    its norm adds nothing."""
+    rows, r = basis.shape
+    out = np.empty((rows, r + cols.shape[1]))
+    out[:, :r] = basis
+    k = r
+    v = np.empty(rows)
+    for j in range(cols.shape[1]):
+        norm0 = 0.0
+        for i in range(rows):
+            v[i] = cols[i, j]
+            norm0 += v[i] * v[i]
+        if norm0 == 0.0:
+            continue
+        for _ in range(2):
+            for b in range(k):
+                dot = 0.0
+                for i in range(rows):
+                    dot += out[i, b] * v[i]
+                for i in range(rows):
+                    v[i] -= dot * out[i, b]
+        norm = 0.0
+        for i in range(rows):
+            norm += v[i] * v[i]
+        if norm <= tol * tol * norm0:
+            continue
+        norm = np.sqrt(norm)
+        for i in range(rows):
+            out[i, k] = v[i] / norm
+        k += 1
+    return out[:, :k].copy()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any
 
-from harness.stats.intervals import CI_COVERAGE, CI_LABEL, CI_TEXT
+from harness.stats.intervals import CI_BASIS_UNBALANCED, CI_COVERAGE, CI_COVERAGE_UNBALANCED, CI_LABEL, CI_TEXT
 
 Interval = tuple[float, float]
 FEW_LEVELS = 3  # a factor with this many levels or fewer gets a warning
@@ -36,8 +37,9 @@ class Component:
     """One variance source: its estimate, share of the total and 95% intervals of both (the std's
     is the square root of the variance's; `share_ci` is None when the method bounds variances only).
 
-    `truncated`: the moment estimate was negative and is reported as zero. `df` and `ms` (mean
-    square) are None for a REML fit.
+    `truncated`: the moment estimate was negative and is reported as zero; `boundary`: the REML
+    estimate is zero, on the edge of the parameter space. `df` and `ms` (mean square) are None for a
+    REML fit.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Component:
     truncated: bool = False
     df: int | None = None
     ms: float | None = None
+    boundary: bool = False
 
     def to_json_obj(self) -> dict[str, Any]:
         out: dict[str, Any] = {"variance": _num(self.variance), "std": _num(self.std),
@@ -64,9 +67,12 @@ class Component:
 class Decomposition:
     """Variance components of one table (or one group of it), residual last.
 
-    method: "anova" (balanced; method of moments, equal to REML when no estimate is truncated) or
-    "reml" (unbalanced; statsmodels MixedLM). icc[factor]: correlation of two observations that
-    share the factor's level (and the levels it is nested in) and nothing else.
+    method: "anova" (balanced; method of moments, equal to REML when no estimate is truncated),
+    "reml" (unbalanced; `converged` says whether the fit passed its convergence check) or "none"
+    (all values equal: nothing to estimate).
+    icc[factor]: correlation of two observations that share the factor's level (and the levels it is
+    nested in) and nothing else. `missing`: the first short cells; `n_missing` short cells,
+    `missing_rows` observations missing from a full grid. `notes`: lines the table ends with.
     """
 
     components: tuple[Component, ...]
@@ -81,6 +87,9 @@ class Decomposition:
     ci_method: str = "none"
     draws: int = 0
     seed: int = 0
+    missing_rows: int = 0
+    converged: bool = True
+    notes: tuple[str, ...] = ()
 
     def __getitem__(self, name: str) -> Component:
         for c in self.components:
@@ -108,8 +117,17 @@ class Decomposition:
             out.update(bootstrap=self.draws, seed=self.seed)
         elif self.ci_method == "gpq":
             out.update(draws=self.draws, seed=self.seed)
+        if self.method == "reml":
+            for c in self.components:
+                out["components"][c.name]["boundary"] = c.boundary
+            out.update(converged=self.converged, boundary=[c.name for c in self.components if c.boundary])
+            if self.ci_method != "none":
+                out["ci_mean_squares"] = "henderson3-satterthwaite"
         if self.n_missing:
-            out.update(n_missing_cells=self.n_missing, missing_cells=list(self.missing))
+            out.update(n_missing_cells=self.n_missing, missing_cells=list(self.missing),
+                       n_missing_rows=self.missing_rows)
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
     @property
@@ -142,35 +160,48 @@ class Decomposition:
                        "(a std's interval then spans about 4x; with 12, 2.4x).")
         return out
 
+    def _ci_text(self, basis: str = "") -> str:
+        """"; 95% intervals: ..." naming the method, its draws and seed, and its measured coverage."""
+        ci = {"bootstrap": f"; 95% intervals: {CI_TEXT['bootstrap']}, B={self.draws}, seed {self.seed}",
+              "gpq": f"; 95% intervals: {CI_TEXT['gpq']}{basis}, {self.draws} draws, seed {self.seed}",
+              "mls": f"; 95% intervals of the variances: {CI_TEXT['mls']}{basis}"}.get(self.ci_method, "")
+        coverage = (CI_COVERAGE_UNBALANCED if basis else CI_COVERAGE).get(self.ci_method)
+        return f"{ci} ({coverage})" if ci and coverage else ci
+
     def summary(self) -> str:
-        """One line: size of the design and how it was fitted."""
+        """One line: size of the design, how it was fitted and how the intervals were made."""
         grid = " x ".join(f"{f} {n}" for f, n in self.levels.items())
         head = f"{self.n_obs} observations; levels {grid}; {self.per_cell} per cell"
-        if self.method == "reml":
+        short = ""
+        if self.n_missing:
             shown = "; ".join(self.missing)
             extra = self.n_missing - len(self.missing)
             more = f"; {extra} more" if extra > 0 else ""
-            return (f"{head}. Unbalanced: {self.n_missing} cells short ({shown}{more}); "
-                    "exact REML fit (statsmodels MixedLM), no df, mean squares or bootstrap.")
-        ci = {"bootstrap": f"; 95% intervals: {CI_TEXT['bootstrap']}, B={self.draws}, seed {self.seed}",
-              "gpq": f"; 95% intervals: {CI_TEXT['gpq']}, {self.draws} draws, seed {self.seed}",
-              "mls": f"; 95% intervals of the variances: {CI_TEXT['mls']}"}.get(self.ci_method, "")
-        if ci:
-            ci += f" ({CI_COVERAGE[self.ci_method]})"
-        return f"{head}. Balanced random-effects ANOVA (method of moments){ci}."
+            short = (f". Unbalanced: {self.n_missing} of {prod(self.levels.values())} cells short ({shown}{more}), "
+                     f"{self.missing_rows} observation{'s' * (self.missing_rows != 1)} missing")
+        if self.method == "none":
+            return f"{head}{short}. No estimates: the values do not vary."
+        if self.method == "reml":
+            fit = "converged" if self.converged else "NOT converged: the estimates may be off"
+            zero = [c.name for c in self.components if c.boundary]
+            edge = f"; boundary estimate: {', '.join(zero)} at 0" if zero else ""
+            return (f"{head}{short}; REML (restricted maximum likelihood, {fit}){edge}"
+                    f"{self._ci_text(CI_BASIS_UNBALANCED)}.")
+        return f"{head}. Balanced random-effects ANOVA (method of moments){self._ci_text()}."
 
     def to_markdown(self) -> str:
         rows = [f"| source | variance | std | share | {self.ci_header} | df | mean square |",
                 "|---|---:|---:|---:|---|---:|---:|"]
         for c in self.components:
             ci = f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]" if c.ci else ""
-            var = _fmt(c.variance) + (" (truncated)" if c.truncated else "")
+            var = _fmt(c.variance) + (" (truncated)" if c.truncated else "") + (" (boundary)" if c.boundary else "")
             df = "" if c.df is None else str(c.df)
             rows.append(f"| {c.name} | {var} | {_fmt(c.std)} | {_pct(c.share)} | {ci} | {df} "
                         f"| {_fmt(c.ms)} |")
         icc = ", ".join(f"{f} {_fmt(v)}" + (f" [{_fmt(self.icc_ci[f][0])}, {_fmt(self.icc_ci[f][1])}]"
                                            if self.icc_ci else "") for f, v in self.icc.items())
-        notes = [self.summary(), "", *rows, "", f"Intraclass correlation: {icc}.", *self.warnings()]
+        icc_line = [f"Intraclass correlation: {icc}."] if self.method != "none" else []
+        notes = [self.summary(), "", *rows, "", *icc_line, *self.notes, *self.warnings()]
         if any(c.truncated for c in self.components):
             notes.append("Truncated: a negative moment estimate is reported as zero; "
                          "the other components keep their unbiased moment values.")
