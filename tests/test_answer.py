@@ -97,6 +97,14 @@ def test_the_notebook_api_is_what_the_cli_writes(tiny: tuple[Path, Path], tmp_pa
     ours = harness.decompose(evals, value="accuracy", factors=["init_level", "order_level"], group="units",
                              bootstrap=200, seed=3)
     assert ours.to_json_obj() == json.loads(r.stdout)
+    mixed = cli("decompose", str(tmp_path / "all.csv"), "--value", "accuracy", "--factors", "init_level",
+                "order_level", "--group", "units", "--json")  # eval, trial and reeval rows together
+    assert mixed.returncode == 2 and "mixes row kinds (eval: " in mixed.stderr and "--where kind=eval" in mixed.stderr
+    picked = cli("decompose", str(tmp_path / "all.csv"), "--where", "kind=eval", "--value", "accuracy", "--factors",
+                 "init_level", "order_level", "--group", "units", "--bootstrap", "200", "--seed", "3", "--json")
+    assert picked.returncode == 0 and json.loads(picked.stdout) == json.loads(r.stdout), picked.stderr
+    reeval = df[df["kind"] == "reeval"]
+    assert reeval["search_init_level"].notna().all() and reeval["search_order_seed"].notna().all()
     assert set(ours.components) == {"8", "16"} and ours.to_frame()["source"].tolist()[:3] == \
         ["init_level", "order_level", "init_level:order_level"]
     written = harness.report(str(job), root, out=tmp_path / "reports")

@@ -275,6 +275,9 @@ class Decompose(Command):
         p.add_argument("--nested", action="append", default=[], metavar="B:A",
                        help="factor B nested in factor A (repeatable)")
         p.add_argument("--group", default=None, help="decompose separately for each level of this column")
+        p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                       help="keep only the rows where COLUMN holds VALUE (repeatable); a harness export's rows "
+                            "of several kinds need one, e.g. --where kind=eval")
         p.add_argument("--ci", choices=("gpq", "mls", "bootstrap", "none"), default=None,
                        help="95%% interval method (default gpq: generalized pivotal quantities; mls: closed "
                             "form, variances only; bootstrap: multi-way cluster bootstrap)")
@@ -292,7 +295,7 @@ class Decompose(Command):
         ci = args.ci or ("gpq" if args.bootstrap is None else "bootstrap" if args.bootstrap else "none")
         print(decompose_csv(args.csv, value=args.value, factors=args.factors, nested=args.nested,
                             group=args.group, ci=ci, draws=args.draws, bootstrap=args.bootstrap or 0,
-                            seed=args.seed, as_json=args.json))
+                            seed=args.seed, as_json=args.json, where=args.where))
         return 0
 
 
