@@ -56,3 +56,12 @@ def outputs_at_thread_counts(code: str, counts: tuple[str, ...] = ("1", "2")) ->
     """stdout of `python -c code` in a fresh process per numba thread count (bit-identity checks)."""
     return [subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                            env=dict(os.environ, NUMBA_NUM_THREADS=n, PYTHONPATH=str(REPO))).stdout for n in counts]
+
+def as_before_validation(name: str, directory: Path) -> Path:
+    """A bundled job file as it was before it selected on a validation split (issue 21)."""
+    text = (REPO / "jobs" / f"{name}.yaml").read_text()
+    lines = [ln for ln in text.splitlines() if "validation: 0.1}" not in ln and "# from train, scores" not in ln]
+    text = "\n".join("  splits: {test: 0.25}" if "splits: {test: 0.25, validation" in ln else ln for ln in lines)
+    path = directory / f"{name}.yaml"
+    path.write_text(text + "\n")
+    return path

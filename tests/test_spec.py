@@ -9,7 +9,7 @@ import yaml
 
 from harness.errors import UserError
 from harness.job import load_job
-from tests.conftest import TINY_JOB, deep_merge, harness, write_job
+from tests.conftest import TINY_JOB, as_before_validation, deep_merge, harness, write_job
 
 # (overrides of the tiny job, the key the message must name, a phrase it must contain)
 MISTAKES = [
@@ -132,7 +132,10 @@ def test_each_parameter_keeps_its_own_type(tmp_path: Path) -> None:
         chain.tell(0.0)
 
 
-def test_bundled_jobs_keep_their_spec_hashes() -> None:
-    """The stricter loader changes no existing job's identity (stores resume as before)."""
-    assert load_job("digits_dense").digest() == "73a668cfb3e465b5"
-    assert load_job("mnist_dense").digest() == "7607acb5fe2de05b"
+def test_bundled_jobs_keep_their_spec_hashes(tmp_path: Path) -> None:
+    """The stricter loader changes no existing job's identity (stores resume as before): the bundled
+    jobs as they were keep their hashes; selecting on validation (issue 21) gave them new ones."""
+    assert load_job(str(as_before_validation("digits_dense", tmp_path))).digest() == "73a668cfb3e465b5"
+    assert load_job(str(as_before_validation("mnist_dense", tmp_path))).digest() == "7607acb5fe2de05b"
+    assert load_job("digits_dense").digest() == "d7ba8ddb1f1ac5ee"
+    assert load_job("mnist_dense").digest() == "69884474403e3d79"
