@@ -103,6 +103,7 @@ def _studies(job: Path, root: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for p in store.shard_paths() for line in p.read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("builder", ["build_model", "build_model_2"])
 def test_the_guides_build_model_runs_verbatim_under_keras_tuner_bayesian(tmp_path: Path, builder: str) -> None:
     """Every unit done, under the default engine (exact), with one-hot labels; each trial's
@@ -160,6 +161,7 @@ def test_the_built_model_is_the_one_keras_tuner_builds_for_the_same_values() -> 
     assert hyperparameters({"units": 1024}).Int("units", 32, 512, step=32) == 1024
 
 
+@pytest.mark.slow
 def test_a_trial_whose_build_fails_fails_alone_and_the_chain_goes_on(tmp_path: Path) -> None:
     job = _job(tmp_path, "fails_for_wide", max_evals=6)
     r = harness("run", str(job), "--store", str(tmp_path / "runs"), "--executor", "debug", "--no-progress",

@@ -19,8 +19,8 @@ from harness.errors import UserError
 from harness.files import append_regular, atomic_write, read_regular
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
-from harness.store.store import RECORD_FORMAT, Store, check_format
-from harness.store.verify import quarantine_path
+from harness.store.store import RECORD_FORMAT, Store, check_format, parse_line
+from harness.store.verify import quarantine_path, shard_lines
 
 Raw = dict[str, Any]  # a record of an older format, as parsed
 TestSize = Callable[[int], int]  # split seed -> held-out examples (the data are loaded to know it)
@@ -73,15 +73,9 @@ def _migrated(path: Path, spec: JobSpec, test_size: TestSize) -> tuple[list[Raw]
     numbered. A last line missing only its newline is a record like the others. A record of a
     newer format is an error naming file and line (nothing is written)."""
     out, bad = [], []
-    lines = read_regular(path).split(b"\n")
-    for n, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            rec = None
-        if not isinstance(rec, dict):
+    for n, raw, _ in shard_lines(read_regular(path)):
+        rec = parse_line(raw)
+        if rec is None:
             bad.append((n, raw))
             continue
         version = rec.get("format")

@@ -97,6 +97,15 @@ def check_format(found: object, where: str) -> None:
     raise UserError(f"not a harness record (format {found!r})", file=where)
 
 
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """A shard line as the JSON object it holds; None when it holds none (corrupt)."""
+    try:
+        rec = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def parse_shard(path: Path, blob: bytes) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
     """The complete records of a shard's bytes, with their line numbers, and whether its last line
     is torn. A line that is not a JSON object before the last one is corruption: a UserError naming
@@ -107,11 +116,8 @@ def parse_shard(path: Path, blob: bytes) -> tuple[list[tuple[int, dict[str, Any]
     for n, raw in enumerate(lines[:-1], start=1):
         if not raw.strip():
             continue
-        try:
-            rec = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            rec = None
-        if not isinstance(rec, dict):
+        rec = parse_line(raw)
+        if rec is None:
             raise UserError(f"line {n} is corrupt (not a JSON record); `harness verify --repair` moves it to a "
                             f"quarantine file", file=str(path))
         out.append((n, rec))
