@@ -196,3 +196,36 @@ def test_a_hyperopt_job_keeps_its_hash_when_startup_trials_is_left_out(tmp_path:
     kt = load_job(str(_job(tmp_path, "build_model", algorithm="keras_tuner.bayesian")))
     kt20 = load_job(str(_job(tmp_path, "build_model", algorithm="keras_tuner.bayesian", startup_trials=20)))
     assert kt.digest() != kt20.digest()  # its chains now start with KerasTuner's own 3 x dimensions
+
+
+BINARY = textwrap.dedent('''
+    import keras
+
+
+    def build_model(hp):
+        model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(hp.Int("units", 8, 32, step=8)),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        return model
+''')
+
+
+def test_binary_labels_with_one_sigmoid_output_train_and_score(tmp_path: Path) -> None:
+    """Labels 0/1, one sigmoid output, binary_crossentropy: trained as Keras trains it, scored on
+    two classes (the output is class 1's probability)."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    keep = d.target < 2
+    np.savez(tmp_path / "zero_one.npz", x=(d.images[keep] / 16).astype("float32"), y=d.target[keep])
+    (tmp_path / "binary.py").write_text(BINARY)
+    job = {"name": "binary", "data": {"source": "npz", "path": "zero_one.npz", "splits": {"test": 0.25}},
+           "model": {"builder": "binary:build_model"}, "training": {"batch_size": 32, "epochs": 2},
+           "evaluate": {"configurations": [{"units": 16}]},
+           "seeds": {"root": 3, "init": 2, "order": 1, "repeat": 1, "bo": 1}, "dispatch": {"cpu_workers": 1}}
+    path = tmp_path / "binary.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    r = harness("run", str(path), "--store", str(tmp_path / "runs"), "--executor", "debug", "--no-progress",
+                timeout=600)
+    assert r.returncode == 0 and "2/2 units done" in r.stderr, r.stderr
+    results = [rec["result"]["metrics"] for rec in _studies(path, tmp_path / "runs")]
+    assert all(res["accuracy"] > 0.8 and len(res["per_class_accuracy"]) == 2 for res in results), results

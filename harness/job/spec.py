@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
@@ -290,4 +291,7 @@ def cast_value(dim: Dimension, value: Any) -> Any:
     if dim.kind == "choice":
         same = [a for a in dim.args if a == value]
         return next((a for a in same if type(a) is type(value)), same[0] if same else value)
+    if dim.kind == "loguniform":  # within the bounds as written: exp(log(0.01)) is 0.010000000000000004
+        low, high = (float(f"{math.exp(a):.15g}") for a in dim.args[:2])
+        return min(max(float(value), low), high)
     return float(value)
