@@ -120,6 +120,9 @@ def test_the_guides_build_model_runs_verbatim_under_keras_tuner_bayesian(tmp_pat
                 layers = {k for k in cfg if k.startswith("units_")}
                 assert layers == {f"units_{i}" for i in range(cfg["num_layers"])}, cfg  # inactive: not recorded
                 assert isinstance(cfg["dropout"], bool)
+    rep = harness("report", str(job), "--store", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"))
+    assert rep.returncode == 0, rep.stderr
+    assert "=None" not in (tmp_path / "rep" / "guide.md").read_text()  # an inactive hp is left out, not None
 
 
 def test_the_hypermodels_space_is_declared_up_front_conditional_hps_included() -> None:

@@ -72,9 +72,11 @@ def value_text(value: Any, dim: Dimension | None = None) -> str:
 
 
 def config_label(spec: JobSpec, config: dict[str, Any]) -> str:
-    """A configuration as every table and sentence names it (values by `value_text`)."""
+    """A configuration as every table and sentence names it (values by `value_text`; a hypermodel's
+    hyperparameter its build left inactive, absent from the configuration, is left out)."""
     dims = {d.name: d for d in spec.search.space} if spec.search else {}
-    return ", ".join(f"{name}={value_text(config.get(name), dims.get(name))}" for name in spec.dimensions)
+    return ", ".join(f"{name}={value_text(config[name], dims.get(name))}" for name in spec.dimensions
+                     if name in config)
 
 
 def arm_label(algorithm: str, runs: int, show_runs: bool) -> str:

@@ -268,7 +268,8 @@ def optimiser_section(spec: JobSpec, rows: Sequence[Row], states: dict[str, Unit
     top, n = chosen.most_common(1)[0]
     out += [f"**Agreement.** {len(studies)} chains chose {len(chosen)} different configuration(s); the most "
             f"frequent, {top}, by {n} of {len(studies)} ({100 * n / len(studies):.0f}%).", ""]
-    out += [tabulate([_spread(d, [r["result"]["chosen"][d.name] for r in studies]) for d in spec.searched.space],
+    out += [tabulate([_spread(d, [r["result"]["chosen"][d.name] for r in studies if d.name in r["result"]["chosen"]])
+                      for d in spec.searched.space],
                      headers=("hyperparameter", "min", "median", "max", "distinct"), tablefmt="github"), ""]
     return out + _winners_curse(spec, studies, u)
 
@@ -284,7 +285,9 @@ def _arm_note(fit: Decomposition | str | None) -> list[str]:
 
 def _spread(d: Dimension, vals: list[Any]) -> tuple[str, str, str, str, int]:
     """A hyperparameter's chosen values: min, median and max of a number; the most frequent option of
-    a choice."""
+    a choice; "inactive" where no chain's chosen configuration used it (a hypermodel's conditional)."""
+    if not vals:
+        return d.name, "", "inactive", "", 0
     texts = [value_text(v, d) for v in vals]
     if d.kind == "choice" or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
         return d.name, "", Counter(texts).most_common(1)[0][0], "", len(set(texts))
