@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from harness.stats import Codes, decompose_groups  # noqa: E402
+from harness.training.determinism import hardware  # noqa: E402
 
 CROSSED = ("init x order 8 x 8, 2 repeats", ("init", "order"), (8, 8), 2, (1.0, 0.5, 0.2, 1.0))
 THREE_WAY = ("bo x init x order 5 x 5 x 5, 1 per cell", ("bo", "init", "order"), (5, 5, 5), 1,
@@ -116,7 +117,8 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     rows = study(args.datasets)
-    machine = (f"Machine: {os.cpu_count()} cores (AMD EPYC, AVX2), Python {platform.python_version()}, numpy "
+    cpu = f"{hardware()['cpu']}, {hardware()['cpu_isa']}"
+    machine = (f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, numpy "
                f"{np.__version__}; load average {os.getloadavg()[1]:.1f} at the end; the study took "
                f"{time.perf_counter() - start:.0f} s.")
     se = 100 * np.sqrt(0.95 * 0.05 / args.datasets)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from harness.job.spec import DataSpec  # noqa: E402
 from harness.training import data  # noqa: E402
+from harness.training.determinism import hardware  # noqa: E402
 
 
 def best(call: object, repeats: int) -> float:
@@ -50,7 +50,8 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=500)
     args = ap.parse_args()
     print("# What the data's identity costs\n")
-    print(f"`.venv/bin/python bench/data_identity.py` on {platform.machine()}, {_cpu()}; best of "
+    print(f"`.venv/bin/python bench/data_identity.py` on {hardware()['cpu']} ({hardware()['cpu_isa']}), "
+          f"{os.cpu_count()} cores; best of "
           f"{args.repeats}. *read*: the source's arrays from disk; *hash*: their SHA-256 (once per run, in the "
           f"driver's check); *check*: read + hash + every check + the split of seed 0 (what the driver's check "
           f"does with the data).\n")
@@ -66,12 +67,6 @@ def main() -> None:
         np.savez(path, x=rng.random((n, 256), dtype=np.float32), y=rng.integers(0, 10, n).astype(np.int32))
         spec = DataSpec("npz", str(path), 0.25, None, None)
         print(row(f"npz, {n:,} x 256 float32", spec, path.stat().st_size, args.repeats))
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as f:
-        name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown CPU")
-    return f"{name}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":
