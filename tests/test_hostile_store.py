@@ -85,7 +85,7 @@ def _digits_csv(path: Path, rows: int = 300) -> None:
             w.writerow([f"{v:g}" for v in x] + [int(y)])
 
 
-@pytest.mark.parametrize("source", ["csv", "npz"])
+@pytest.mark.parametrize("source", ["csv", pytest.param("npz", marks=pytest.mark.slow)])
 def test_changed_data_never_reuse_old_results(tmp_path: Path, source: str) -> None:
     """A run, a rerun on the same data (nothing trained), the data edited behind the job: refused
     with one line naming the data file and the store; the old results stay untouched."""
@@ -297,6 +297,7 @@ def test_a_builder_that_exits_during_the_check_ends_the_run_non_zero(tmp_path: P
 
 # --- a full disk, everywhere --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_for_run_report_and_export(tmp_path: Path, small_disk: Path) -> None:
     full_disk = small_disk
     job = write_job(tmp_path, )
@@ -318,6 +319,7 @@ def test_a_full_disk_is_one_line_for_run_report_and_export(tmp_path: Path, small
 
 # --- exit codes ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_is_one_line_exit_143_and_resumable(tmp_path: Path) -> None:
     job = write_job(tmp_path, training={"epochs": 3})
     root = tmp_path / "runs"
@@ -335,6 +337,7 @@ def test_sigterm_is_one_line_exit_143_and_resumable(tmp_path: Path) -> None:
     assert r.returncode == 0 and "8/8 units done" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_killed_by_a_signal_alone_leaves_its_unit_retryable(tmp_path: Path) -> None:
     """A builder that SIGTERMs its own worker on one configuration: that unit is failed and retried
     (max_retries), not left pending for ever; the others are done; exit 1."""
