@@ -110,6 +110,14 @@ def study(nsim: int) -> list[str]:
     return rows
 
 
+def machine_line(start: float) -> str:
+    """Where and how a study ran: the CPU (read, not assumed), Python, numpy, the load, its seconds."""
+    cpu = f"{hardware()['cpu']}, {hardware()['cpu_isa']}"
+    return (f"Machine: {os.cpu_count()} cores ({cpu}), shared; Python {platform.python_version()}, numpy "
+            f"{np.__version__}; load average {os.getloadavg()[1]:.1f} at the end; the study took "
+            f"{time.perf_counter() - start:.0f} s.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=400, help="datasets per cell of the table")
@@ -117,10 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     rows = study(args.datasets)
-    cpu = f"{hardware()['cpu']}, {hardware()['cpu_isa']}"
-    machine = (f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, numpy "
-               f"{np.__version__}; load average {os.getloadavg()[1]:.1f} at the end; the study took "
-               f"{time.perf_counter() - start:.0f} s.")
+    machine = machine_line(start)
     se = 100 * np.sqrt(0.95 * 0.05 / args.datasets)
     text = "\n".join([f"{SECTION} (`python bench/ci_unbalanced.py --datasets {args.datasets} --write`)", "",
                       " ".join(__doc__.split("\n\n")[1].split()), "", machine, "",

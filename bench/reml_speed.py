@@ -17,8 +17,6 @@ estimated shares is listed. `--write` saves bench/RESULTS-reml.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 import warnings
@@ -30,10 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ci_unbalanced import CROSSED, MISSING, THREE_WAY, simulate  # noqa: E402
+from ci_unbalanced import CROSSED, MISSING, THREE_WAY, machine_line, simulate  # noqa: E402
 
 from harness.stats import decompose  # noqa: E402
-from harness.training.determinism import hardware  # noqa: E402
 
 
 def statsmodels_fit(y: np.ndarray, coords: np.ndarray, masks: list[int]) -> tuple[np.ndarray, float, float]:
@@ -137,10 +134,7 @@ def main() -> None:
     decompose(simulate(np.random.default_rng(0), 1, CROSSED, 3), "y", ["init", "order"], ci="gpq")  # warm numba
     start = time.perf_counter()
     rows = study(args.datasets)
-    cpu = f"{hardware()['cpu']}, {hardware()['cpu_isa']}"
-    machine = (f"Machine: {os.cpu_count()} cores ({cpu}), shared; Python {platform.python_version()}, "
-               f"numpy {np.__version__}; load average {os.getloadavg()[1]:.1f} at the end; the study took "
-               f"{time.perf_counter() - start:.0f} s.")
+    machine = machine_line(start)
     text = "\n".join([f"# REML: this engine against statsmodels (`python bench/reml_speed.py --datasets "
                       f"{args.datasets} --write`)", "", " ".join(__doc__.split("\n\n")[1].split()), "",
                       machine, "", *rows, ""])
