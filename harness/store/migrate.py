@@ -10,17 +10,16 @@ while nothing writes to the store.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.files import append_regular, atomic_write, read_regular
+from harness.files import atomic_write, read_regular
 from harness.job.matrix import training_seeds
 from harness.job.spec import JobSpec
 from harness.store.store import RECORD_FORMAT, Store, check_format, parse_line
-from harness.store.verify import quarantine_path, shard_lines
+from harness.store.verify import quarantine, quarantine_path, shard_lines
 
 Raw = dict[str, Any]  # a record of an older format, as parsed
 TestSize = Callable[[int], int]  # split seed -> held-out examples (the data are loaded to know it)
@@ -103,14 +102,11 @@ def migrate(store: Store, spec: JobSpec, test_size: TestSize) -> list[str]:
     steps = []
     for path, (records, bad) in shards.items():
         if bad:
-            with append_regular(quarantine_path(path)) as q:
-                q.write(b"".join(raw + b"\n" for _, raw in bad))
-                os.fsync(q.fileno())
+            quarantine(path, [raw for _, raw in bad])
             steps.append(f"{path}: line(s) {', '.join(str(n) for n, _ in bad)} are no record: moved to "
                          f"{quarantine_path(path).name}")
         atomic_write(path, "".join(json.dumps(r, sort_keys=True, allow_nan=True) + "\n" for r in records))
     header = store.header() or {}
-    atomic_write(store.dir / "spec.json", json.dumps({**header, "format": RECORD_FORMAT}, indent=1,
-                                                      sort_keys=True, default=str))
+    store.write_header({**header, "format": RECORD_FORMAT})
     n = sum(len(records) for records, _ in shards.values())
     return steps + [f"format {found} -> {RECORD_FORMAT}: {n} records in {len(shards)} shard(s)"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from harness.errors import UserError
-from harness.files import FULL, DiskFull, atomic_write, disk_full_as_error, open_regular, read_regular, real_dir, under
+from harness.files import FULL, DiskFull, atomic_write, open_regular, read_regular, real_dir, under
 from harness.job.spec import JobSpec
 from harness.store.records import Record, machine, record_problem
 
@@ -161,33 +161,33 @@ class Store:
         data it trains on (`data`, the driver's check's). An existing store must be of this format
         (else: migrate or upgrade) and of the same data (else one line naming file and store)."""
         self.subdir("shards", create=True)
-        with disk_full_as_error(self.dir, "the store"):
-            self.ensure_free()
+        self._ensure_free()
         header = self.header()
         if header is not None:
-            self.check_format()
+            check_format(header.get("format"), str(self.dir / "spec.json"))
             if data is not None:
                 self._check_data(header, data)
             return
-        atomic_write(self.dir / "spec.json", json.dumps(
-            {"format": RECORD_FORMAT, "name": self.spec.name, "canonical": self.spec.canonical(),
-             "job_file": self.spec.raw, **({"data": data} if data is not None else {})},
-            indent=1, sort_keys=True, default=str))
+        self.write_header({"format": RECORD_FORMAT, "name": self.spec.name, "canonical": self.spec.canonical(),
+                            "job_file": self.spec.raw, **({"data": data} if data is not None else {})})
 
-    def ensure_free(self, need: int = 16 * 2**10) -> None:
-        """Refuse (a full disk's OSError) when the store's disk has less than `need` bytes free,
-        before any worker starts: a run on a full disk stops with one line, not in its workers."""
+    def write_header(self, header: dict[str, Any]) -> None:
+        """Replace spec.json (atomically)."""
+        atomic_write(self.dir / "spec.json", json.dumps(header, indent=1, sort_keys=True, default=str))
+
+    def _ensure_free(self, need: int = 16 * 2**10) -> None:
+        """Refuse (StoreFull) when the store's disk has less than `need` bytes free, before any
+        worker starts: a run on a full disk stops with one line, not in its workers."""
         st = os.statvfs(self.dir)
         if st.f_bavail * st.f_frsize < need:
-            raise OSError(FULL[0], os.strerror(FULL[0]))
+            raise StoreFull(str(self.dir), OSError(FULL[0], os.strerror(FULL[0])))
 
     def _check_data(self, header: dict[str, Any], data: dict[str, Any]) -> None:
         """The data now must be the data the store's results came from; a store made before data
         were recorded adopts them (said on stderr)."""
-        frozen = self.dir / "spec.json"
         old = header.get("data")
         if old is None:
-            atomic_write(frozen, json.dumps({**header, "data": data}, indent=1, sort_keys=True, default=str))
+            self.write_header({**header, "data": data})
             print(f"harness: {self.dir} predates data digests; recorded the current data's ({data['digest'][:16]})",
                   file=sys.stderr)
         elif old.get("digest") != data["digest"]:

@@ -119,6 +119,14 @@ def quarantine_path(shard: Path) -> Path:
     return shard.with_name(shard.name + ".quarantine")
 
 
+def quarantine(shard: Path, lines: list[bytes]) -> None:
+    """Append `lines` to the shard's quarantine file (never through a link), fsynced before the
+    shard is rewritten without them."""
+    with append_regular(quarantine_path(shard)) as q:
+        q.write(b"".join(raw + b"\n" for raw in lines))
+        os.fsync(q.fileno())
+
+
 def repair(store: Store, verdict: Verdict) -> list[str]:
     """Move every movable bad line of `verdict` to its shard's quarantine file (appended, fsynced
     first), then rewrite the shard without them (atomically). A torn last line that holds a complete
@@ -133,10 +141,7 @@ def repair(store: Store, verdict: Verdict) -> list[str]:
             complete = line_problem(raw, digest)[0] is not None
             (moved if n in bad and not (not terminated and complete) else keep).append(raw)
         if moved:
-            with append_regular(quarantine_path(path)) as q:
-                q.write(b"".join(raw + b"\n" for raw in moved))
-                q.flush()
-                os.fsync(q.fileno())
+            quarantine(path, moved)
         with atomic_open(path, "wb") as f:
             f.write(b"".join(raw + b"\n" for raw in keep))
         done.append(f"{path}: moved {len(moved)} line(s) to {quarantine_path(path).name}, kept {len(keep)}" if moved
