@@ -58,7 +58,7 @@ def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
         store = Store(root, spec)
         store.init()
         start = time.perf_counter()
-        engine = resolve(spec.training.engine, backend_name(), spec.model.builder, spec.training.xla)
+        engine = resolve(spec.training.engine, backend_name(), spec.training.xla)
         LocalExecutor(spec, store, engine).execute([(b, {}) for b in batches(units, spec.dispatch.batch_units)],
                                                    lambda *_: None, BatchClaims(store, spec.dispatch.lease))
         wall = time.perf_counter() - start

@@ -81,7 +81,7 @@ class Run(Command):
             progress: bool) -> int:
         from harness.cli.progress import progress_factory
         from harness.dispatch.array import parse_part
-        from harness.dispatch.check import checked
+        from harness.dispatch.check import checked, vectorizable
         from harness.dispatch.driver import run_units
         from harness.dispatch.executors import make_executor
         from harness.job import load_job
@@ -97,8 +97,12 @@ class Run(Command):
             units = array_part(units, *part)
         data = checked(spec)  # data and model, before any worker starts or anything is written
         store = Store(store_root, spec)
-        engine = engines.resolve(spec.training.engine, determinism.backend_name(), spec.model.builder,
-                                 spec.training.xla, spec.data.task)  # once, here: its notice on the driver's stderr
+        backend = determinism.backend_name()
+        engine = engines.resolve(spec.training.engine, backend, spec.training.xla)  # once, here: its notice on stderr
+        why_not = vectorizable(spec) if engine == "vectorized" else None
+        if why_not:
+            engines.notice(f"engine vectorized cannot train this model ({why_not}); using exact")
+            engine = engines.resolve("exact", backend, spec.training.xla)
         runner = make_executor(executor, spec, store, engine, workers)  # may refuse: before any write
         store.init(data)
         summary = run_units(spec, store, runner, units, progress_factory(spec, progress))

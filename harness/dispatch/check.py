@@ -1,10 +1,12 @@
 """The driver's check (`training.preflight.check`) in a child process, bounded: a user's builder
 or data function that exits (`sys.exit`, `os._exit`), crashes the process or hangs ends the run
-with one line naming that function, never the driver with it (nor with exit 0)."""
+with one line naming that function, never the driver with it (nor with exit 0). Engine
+`vectorized`'s probe (`engines.vectorized.probe`) runs the same way, in a child under jax."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -20,11 +22,33 @@ CHECK_TIMEOUT_S = 600.0  # without dispatch.unit_timeout: a data download and a 
 def checked(spec: JobSpec) -> dict[str, Any]:
     """The data's identity once data and model passed the check; else one UserError line: the
     check's own, or what became of the process while it ran a user's function."""
+    return dict(_in_child(spec, _child, None))
+
+
+def vectorizable(spec: JobSpec) -> str | None:
+    """Why engine vectorized cannot train this job's model (None: it can), found under jax in a
+    child before any training."""
+    reason = _in_child(spec, _probe_child, "jax")
+    return str(reason) if reason else None
+
+
+def _in_child(spec: JobSpec, target: Any, backend: str | None) -> Any:
+    """What `target(conn, spec)` sends back as ("ok", payload) from a spawned child (started
+    under Keras backend `backend`, else the driver's)."""
     ctx = mp.get_context("spawn")
     ours, theirs = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(theirs, spec), name="harness-check", daemon=True)
+    proc = ctx.Process(target=target, args=(theirs, spec), name="harness-check", daemon=True)
+    saved = os.environ.get("KERAS_BACKEND")
     with sigint_held():  # Ctrl-C is the driver's alone, as for workers
-        proc.start()
+        if backend:
+            os.environ["KERAS_BACKEND"] = backend  # what the spawned interpreter starts with
+        try:
+            proc.start()
+        finally:
+            if backend and saved is None:
+                del os.environ["KERAS_BACKEND"]
+            elif backend and saved is not None:
+                os.environ["KERAS_BACKEND"] = saved
     theirs.close()
     limit = spec.dispatch.unit_timeout or CHECK_TIMEOUT_S  # from the call of a user's function
     deadline = time.monotonic() + max(limit, CHECK_TIMEOUT_S)  # start-up and imports: the check limit
@@ -40,7 +64,7 @@ def checked(spec: JobSpec) -> dict[str, Any]:
                 what, key = payload
                 deadline = time.monotonic() + limit
             elif kind == "ok":
-                return dict(payload)
+                return payload
             elif kind == "error":
                 raise UserError(payload)
             else:
@@ -69,3 +93,17 @@ def _child(conn: Connection, spec: JobSpec) -> None:
         conn.send(("bug", traceback.format_exc()))
     else:
         conn.send(("ok", identity))
+
+
+def _probe_child(conn: Connection, spec: JobSpec) -> None:
+    """In the child (under jax): probe engine vectorized on the job's model; send the reason."""
+    ignore_sigint()
+    from harness.training import determinism
+    determinism.prepare_process(spec.determinism.modes[0])
+    from harness.training.engines.vectorized import probe
+    try:
+        conn.send(("ok", probe(spec)))
+    except UserError as exc:
+        conn.send(("error", str(exc)))
+    except Exception:
+        conn.send(("bug", traceback.format_exc()))

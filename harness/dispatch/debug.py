@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from harness.dispatch.base import Batch, Done, take
 from harness.dispatch.process import limit_memory, make_worker
 from harness.dispatch.slots import Slot, shard_prefix
@@ -10,6 +13,7 @@ from harness.job.spec import JobSpec
 from harness.store.claims import BatchClaims
 from harness.store.store import Store
 from harness.training import determinism
+from harness.training.engines.vectorized import worker_backend
 
 
 class DebugExecutor:
@@ -23,6 +27,12 @@ class DebugExecutor:
         self.slot = Slot(None, spec.determinism.intra_op_threads, spec.determinism.inter_op_threads)
 
     def execute(self, batches: list[Batch], done: Done, claims: BatchClaims) -> None:
+        backend = worker_backend(self.engine)
+        if backend and backend != determinism.backend_name():
+            if "keras" in sys.modules:
+                raise UserError(f"{self.spec.path}: engine {self.engine} trains under {backend}, and this process "
+                                f"already runs keras under {determinism.backend_name()}; run with --executor local")
+            os.environ["KERAS_BACKEND"] = backend
         determinism.prepare_process(self.spec.determinism.modes[0])
         worker = make_worker(self.spec, str(self.store.root), shard_prefix("debug"), self.slot, self.engine)
         limit_memory()

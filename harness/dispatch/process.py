@@ -112,7 +112,7 @@ def worker_main(conn: Connection, spec: JobSpec, store_root: str, shard: str, sl
     told to stop or the driver is gone."""
     ignore_sigint()
     die_with_parent()
-    start_worker_env(slot, mode)
+    start_worker_env(slot, mode, engine)
     try:
         log = Store(store_root, spec).subdir("logs", create=True) / f"{shard}.log"
         with append_regular(log) as f:  # which device and threads this worker was given, for whoever reads the log

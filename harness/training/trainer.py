@@ -24,8 +24,7 @@ class Trainer:
         self.spec = spec
         self.backend = backend_name()
         self._data: dict[int, data_mod.Dataset] = {}
-        label = engine or resolve(spec.training.engine, self.backend, spec.model.builder, spec.training.xla,
-                                  spec.data.task)
+        label = engine or resolve(spec.training.engine, self.backend, spec.training.xla)
         self.info = builder_info(spec.model.builder, spec.model.search_path, spec.path)
         report = () if spec.objective_metric in METRICS else (spec.objective_metric,)
         self.engine = make_engine(label, self.info, spec.training.loss, self.backend, report)

@@ -1,10 +1,10 @@
 """Training engines: `fit` (the reference), `exact` (fit's bits, one traced model reused) and
-`vectorized` (many seeds as one stacked model). `resolve` decides once, in the driver, which
-engine runs on this backend and for this model; `make_engine` builds it in a worker."""
+`vectorized` (many seeds of any Keras model as one JAX program). `resolve` decides once, in the
+driver, which engine runs on this backend; `make_engine` builds it in a worker."""
 
 from __future__ import annotations
 
-import os
+import importlib.util
 
 from harness.training.engines.base import Engine, notice
 from harness.training.engines.exact import ExactEngine
@@ -17,27 +17,26 @@ ENGINE_CLASSES: dict[str, type[Engine]] = {"fit": FitEngine, "exact": ExactEngin
 __all__ = ["ENGINE_CLASSES", "Engine", "ExactEngine", "FitEngine", "VectorizedEngine", "make_engine", "resolve"]
 
 
-def resolve(engine: str, backend: str, builder: str, xla: bool, task: str = "classification") -> str:
+def resolve(engine: str, backend: str, xla: bool) -> str:
     """The engine that actually runs (its record label; `+xla` when compiled by XLA), with a
     one-line notice when the requested one cannot."""
     if engine == "fit":
         return "fit"
-    if backend == "jax" and engine in ("exact", "vectorized"):
-        if engine == "vectorized":
-            notice("engine vectorized needs the TensorFlow backend (running jax); using exact")
+    if engine == "vectorized":
+        if importlib.util.find_spec("jax") is None:
+            notice("engine vectorized trains under jax, which is not installed; using exact")
+            engine = "exact"
+        else:  # its workers start under jax whatever the harness's backend
+            if xla:
+                notice("training.xla has no effect on engine vectorized (jax compiles it with XLA)")
+            return "vectorized"
+    if backend == "jax":
         if xla:
             notice("training.xla has no effect under jax (which always compiles with XLA)")
         return "exact"
     if backend != "tensorflow":
         notice(f"engine {engine} needs the TensorFlow or jax backend (running {backend}); using fit")
         return "fit"
-    if engine == "vectorized" and (builder != "dense" or task != "classification"):
-        notice(f"engine vectorized handles model builder dense on a classification only (got {builder}, "
-               f"{task}); using exact")
-        engine = "exact"
-    if engine == "vectorized" and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
-        notice("engine vectorized needs oneDNN (TF_ENABLE_ONEDNN_OPTS=0 is set); using exact")
-        engine = "exact"
     return engine + ("+xla" if xla else "")
 
 
