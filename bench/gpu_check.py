@@ -1,5 +1,6 @@
-"""The GPU check, as one run: worker pinning, op determinism across fresh processes, and
-trainings per minute for 1, 2 and 4 workers per GPU, through the harness's own local executor.
+"""The GPU check, as one run: worker pinning, op determinism across fresh processes, trainings
+per minute for 1, 2 and 4 workers per GPU through the harness's own local executor, and engine
+exact against engine vectorized at R = 1, 8, 32 and 128 replicas per program (in this process).
 
 On a GPU machine without TensorFlow (JAX only), `bash bench/gpu_check.sh` installs the carried
 wheels and runs this with KERAS_BACKEND=jax. Without a GPU it runs the same on CPU workers, so it
@@ -66,6 +67,28 @@ def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
     return wall, records
 
 
+def replicas(blocks: list[int], n_exact: int) -> list[dict[str, Any]]:
+    """Trainings per minute of exact, then of vectorized with R replicas per compiled program
+    (its block, set here), in this process, after each one's first (compiling) call."""
+    from harness.job.matrix import training_seeds
+    from harness.training.engines import vectorized
+    from harness.training.trainer import Trainer
+    spec = job("on", 1)
+    seeds = [training_seeds(spec, {"init": i % 16, "order": i // 16 % 16}) for i in range(256)]
+    out = []
+    for engine, r in [("exact", 1), *(("vectorized", b) for b in blocks)]:
+        trainer = Trainer(spec, engine)
+        if engine == "vectorized":
+            vectorized.BLOCK[str(getattr(trainer.engine, "platform", "cpu"))] = r
+        n = n_exact if engine == "exact" else max(2 * r, 32)
+        trainer.train_many(CONFIG, seeds[:r])
+        start = time.perf_counter()
+        done = trainer.train_many(CONFIG, seeds[:n])
+        per_min = len(done) / (time.perf_counter() - start) * 60
+        out.append({"engine": engine, "R": r, "trainings": n, "per_min": round(per_min, 1)})
+    return out
+
+
 def nvidia_smi() -> str:
     try:
         return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
@@ -79,6 +102,8 @@ def main() -> None:
     p.add_argument("--units", type=int, default=96, help="trainings per throughput run")
     p.add_argument("--det-units", type=int, default=16, help="trainings per determinism run")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="workers per GPU to try")
+    p.add_argument("--replicas", type=int, nargs="+", default=[1, 8, 32, 128],
+                   help="replicas per program of engine vectorized to try")
     args = p.parse_args()
     from harness.dispatch.local import discover_gpus, plan_slots
     from harness.training.determinism import backend_name
@@ -126,7 +151,14 @@ def main() -> None:
         det.append({"mode": mode, "trainings": len(common), "identical": same, "max_loss_diff": diff,
                     "train_s": round(per, 3)})
         print(f"| {mode} | {len(common)} | {same} | {diff:.3g} | {per:.3f} |", flush=True)
-    print("\n" + json.dumps({"throughput": rows, "determinism": det}))
+
+    print("\n| engine | R (replicas per program) | trainings | trainings / min | x exact |")
+    print("|---|---:|---:|---:|---:|", flush=True)
+    reps = replicas(args.replicas, 32)
+    for row in reps:
+        print(f"| {row['engine']} | {row['R']} | {row['trainings']} | {row['per_min']} | "
+              f"{row['per_min'] / reps[0]['per_min']:.1f} |", flush=True)
+    print("\n" + json.dumps({"throughput": rows, "determinism": det, "replicas": reps}))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ included). Trainings per minute, the share of a unit's recorded time spent outsi
 and RSS growth of one process over many trainings (a separate loop per engine).
 
     .venv/bin/python bench/throughput.py [--units 64] [--rss 500] > bench/RESULTS-throughput.md
-    KERAS_BACKEND=jax .venv/bin/python bench/throughput.py ...   (engines fit and exact only)
+    KERAS_BACKEND=jax .venv/bin/python bench/throughput.py ...
+
+Engine `vectorized` (trained under jax whatever the harness's backend) is bench/vectorized.py's.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from harness.job import JobSpec, load_job  # noqa: E402
 
 CONFIG = {"units": 64, "epochs": 5}
-ENGINES = ("fit", "exact", "vectorized")
+ENGINES = ("fit", "exact")
 
 
 def job(engine: str, batch_units: int = 32, xla: bool = False) -> JobSpec:
@@ -54,7 +56,7 @@ def in_process(engine: str, n: int, batch: int = 32, xla: bool = False) -> tuple
     determinism.set_ops("on")
     trainer = Trainer(spec)
     seeds = [training_seeds(spec, {"init": i % 16, "order": i // 16 % 16}) for i in range(n + batch)]
-    step = batch if engine == "vectorized" else 1
+    step = 1
     trainer.train_many(CONFIG, seeds[:step])  # warm-up: build and trace
     start_rss, start = rss_mb(), time.perf_counter()
     for i in range(step, n + step, step):
@@ -114,8 +116,8 @@ def cpu_model() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--units", type=int, default=64, help="evaluation units per executor run")
-    p.add_argument("--rss", type=int, default=500, help="trainings per in-process loop (exact, vectorized, each "
-                   "with and without XLA)")
+    p.add_argument("--rss", type=int, default=500, help="trainings per in-process loop (exact, with and "
+                   "without XLA)")
     p.add_argument("--fit", type=int, default=20, help="trainings of the (a) loop")
     p.add_argument("--fresh", type=int, default=3, help="trainings of the (b) loop")
     args = p.parse_args()
@@ -123,13 +125,13 @@ def main() -> None:
     determinism.prepare_process("on")
     determinism.apply_threads(2, 1)
     from harness.training.determinism import backend_name
-    tensorflow = backend_name() == "tensorflow"  # vectorized and XLA are TensorFlow's (jax: exact, fit)
+    tensorflow = backend_name() == "tensorflow"  # XLA is TensorFlow's option (jax always compiles)
     load_before = os.getloadavg()[0]
     rows = []
     fit_s, fit_rss = in_process("fit", args.fit)
     rows.append(("(a) fresh model + fit, one process", 60 / fit_s, "-", f"{fit_rss:+.2f} MB/training"))
     rows.append(("(b) fresh process per training", 60 / fresh_process(args.fresh), "-", "-"))
-    for engine in ENGINES if tensorflow else ("fit", "exact"):
+    for engine in ENGINES:
         if engine != "fit":
             for xla in (False, True) if tensorflow else (False,):
                 s, rss = in_process(engine, args.rss, xla=xla)
@@ -146,7 +148,7 @@ def main() -> None:
           f"load before: {load_before:.2f}; peak RSS of the driver "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n")
     print(f"Digits, Dense({CONFIG['units']}, relu) -> Dense(10, softmax), adam 1e-3, batch 32, "
-          f"{CONFIG['epochs']} epochs; vectorized R = 32 (dispatch.batch_units).\n")
+          f"{CONFIG['epochs']} epochs.\n")
     print("| path | trainings / min | x (a) | outside training | RSS growth |")
     print("|---|---:|---:|---:|---|")
     for name, per_min, outside, rss in rows:

@@ -1,5 +1,5 @@
-"""Training engines: `exact` gives `fit`'s bits; `vectorized` gives a seed the same result whatever
-its companions, its slot or R, and the same in a fresh process; fallbacks say which engine ran."""
+"""Training engines: `exact` gives `fit`'s bits; fallbacks say which engine ran
+(`vectorized`, which trains under jax, is tests/test_vectorized.py's)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from harness.job.matrix import training_seeds
 from harness.training import determinism
 from harness.training.engines import resolve
 from harness.training.engines.base import batch_plan, epoch_batches
-from harness.training.metrics import Metrics
 from harness.training.models import BUILDERS, build_dense, dense_initial_weights
 from harness.training.trainer import Trainer
 from tests.conftest import REPO, write_job
@@ -89,34 +88,6 @@ def test_exact_is_bit_identical_to_fit(base: JobSpec, model: dict[str, Any], tra
         assert ours == [fit.train(config, s) for s in seeds]
 
 
-@pytest.mark.parametrize("model,training", MODELS[:3])
-def test_vectorized_ignores_companions_slot_and_r(base: JobSpec, model: dict[str, Any],
-                                                  training: dict[str, Any]) -> None:
-    """A seed's result is a function of its own seeds: the same bits whether it trains alone, with
-    1, 4 or 15 companions (R = 1, 2, 5, 16: stacks are padded to one shape, since oneDNN picked
-    another batched-matmul kernel per R on an AVX2-only CPU), or in another slot. Compared within
-    this process, on this machine."""
-    trainer = Trainer(variant(base, "vectorized", model, training))
-    assert trainer.engine.label == "vectorized"
-    seeds = seeds_of(base, 16)
-    together = trainer.train_many({"units": 8}, seeds)
-    for r in (1, 2, 5):
-        assert trainer.train_many({"units": 8}, seeds[:r]) == together[:r], f"R = {r}"
-    assert trainer.train({"units": 8}, seeds[9]) == together[9]
-    slots = [11, 3, 15, 0, 6]
-    assert trainer.train_many({"units": 8}, [seeds[i] for i in slots]) == [together[i] for i in slots]
-    assert len({m.loss for m in together if isinstance(m, Metrics)}) == 16
-
-
-def test_vectorized_is_close_to_fit(base: JobSpec) -> None:
-    seeds = seeds_of(base, 2)
-    fit = Trainer(variant(base, "fit"))
-    ours = Trainer(variant(base, "vectorized")).train_many({"units": 8}, seeds)
-    for m, s in zip(ours, seeds, strict=True):
-        assert isinstance(m, Metrics)
-        assert m.loss == pytest.approx(fit.train({"units": 8}, s).loss, rel=1e-5)
-
-
 _XLA_CHILD = """
 import dataclasses, json, sys
 from harness.training import determinism
@@ -144,7 +115,7 @@ def _xla_run(tmp_path: Path, name: str, training: dict[str, Any], model: dict[st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine,activation", [("exact", "relu"), ("exact", "gelu"), ("vectorized", "relu")])
+@pytest.mark.parametrize("engine,activation", [("exact", "relu"), ("exact", "gelu")])
 def test_xla_is_compiled_when_asked(tmp_path: Path, engine: str, activation: str) -> None:
     """`training.xla` really compiles with XLA under op determinism (Keras's own jit_compile would
     quietly drop it there), on the whole-training loop and on the per-batch path (gelu), repeats
@@ -157,37 +128,17 @@ def test_xla_is_compiled_when_asked(tmp_path: Path, engine: str, activation: str
         assert m["loss"] == pytest.approx(r["loss"], rel=1e-4)
 
 
-_CHILD = """
-import json, sys
-from harness.training import determinism
-determinism.apply_threads(1, 1); determinism.set_ops("on")
-from harness.job import load_job
-from harness.training.trainer import Trainer
-from harness.job.matrix import training_seeds
-spec = load_job(sys.argv[1])
-seeds = [training_seeds(spec, {"init": i, "order": i}) for i in range(2)]
-print(json.dumps([m.as_dict() for m in Trainer(spec).train_many({"units": 8}, seeds)]))
-"""
-
-
-def test_vectorized_is_reproducible_across_processes(tmp_path: Path) -> None:
-    job = write_job(tmp_path, training={"engine": "vectorized", "epochs": 1})
-    runs = [subprocess.run([sys.executable, "-c", _CHILD, str(job)], cwd=REPO, capture_output=True,
-                           text=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": "0"}) for _ in range(2)]
-    outs = [json.loads(r.stdout.strip().splitlines()[-1]) for r in runs]
-    assert outs[0] == outs[1]
-
-
 def test_resolve_falls_back_with_a_notice(capsys: pytest.CaptureFixture[str]) -> None:
-    assert resolve("exact", "jax", "dense", False) == "exact"
-    assert resolve("vectorized", "jax", "dense", False) == "exact"
-    assert resolve("vectorized", "torch", "dense", True) == "fit"
-    assert resolve("vectorized", "tensorflow", "other", False) == "exact"
-    assert resolve("vectorized", "tensorflow", "dense", True) == "vectorized+xla"
-    assert resolve("exact", "jax", "dense", True) == "exact"
+    assert resolve("exact", "jax", False) == "exact"
+    assert resolve("exact", "torch", True) == "fit"
+    assert resolve("exact", "tensorflow", True) == "exact+xla"
+    assert resolve("exact", "jax", True) == "exact"
+    assert resolve("vectorized", "tensorflow", False) == "vectorized"  # its workers start under jax
+    assert resolve("vectorized", "torch", True) == "vectorized"
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("harness: ") for line in err), err
-    assert "training.xla has no effect under jax" in err[-1]
+    assert len(err) == 3 and all(line.startswith("harness: ") for line in err), err
+    assert "training.xla has no effect under jax" in err[1]
+    assert "training.xla has no effect on engine vectorized" in err[2]
 
 
 def test_spec_engine_options(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def test_two_workers_export_what_one_process_exports(tmp_path: Path) -> None:
 def test_failed_trainings_are_recorded_and_retried_not_fatal(tmp_path: Path, engine: str) -> None:
     """A diverging training is a failed record of its own unit (under `vectorized` too, where the
     units of a batch train together), retried up to max_retries, and the run goes on."""
-    job = write_job(tmp_path, training={"optimizer": "sgd", "learning_rate": 1e12, "engine": engine},
+    job = write_job(tmp_path, training={"optimizer": "sgd", "learning_rate": 1e30, "engine": engine},
                     dispatch={"max_retries": 1}, evaluate={"configurations": [{"units": 8}]},
                     seeds={"init": 3, "order": 1})
     store = tmp_path / "store"

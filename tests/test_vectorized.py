@@ -201,3 +201,16 @@ def test_vectorized_matches_exact_in_distribution(tmp_path: Path, case: str) -> 
     acc = {e: [m["accuracy"] for m in out[e]["all"]] for e in ("vectorized", "exact")}
     assert acc["vectorized"] != acc["exact"]
     _agree(acc["vectorized"], acc["exact"])
+
+
+def test_the_block_shrinks_to_fit_the_memory_budget() -> None:
+    """Replicas per program: the platform's block (8 on a CPU, 32 on a GPU), halved until a block's
+    states and activations fit the budget, never below one."""
+    from harness.training.engines.vectorized import activation_bytes, block_size, parameter_bytes
+    from harness.training.models import build_dense
+    model = build_dense((64,), 10, 0, 0, units=64).model
+    per = 4 * parameter_bytes(model) + activation_bytes(model, 32)
+    assert parameter_bytes(model) == 4 * (64 * 64 + 64 + 64 * 10 + 10)
+    assert block_size(model, 32, "cpu", 10**12) == 8 and block_size(model, 32, "gpu", 10**12) == 32
+    assert block_size(model, 32, "cpu", 3 * per) == 2
+    assert block_size(model, 32, "gpu", per // 2) == 1
