@@ -13,6 +13,7 @@ from typing import Any
 from harness.errors import Where
 from harness.job.seeds import layer_seed
 from harness.job.spec import BUILTIN_BUILDERS
+from harness.training.bitflip import flip_arrays
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,16 @@ def dense_kernel_initializer(init_seed: int, layer: int) -> Any:
 
 
 def dense_initial_weights(input_dim: int, n_classes: int, init_seed: int, units: int = 64,
-                          layers: int = 1, **_: Any) -> list[Any]:
-    """[kernel, bias] of every Dense layer as numpy arrays: the values `build_dense` starts from."""
+                          layers: int = 1, bitflip: int = 0, **_: Any) -> list[Any]:
+    """[kernel, bias] of every Dense layer as numpy arrays: the values `build_dense` starts from,
+    with the bitflip seed's bit flipped (`training.bitflip`)."""
     import numpy as np
     dims = [input_dim] + [units] * layers + [n_classes or 1]
     out: list[Any] = []
     for i in range(layers + 1):
         kernel = dense_kernel_initializer(init_seed, i)((dims[i], dims[i + 1]), dtype="float32")
         out += [np.asarray(kernel), np.zeros(dims[i + 1], np.float32)]
-    return out
+    return flip_arrays(out, bitflip)
 
 
 def reset_dense(model: Any, init_seed: int, noise_seed: int) -> None:

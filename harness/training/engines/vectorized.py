@@ -181,7 +181,8 @@ class VectorizedEngine(Engine):
         """One stack of exactly `REPLICAS` trainings (outputs: test probabilities [n_eval, C] each)."""
         import keras
         input_dim = int(np.prod(ds.x_train.shape[1:]))
-        inits = [dense_initial_weights(input_dim, ds.n_classes, s["init"], **model_args) for s in seeds]
+        inits = [dense_initial_weights(input_dim, ds.n_classes, s["init"], bitflip=s.get("bitflip", 0), **model_args)
+                 for s in seeds]
         params = [np.stack(p) for p in zip(*inits, strict=True)]
         plans = [batch_plan(len(ds.y_train), int(training["batch_size"]), int(training["epochs"]), s["order"])
                  for s in seeds]
