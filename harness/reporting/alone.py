@@ -73,9 +73,11 @@ def _pts(x: float) -> str:
 def _table(stats: dict[str, ArmStats]) -> str:
     rows = [(f"{name} alone" if name != ALL else "all together", s.m, _pts(s.std),
              f"[{_pts(s.std_ci[0])}, {_pts(s.std_ci[1])}]", f"{100 * s.churn:.2f}%",
-             "" if math.isnan(s.share) else f"{100 * s.share:.0f}%") for name, s in stats.items()]
+             "n/a (no spread)" if math.isnan(s.share) else
+             f"{100 * s.share:.0f}% [{100 * s.share_ci[0]:.0f}, {100 * s.share_ci[1]:.0f}]")
+            for name, s in stats.items()]
     return tabulate(rows, headers=("arm", "trainings", "std of accuracy (pts)", "95% CI (pts)", "mean churn",
-                                   "independent-errors share"), tablefmt="github")
+                                   "independent-errors share [95% CI]"), tablefmt="github", disable_numparse=True)
 
 
 def verdict(stats: dict[str, ArmStats]) -> str:
@@ -89,7 +91,8 @@ def verdict(stats: dict[str, ArmStats]) -> str:
             continue
         r, lo, hi = _ratio_ci(s, every)
         alike.append(lo <= 1 <= hi)
-        parts.append(f"{name} {_pts(s.std)} ({r:.2f}x, 95% CI [{lo:.2f}, {hi:.2f}])")
+        parts.append(f"{name} {_pts(s.std)} ({r:.2f}x, 95% CI [{lo:.2f}, {hi:.2f}])" if s.std > 0 else
+                     f"{name} 0.00 (every training scored the same)")
     answer = ("each source alone matches all together, as Summers & Dinneen found" if all(alike) else
               "not every source alone matches all together (Summers & Dinneen found they do)" if any(alike) else
               "no source alone matches all together, unlike Summers & Dinneen's finding")
@@ -116,7 +119,8 @@ def section(spec: JobSpec, states: dict[str, UnitState]) -> list[str]:
             "mean churn: the share of test examples whose predicted class differs, over every pair of the arm's "
             "trainings; independent-errors share: the variance of accuracy that independent per-example errors "
             "predict, sum p_i(1-p_i)/n², with each p_i(1-p_i) estimated without bias as k_i(m-k_i)/(m(m-1)) from "
-            "the m trainings (k_i right on example i), over the observed variance (Jordan, ICLR 2024: near 100%, "
+            "the m trainings (k_i right on example i), over the observed variance, its interval from the std's "
+            "(Jordan, ICLR 2024: near 100%, "
             "the spread is test-set sampling of per-example coin flips, not a change in the model's true "
             "accuracy). A source matches all together when the 95% interval of its std's ratio to all together's "
             "(F distribution) holds 1.", "", *out]

@@ -25,6 +25,7 @@ class ArmStats:
     churn: float                    # mean over pairs of trainings
     independent: float              # variance of accuracy that independent errors predict
     share: float                    # independent / std**2 (nan when std is 0)
+    share_ci: tuple[float, float]   # 95%, from the std's interval (the numerator's error is far smaller)
 
 
 def churn(a: np.ndarray, b: np.ndarray) -> float:
@@ -66,8 +67,10 @@ def std_interval(std: float, m: int) -> tuple[float, float]:
 def arm_stats(correct: np.ndarray, predicted: np.ndarray) -> ArmStats:
     """An arm's statistics from its [m, n] per-example results (accuracy is the row mean of `correct`)."""
     m, n = correct.shape
-    acc = correct.mean(axis=1)
-    std = float(acc.std(ddof=1))
+    counts = correct.sum(axis=1)
+    std = float(counts.std(ddof=1)) / n if np.ptp(counts) else 0.0  # exact 0 when every training scores alike
     ind = independent_variance(correct)
-    return ArmStats(m, n, std, std_interval(std, m), mean_churn(predicted), ind,
-                    ind / std ** 2 if std > 0 else float("nan"))
+    lo, hi = std_interval(std, m)
+    nan = float("nan")
+    share, share_ci = (ind / std ** 2, (ind / hi ** 2, ind / lo ** 2)) if std > 0 else (nan, (nan, nan))
+    return ArmStats(m, n, std, (lo, hi), mean_churn(predicted), ind, share, share_ci)
