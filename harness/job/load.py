@@ -18,11 +18,12 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.job import algorithms as algs
-from harness.job.seeds import REQUIRED_SOURCES, SEED_SOURCES
+from harness.job.seeds import EVAL_SOURCES, REQUIRED_SOURCES, SEED_SOURCES
 from harness.job.spec import (
     BUILTIN_BUILDERS,
     DEFAULT_LEASE,
     DEFAULT_MAX_TRAININGS,
+    DESIGNS,
     DIRECTIONS,
     DISTRIBUTIONS,
     ENGINES,
@@ -91,12 +92,15 @@ def load_job(job: str) -> JobSpec:
         model = ModelSpec(builder=builder, args=model_args)
     types = {**TRAINING_TYPES, **(BUILTIN_BUILDERS[model.builder].params if model.builder in BUILTIN_BUILDERS else {})}
     configurations = _evaluate(top, search, model.builder, types)
+    design = top.section("evaluate", ("configurations", "design")).choice("design", DESIGNS, "crossed")
     space_names = {d.name for d in search.space} if search else {k for c in configurations for k in c}
     training = _training(top.section("training", TRAINING_FIELDS + ("loss", "engine", "xla")), space_names,
                          model.builder in BUILTIN_BUILDERS)
     root, levels = _seeds(top.section("seeds", ("root",) + SEED_SOURCES, required=("root",)))
     if search is not None:
         _check_chains(doc, search, levels)
+    if design == "alone":
+        _check_alone(top, levels)
     objective = top.section("objective", ("runs", "metric", "direction"))
     metric, direction = _objective(objective, data.task)
     runs = _objective_runs(objective)
@@ -111,7 +115,7 @@ def load_job(job: str) -> JobSpec:
                                                                "batch_units", "unit_timeout", "lease"))),
                    max_trainings=top.section("limits", ("max_trainings",)).integer(
                        "max_trainings", DEFAULT_MAX_TRAININGS, low=1),
-                   seeding=_seeding(top, search, types),
+                   seeding=_seeding(top, search, types), design=design,
                    raw=dict(doc.data))
     _check_size(spec, doc)
     _warn_random_search(spec)
@@ -122,7 +126,7 @@ def _evaluate(top: Section, search: SearchSpec | None, builder: str, types: Mapp
               ) -> tuple[dict[str, Any], ...]:
     """evaluate.configurations: values of the search dimensions, each of its parameter's type; a job
     without a search names its fixed configurations freely."""
-    evaluate = top.section("evaluate", ("configurations",))
+    evaluate = top.section("evaluate", ("configurations", "design"))
     if search is None:
         return free_configurations(evaluate, builder)
     _check_space_types(top.doc, search, types)
@@ -165,6 +169,17 @@ def _name(top: Section, path: Path) -> str:
         raise top.err("name", f"expected a name of letters, digits, '.', '_' and '-' that starts with a "
                               f"letter or digit (at most {MAX_NAME} characters), got {name!r}{origin}")
     return name
+
+
+def _check_alone(top: Section, levels: dict[str, tuple[int, ...]]) -> None:
+    """Design `alone`: every varied source has the same number of levels (arm "all" gives
+    training j level j of each)."""
+    counts = {s: len(levels[s]) for s in EVAL_SOURCES if len(levels.get(s, ())) > 1}
+    if len(set(counts.values())) > 1:
+        raise top.section("evaluate", ("configurations", "design")).err(
+            "design", "design alone varies each seed source alone over the same number of trainings: expected "
+                      f"the same count for every source with more than one level, got "
+                      f"{', '.join(f'{s}: {n}' for s, n in counts.items())}")
 
 
 def _check_chains(doc: Doc, search: SearchSpec, levels: dict[str, tuple[int, ...]]) -> None:

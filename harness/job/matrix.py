@@ -11,11 +11,12 @@ from typing import Any
 
 from harness.job.seeds import (
     FRESH_SOURCES,
+    GIVEN_WHEN_NAMED,
     MATRIX,
     OBJECTIVE_RUN,
     OPTIONAL_SOURCES,
     TRAINING_SOURCES,
-    derive_seed,
+    level_seed,
 )
 from harness.job.spec import JobSpec
 
@@ -37,7 +38,7 @@ class Unit:
 
     def seeds(self, root: int, purpose: int = MATRIX) -> dict[str, int]:
         """Seed values of this unit's levels (repeat is a label, not a seed)."""
-        return {s: derive_seed(root, s, lv, purpose) for s, lv in self.levels.items() if s != "repeat"}
+        return {s: level_seed(root, s, lv, purpose) for s, lv in self.levels.items() if s != "repeat"}
 
 
 def fixed_levels(spec: JobSpec) -> dict[str, int]:
@@ -60,12 +61,15 @@ def array_part(units: list[Unit], index: int, count: int) -> list[Unit]:
 def training_seeds(spec: JobSpec, levels: dict[str, int], purpose: int = MATRIX,
                    run: int = 0) -> dict[str, int]:
     """Seeds of one training: init and order from `levels` (fresh or per-run purposes apply to
-    them), split and noise at their level or, when not crossed, at their first level."""
+    them), split, noise and bitflip at their level or, when not crossed, at their first level
+    (bitflip only where the job names it; its level 0 is seed 0, no flip)."""
     out = {}
     for s in TRAINING_SOURCES:
+        if s in GIVEN_WHEN_NAMED and s not in spec.levels:
+            continue
         level = levels.get(s, spec.levels.get(s, (0,))[0])
         p = purpose if s in FRESH_SOURCES else MATRIX
         if run and s in FRESH_SOURCES:
             p = OBJECTIVE_RUN + run - 1
-        out[s] = derive_seed(spec.root_seed, s, level, p)
+        out[s] = level_seed(spec.root_seed, s, level, p)
     return out

@@ -11,12 +11,13 @@ import hashlib
 
 import numpy as np
 
-SEED_SOURCES = ("init", "order", "bo", "repeat", "split", "noise")  # as the job file's seeds: names them
-EVAL_SOURCES = ("init", "order", "split", "noise", "repeat")        # crossed by evaluation units
-TRAINING_SOURCES = ("init", "order", "split", "noise")               # what one training is given
-OPTIONAL_SOURCES = ("split", "noise")                                # held at their first level unless crossed
-REQUIRED_SOURCES = ("init", "order", "bo", "repeat")                 # a job file may leave them out: 1 level
-FRESH_SOURCES = ("init", "order")                                    # re-drawn for re-evaluations and extra runs
+SEED_SOURCES = ("init", "order", "bo", "repeat", "split", "noise", "bitflip")  # as the job file's seeds: names them
+EVAL_SOURCES = ("init", "order", "split", "noise", "bitflip", "repeat")  # crossed by evaluation units
+TRAINING_SOURCES = ("init", "order", "split", "noise", "bitflip")         # what one training is given
+OPTIONAL_SOURCES = ("split", "noise", "bitflip")                          # held at their first level unless crossed
+GIVEN_WHEN_NAMED = ("bitflip",)  # a training gets its seed only where the job names it (old records unchanged)
+REQUIRED_SOURCES = ("init", "order", "bo", "repeat")                      # a job file may leave them out: 1 level
+FRESH_SOURCES = ("init", "order")                                         # re-drawn for re-evaluations and extra runs
 
 # purposes of a seed: the matrix itself, fresh seeds for re-evaluating chosen configurations,
 # and the extra runs averaged into one objective value (run j > 0 uses OBJECTIVE_RUN + j - 1)
@@ -32,6 +33,13 @@ def derive_seed(root: int, source: str, level: int, purpose: int = MATRIX) -> in
     """The integer seed of one level of one named source (31 bits, fits every backend)."""
     ss = np.random.SeedSequence(entropy=root, spawn_key=(source_code(source), level, purpose))
     return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def level_seed(root: int, source: str, level: int, purpose: int = MATRIX) -> int:
+    """`derive_seed`, except bitflip: its level 0 is seed 0 (no flip) and no other level's is."""
+    if source != "bitflip":
+        return derive_seed(root, source, level, purpose)
+    return 0 if level == 0 else derive_seed(root, source, level) or 1
 
 
 def layer_seed(init_seed: int, layer: int) -> int:

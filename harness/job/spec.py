@@ -28,6 +28,7 @@ KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 TASKS = ("classification", "regression")
 METRICS = ("accuracy", "loss", "mse", "mae")  # computed by the harness; any other: reported by the model
 DIRECTIONS = ("max", "min")
+DESIGNS = ("crossed", "alone")  # evaluate.design: every seed level combination, or each source varied alone
 TRAINING_FIELDS = ("optimizer", "learning_rate", "batch_size", "epochs")
 DEFAULT_MAX_TRAININGS = 100_000
 POLICIES = ("none", "global", "average3", "harness")  # the article's Examples 1-3, and every source seeded
@@ -108,7 +109,7 @@ OWN_STARTUP_DEFAULT = ("keras_tuner.bayesian", "optuna.tpe", "skopt.gp")
 _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"name": None, "validation": None, "target": None, "task": "classification", "classes": None},
     "model": {"source_digest": None},
-    "": {"objective_metric": "accuracy", "objective_direction": "max"},
+    "": {"objective_metric": "accuracy", "objective_direction": "max", "design": "crossed"},
 }
 
 
@@ -192,6 +193,7 @@ class JobSpec:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     objective_metric: str = "accuracy"   # what a chain optimises and the report decomposes
     objective_direction: str = "max"
+    design: str = "crossed"              # evaluate.design (DESIGNS): how evaluation units cross the seeds
 
     @property
     def dimensions(self) -> tuple[str, ...]:
@@ -234,9 +236,32 @@ class JobSpec:
             raise AssertionError(f"job {self.name} has no search section")
         return self.search
 
+    def varied(self) -> tuple[str, ...]:
+        """The evaluation's seed sources with more than one level."""
+        return tuple(s for s in EVAL_SOURCES if len(self.levels.get(s, ())) > 1)
+
+    def alone_cells(self) -> list[dict[str, int]]:
+        """Design `alone`: the seed levels of each arm's trainings, without repeats. Arm s holds
+        every source at its first level but s, which takes each of its levels; arm "all" (where
+        more than one source varies) gives training j level j of every varied source."""
+        base = {s: self.levels[s][0] for s in EVAL_SOURCES if s in self.levels}
+        varied = self.varied()
+        n = len(self.levels[varied[0]]) if varied else 1
+        arms = [(s,) for s in varied] + ([varied] if len(varied) > 1 else [])
+        cells: dict[str, dict[str, int]] = {stable_hash(base): base}
+        for arm in arms:
+            for j in range(n):
+                cell = {**base, **{s: self.levels[s][j] for s in arm}}
+                cells.setdefault(stable_hash(cell), cell)
+        return list(cells.values())
+
     def eval_units(self) -> int:
-        """Evaluation units: configurations x crossed seed levels x determinism modes."""
-        per_config = prod(len(self.levels[s]) for s in EVAL_SOURCES if s in self.levels)
+        """Evaluation units: configurations x seed cells (crossed levels, or the `alone` arms) x
+        determinism modes."""
+        if self.design == "alone":
+            per_config = len(self.alone_cells())
+        else:
+            per_config = prod(len(self.levels[s]) for s in EVAL_SOURCES if s in self.levels)
         return len(self.configurations) * per_config * len(self.determinism.modes)
 
     def runs_factor(self) -> tuple[int, ...]:

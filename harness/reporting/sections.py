@@ -24,7 +24,7 @@ from harness.files import atomic_write, disk_full_as_error, under
 from harness.job.algorithms import arm_algorithms, startup_count
 from harness.job.seeds import EVAL_SOURCES, TRAINING_SOURCES
 from harness.job.spec import Dimension, JobSpec
-from harness.reporting import optimisers, plots
+from harness.reporting import alone, optimisers, plots
 from harness.reporting.common import (
     ARM,
     BOOTSTRAP,
@@ -442,6 +442,7 @@ def render(spec: JobSpec, store: Store, out_dir: Path | None) -> str:
     rows = report_rows(spec, states)
     fits: dict[tuple[str, str], dict[str, Decomposition]] = {}
     body = decomposition_section(spec, rows, fits)
+    body += alone.section(spec, states)
     tuned = tuned_fit(spec, rows, units_of(spec).metric)  # the section and the answer share it
     body += optimiser_section(spec, rows, states, tuned)
     body += optimisers.section(spec, states, out_dir)

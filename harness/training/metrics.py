@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from harness import perexample
+
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 
 
@@ -27,6 +29,8 @@ class Metrics:
     validation: dict[str, float] | None = None     # the validation split's, where there is one
     # what the noise stream reached in the model (`models.Built`): not a metric, never compared
     noise_seeding: dict[str, Any] | None = field(default=None, compare=False)
+    # the test split's per-example results (`perexample.encode`; classification only)
+    examples: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def accuracy(self) -> float:
@@ -61,7 +65,8 @@ def _probabilities(out: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def _classification(out: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[dict[str, float], list[float]]:
+def _classification(out: np.ndarray, y: np.ndarray, n_classes: int
+                    ) -> tuple[dict[str, float], list[float], np.ndarray]:
     if not np.isfinite(out).all():
         raise TrainingFailed("non-finite predictions (the training diverged to NaN/inf)")
     probs = _probabilities(out.astype(np.float64))
@@ -72,7 +77,7 @@ def _classification(out: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[dic
         raise TrainingFailed("non-finite loss (the training diverged to NaN/inf)")
     per_class = [float((pred[y == c] == c).mean()) if (y == c).any() else float("nan")
                  for c in range(n_classes)]
-    return {"accuracy": float((pred == y).mean()), "loss": loss}, per_class
+    return {"accuracy": float((pred == y).mean()), "loss": loss}, per_class, pred
 
 
 def _regression(out: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -93,13 +98,13 @@ class Split:
 
 
 def split_metrics(test: Split, val: Split | None, n_classes: int) -> Metrics:
-    """Metrics of the test split and, where there is one, of the validation split."""
-    def one(s: Split) -> tuple[dict[str, float], list[float] | None]:
+    """Metrics of the test split (with its per-example results) and, where there is one, of the
+    validation split."""
+    def one(s: Split) -> tuple[dict[str, float], list[float] | None, dict[str, Any] | None]:
         if n_classes:
-            values, per_class = _classification(s.out, s.y, n_classes)
-        else:
-            values, per_class = _regression(s.out, s.y), None
-        return {**values, **s.reported}, per_class
+            values, per_class, pred = _classification(s.out, s.y, n_classes)
+            return {**values, **s.reported}, per_class, perexample.encode(pred, s.y, n_classes)
+        return {**_regression(s.out, s.y), **s.reported}, None, None
 
-    values, per_class = one(test)
-    return Metrics(values, per_class, None if val is None else one(val)[0])
+    values, per_class, examples = one(test)
+    return Metrics(values, per_class, None if val is None else one(val)[0], examples=examples)

@@ -19,14 +19,13 @@ class EvalKind(UnitKind):
     name, together = "eval", True
 
     def plan(self, spec: JobSpec, start: int) -> list[Unit]:
-        """Per determinism mode and configuration, every combination of the crossed seed levels."""
+        """Per determinism mode and configuration, every combination of the crossed seed levels
+        (design `alone`: each arm's levels, `JobSpec.alone_cells`)."""
         units: list[Unit] = []
         base = result_fields(spec)
-        sources = [s for s in EVAL_SOURCES if s in spec.levels]
         for mode in spec.determinism.modes:
             for config in spec.configurations:
-                for combo in itertools.product(*(spec.levels[s] for s in sources)):
-                    levels = dict(zip(sources, combo, strict=True))
+                for levels in _cells(spec):
                     uid = stable_hash({**base, "kind": self.name, "mode": mode, "config": config, "levels": levels})
                     units.append(Unit(uid, start + len(units), self.name, mode, levels, dict(config)))
         return units
@@ -62,7 +61,8 @@ class EvalKind(UnitKind):
                  wall_s: float | None = None) -> Outcome:
         """`wall_s`: a batched run's equal share (else `run` times the unit)."""
         timings = {"train_s": round(train_s, 4), **({} if wall_s is None else {"wall_s": round(wall_s, 4)})}
-        return Outcome({"metrics": metrics.as_dict()}, seeds, ctx.trainer.test_size(seeds["split"]), 1,
+        examples = {} if metrics.examples is None else {"examples": metrics.examples}
+        return Outcome({"metrics": metrics.as_dict(), **examples}, seeds, ctx.trainer.test_size(seeds["split"]), 1,
                        timings, noise_seeding=metrics.noise_seeding)
 
     def check(self, result: Mapping[str, Any]) -> str | None:
@@ -72,3 +72,11 @@ class EvalKind(UnitKind):
         """Its one training (wall_s: for the report's timings, not an export column)."""
         return [row(EVAL_ROW, rec, rec["config"], rec["levels"], rec["seeds"], rec["result"]["metrics"],
                     wall_s=rec["timings"].get("wall_s"))]
+
+
+def _cells(spec: JobSpec) -> list[dict[str, int]]:
+    """The seed levels of a configuration's evaluation units, in plan order."""
+    if spec.design == "alone":
+        return spec.alone_cells()
+    sources = [s for s in EVAL_SOURCES if s in spec.levels]
+    return [dict(zip(sources, combo, strict=True)) for combo in itertools.product(*(spec.levels[s] for s in sources))]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.training.bitflip import flip_model
 from harness.training.data import Dataset
 from harness.training.engines.base import (
     ENGINE_CACHE,
@@ -168,6 +169,7 @@ class ExactEngine(Engine):
         built = self._get(ds, training, model_args)
         try:
             seeding = self._reset(built, ds, training, model_args, seeds)
+            flip_model(built.model, seeds.get("bitflip", 0))
             if built.loop is None:  # not TensorFlow: Keras's own fit, its compiled train function reused
                 fit_batches(built.model, ds, training, seeds["order"])
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from harness.training.bitflip import flip_model
 from harness.training.data import Dataset
 from harness.training.engines.base import Engine, Trained, compile_model, fit_batches, trained
 from harness.training.models import BuilderInfo
@@ -30,6 +31,7 @@ class FitEngine(Engine):
         keras.utils.set_random_seed(seeds["noise"])
         assert self.builder.build is not None
         built = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"], **model_args)
+        flip_model(built.model, seeds.get("bitflip", 0))
         compile_model(built.model, training, self.loss, self.backend)
         fit_batches(built.model, ds, training, seeds["order"])
         return trained(self, built.model, ds, built.noise_seeding)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.training.bitflip import flip_arrays
 from harness.training.data import Dataset
 from harness.training.engines.base import ENGINE_CACHE, Engine, Trained, batch_plan, compile_model, fit_targets
 from harness.training.models import BuilderInfo
@@ -237,7 +238,8 @@ class VectorizedEngine(Engine):
     def _start(self, program: _Program, ds: Dataset, model_args: dict[str, Any],
                seeds: dict[str, int]) -> tuple[list[Any], list[Any], dict[str, Any] | None]:
         """(trainable, non-trainable) values a fresh build with these seeds starts from (the
-        built-in dense: its template re-initialised in place), and what the noise stream reached."""
+        built-in dense: its template re-initialised in place), the bitflip seed's bit flipped
+        (`training.bitflip`, as exact and fit flip it), and what the noise stream reached."""
         if self.builder.reset is not None:
             self.builder.reset(program.model, seeds["init"], seeds["noise"])
             model, seeding = program.model, None
@@ -246,7 +248,9 @@ class VectorizedEngine(Engine):
             fresh = self.builder.build(ds.x_train.shape[1:], ds.n_classes, seeds["init"], seeds["noise"],
                                        backend_seed=False, **model_args)
             model, seeding = fresh.model, fresh.noise_seeding
-        return _values(model.trainable_variables), _values(model.non_trainable_variables), seeding
+        import jax.numpy as jnp
+        weights = flip_arrays([np.asarray(v.value) for v in model.trainable_variables], seeds.get("bitflip", 0))
+        return [jnp.asarray(w) for w in weights], _values(model.non_trainable_variables), seeding
 
     def _arrays_of(self, ds: Dataset) -> tuple[Any, ...]:
         """(x_train, y_train, x_eval) on the device, once per dataset (`ds` with its targets as the
