@@ -732,13 +732,18 @@ def reml_minimise(x0, term_of, m1, m21, m22, vals, pv, c, yy, dof, maxiter, gtol
 @nb.njit(cache=True)
 def extend_basis(basis, cols, tol):
     """`basis` (rows, r; orthonormal columns) extended by the parts of `cols` outside its span:
-    Gram-Schmidt with a second orthogonalisation pass; a column whose remainder is below tol times
-    its norm adds nothing."""
+    classical Gram-Schmidt applied twice (as stable as the modified one); a column whose remainder is
+    below tol times its norm adds nothing. The basis is kept in both layouts, so the projections and
+    the updates both run along contiguous memory and vectorise without reassociation."""
     rows, r = basis.shape
-    out = np.empty((rows, r + cols.shape[1]))
+    width = r + cols.shape[1]
+    out = np.empty((rows, width))
     out[:, :r] = basis
+    trans = np.empty((width, rows))  # out transposed
+    trans[:r] = basis.T
     k = r
     v = np.empty(rows)
+    dots = np.empty(width)
     for j in range(cols.shape[1]):
         norm0 = 0.0
         for i in range(rows):
@@ -747,12 +752,15 @@ def extend_basis(basis, cols, tol):
         if norm0 == 0.0:
             continue
         for _ in range(2):
+            dots[:k] = 0.0
+            for i in range(rows):
+                f = v[i]
+                for b in range(k):
+                    dots[b] += out[i, b] * f
             for b in range(k):
-                dot = 0.0
+                f = dots[b]
                 for i in range(rows):
-                    dot += out[i, b] * v[i]
-                for i in range(rows):
-                    v[i] -= dot * out[i, b]
+                    v[i] -= f * trans[b, i]
         norm = 0.0
         for i in range(rows):
             norm += v[i] * v[i]
@@ -760,6 +768,6 @@ def extend_basis(basis, cols, tol):
             continue
         norm = np.sqrt(norm)
         for i in range(rows):
-            out[i, k] = v[i] / norm
+            out[i, k] = trans[k, i] = v[i] / norm
         k += 1
     return out[:, :k].copy()
