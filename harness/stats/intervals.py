@@ -74,7 +74,7 @@ def residual_share(df: np.ndarray, kinv: np.ndarray, ms: np.ndarray) -> np.ndarr
     not positive). The residual is the last source, E[MS_e] = sigma_e^2; the total is
     T = sigma_e^2 t_e + P with t = 1' kinv and P = sum_k t_k E[MS_k] over the other sources.
 
-    A GPQ of the share sums independent pivots MS_k df_k / chi2(df_k); with few df (4 levels: df 3)
+    A GPQ of the share sums independent pivots MS_k df_k / chi2(df_k); with few df (5 levels: df 4)
     each is right-skewed and their sum concentrates above its estimate, so P's draws lie too high and
     the residual share's upper bound too low (84-93% coverage, all misses above). Here P is
     Satterthwaite's scaled chi-square, one pivot, and P / sigma_e^2 is its F ratio with the residual.
