@@ -56,6 +56,34 @@ def _extend(basis: np.ndarray, columns: Sequence[np.ndarray]) -> np.ndarray:
     return kern.extend_basis(basis, np.ascontiguousarray(np.concatenate(columns, axis=1)), 1e-9)
 
 
+class _Spans:
+    """Orthonormal bases of the intercept and sets of terms' columns, each built once by extending the
+    basis of the set without its last term; a term inside another of the set (its mask a subset) adds
+    nothing to the span and is left out."""
+
+    def __init__(self, start: np.ndarray, cols: Sequence[np.ndarray], masks: Sequence[int]) -> None:
+        self.cols, self.masks = cols, masks
+        self.bases: dict[tuple[int, ...], np.ndarray] = {(): start}
+
+    def key(self, terms: Sequence[int]) -> tuple[int, ...]:
+        """The terms of a set not inside another of the set, sorted."""
+        m = self.masks
+        return tuple(sorted(j for j in set(terms) if not any(k != j and m[j] & m[k] == m[j] for k in terms)))
+
+    def get(self, terms: Sequence[int]) -> np.ndarray:
+        key = self.key(terms)
+        if key not in self.bases:
+            self.bases[key] = _extend(self.get(key[:-1]), [self.cols[key[-1]]])
+        return self.bases[key]
+
+    def extend(self, terms: Sequence[int], term: int) -> np.ndarray:
+        """The columns that `term` adds to the basis of `terms` (that basis, then these, is kept)."""
+        small = self.get(terms)
+        both = _extend(small, [self.cols[term]])
+        self.bases.setdefault(self.key([*terms, term]), both)
+        return both[:, small.shape[1]:]
+
+
 def cross_products(weights: np.ndarray, index: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
     """G' diag(weights) G for the one-hot blocks G_k (index[k]: each cell's column, sizes[k] columns),
     by counting (no BLAS)."""
@@ -92,17 +120,18 @@ def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Se
     ss, df = np.zeros(k + 1), np.zeros(k + 1, np.int64)
     kms = np.zeros((k + 1, k + 1))
     gram = []
-    start = one / np.sqrt(one.T @ one)
+    spans = _Spans(one / np.sqrt(one.T @ one), cols, masks)
     offset = np.concatenate([[0], np.cumsum(sizes)])
     for i, m in enumerate(masks):
-        small = _extend(start, [cols[j] for j, u in enumerate(masks) if (u & m) != m] or [one[:, :0]])
+        others = [j for j, u in enumerate(masks) if (u & m) != m]
+        small = spans.get(others)
         if sizes[i] == w.size:  # every observed cell its own level: the complement of `small`
             sw = small.T @ wall
             r = cross_products(counts[seen].astype(np.float64), index, sizes) - sw.T @ sw
             df[i] = w.size - small.shape[1]
             ss[i] = t @ t - np.sum((small.T @ t) ** 2)
         else:
-            new = _extend(small, [cols[i]])[:, small.shape[1]:]  # the sum of squares projects on these
+            new = spans.extend(others, i)  # the sum of squares projects on these
             nw = new.T @ wall
             r = nw.T @ nw
             df[i] = new.shape[1]
@@ -115,7 +144,7 @@ def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Se
     if w.size in sizes:
         df[k], ss[k] = n - w.size, within
     else:
-        full = _extend(start, cols)
+        full = spans.get(range(k))
         df[k], ss[k] = n - full.shape[1], within + t @ t - np.sum((full.T @ t) ** 2)
     kms[k, k] = df[k]
     with np.errstate(invalid="ignore", divide="ignore"):
