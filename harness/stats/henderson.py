@@ -20,14 +20,15 @@ import numpy as np
 @dataclass(frozen=True)
 class MeanSquares:
     """Per source (terms, then the residual): mean squares, their ranks (df) and E[MS] = kms @
-    variances; `gram[m]` = W' P_m W, where P_m is the projection term m's sum of squares takes of the
-    weighted cell means and W = [W_1 ... W_k] the terms' weighted indicators (`sizes` columns each).
-    With V = s2 I + W D W' on the weighted cell means, tr(P V) and tr(P V P V) need nothing else."""
+    variances; `loads[m]` = L_m with L_m' L_m = W' P_m W, where P_m is the projection term m's sum of
+    squares takes of the weighted cell means and W = [W_1 ... W_k] the terms' weighted indicators
+    (`sizes` columns each). With V = s2 I + W D W' on the weighted cell means, tr(P V) and
+    tr(P V P V) need nothing else (and only intervals need them: the point estimates need kms)."""
 
     ms: np.ndarray
     df: np.ndarray
     kms: np.ndarray
-    gram: tuple[np.ndarray, ...]
+    loads: tuple[np.ndarray, ...]
     sizes: tuple[int, ...]
 
     def moments(self) -> np.ndarray:
@@ -40,8 +41,8 @@ class MeanSquares:
         out = self.df.astype(np.float64)
         d = np.repeat(variances[:-1], self.sizes)
         s2 = variances[-1]
-        for k, r in enumerate(self.gram):
-            dr = d[:, None] * r
+        for k, load in enumerate(self.loads):
+            dr = d[:, None] * (load.T @ load)
             first = s2 * self.df[k] + np.trace(dr)
             second = s2 * s2 * self.df[k] + 2.0 * s2 * np.trace(dr) + np.sum(dr * dr.T)
             out[k] = first * first / second
@@ -119,25 +120,23 @@ def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Se
     k = len(masks)
     ss, df = np.zeros(k + 1), np.zeros(k + 1, np.int64)
     kms = np.zeros((k + 1, k + 1))
-    gram = []
+    loads = []
     spans = _Spans(one / np.sqrt(one.T @ one), cols, masks)
     offset = np.concatenate([[0], np.cumsum(sizes)])
     for i, m in enumerate(masks):
         others = [j for j, u in enumerate(masks) if (u & m) != m]
         small = spans.get(others)
         if sizes[i] == w.size:  # every observed cell its own level: the complement of `small`
-            sw = small.T @ wall
-            r = cross_products(counts[seen].astype(np.float64), index, sizes) - sw.T @ sw
+            load = wall - small @ (small.T @ wall)
             df[i] = w.size - small.shape[1]
             ss[i] = t @ t - np.sum((small.T @ t) ** 2)
         else:
             new = spans.extend(others, i)  # the sum of squares projects on these
-            nw = new.T @ wall
-            r = nw.T @ nw
+            load = new.T @ wall
             df[i] = new.shape[1]
             ss[i] = np.sum((new.T @ t) ** 2)
-        gram.append(r)
-        diag = np.diag(r)
+        loads.append(load)
+        diag = np.sum(load * load, axis=0)
         kms[i, :k] = [diag[offset[j]:offset[j + 1]].sum() for j in range(k)]
         kms[i, k] = df[i]
     n = int(counts.sum())
@@ -148,4 +147,4 @@ def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Se
         df[k], ss[k] = n - full.shape[1], within + t @ t - np.sum((full.T @ t) ** 2)
     kms[k, k] = df[k]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return MeanSquares(ss / df, df, kms / df[:, None], tuple(gram), sizes)
+        return MeanSquares(ss / df, df, kms / df[:, None], tuple(loads), sizes)
