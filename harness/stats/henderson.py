@@ -63,13 +63,14 @@ class _Spans:
     nothing to the span and is left out."""
 
     def __init__(self, start: np.ndarray, cols: Sequence[np.ndarray], masks: Sequence[int]) -> None:
-        self.cols, self.masks = cols, masks
+        self.cols = cols
         self.bases: dict[tuple[int, ...], np.ndarray] = {(): start}
+        self.outer = [{k for k, u in enumerate(masks) if k != j and m & u == m} for j, m in enumerate(masks)]
 
     def key(self, terms: Sequence[int]) -> tuple[int, ...]:
         """The terms of a set not inside another of the set, sorted."""
-        m = self.masks
-        return tuple(sorted(j for j in set(terms) if not any(k != j and m[j] & m[k] == m[j] for k in terms)))
+        given = set(terms)
+        return tuple(sorted(j for j in given if not self.outer[j] & given))
 
     def get(self, terms: Sequence[int]) -> np.ndarray:
         key = self.key(terms)
