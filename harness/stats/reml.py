@@ -7,9 +7,11 @@ D = diag(theta per random effect, 1), and r2 = y'y - b'A^-1 b, b = D [Z'y; X'y],
 residual sum of squares. Everything comes from per-cell counts and sums: an evaluation eliminates the
 largest term's (diagonal) block and factors the rest (numba, `kernels.reml_deviance`), whatever the
 number of rows. BFGS on the analytic gradient (`kernels.reml_minimise`; the deviance is even in each
-theta, so theta runs free in sign) starts from the moment estimates and three equal-factor points;
-the best fit must pass a convergence check (gradient, and no descent off a zero factor), and a
-component at theta = 0 is a boundary estimate.
+theta, so theta runs free in sign) starts from the moment estimates, then from equal-factor points
+until one of them ends in the best basin so far (two starts agree: the rest are not run; a start
+that finds a lower minimum is converged there and the search goes on); the best fit must pass a
+convergence check (gradient, and no descent off a zero factor), and a component at theta = 0 is a
+boundary estimate.
 """
 
 from __future__ import annotations
