@@ -604,12 +604,12 @@ def _reml_solve(up, t1, d2, a1, m21, c):
             v -= up[i, k] * s2[k]
         s2[i] = v / up[i, i]
     ds2 = d2 * s2
-    v = np.zeros(q1)  # m21' D2 s2, row by row
+    mds = np.zeros(q1)  # m21' D2 s2, row by row
     for i in range(q2):
         f = ds2[i]
         for j in range(q1):
-            v[j] += m21[i, j] * f
-    s1 = (b1 - t1 * v) / a1
+            mds[j] += m21[i, j] * f
+    s1 = (b1 - t1 * mds) / a1
     return s1, s2, b1, b2
 
 
