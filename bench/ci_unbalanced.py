@@ -8,7 +8,8 @@ true variances bo 1, init 0.5, order 0.5, each two-way interaction 0.2, residual
 deleted at random: none (the balanced ANOVA path, for reference), 1 row, 10% and 30% of the rows.
 Each set of datasets is decomposed in one `decompose_groups` call per method (the dataset is the
 group); the table counts how often each interval holds the true variance (and, for GPQ, the share
-interval the true share), how many REML fits passed the convergence check, and how many put a
+interval the true share; on unbalanced tables the residual's share interval is Satterthwaite's F
+interval), how many REML fits passed the convergence check, and how many put a
 component on the boundary (0; on balanced data: how many ANOVA estimates were truncated). The
 cluster bootstrap runs on the balanced tables only (asked for on an unbalanced one, it gives GPQ).
 `--write` puts the table in bench/RESULTS-coverage.md, after bench/ci_coverage.py's balanced ones

@@ -4,7 +4,7 @@ how close each gets to the optimum).
 Datasets of bench/ci_unbalanced.py's two designs (8 x 8 init x order with 2 repeats; 5 x 5 x 5
 bo x init x order with one observation per cell), 1 row, 10% or 30% of the rows deleted. For each
 dataset: `harness.stats.decompose` with ci="none" (REML estimates; the cell statistics, Henderson III
-moment estimates and the REML fit from its four starts) and with the default GPQ intervals, best of
+moment estimates and the REML fit from its starts) and with the default GPQ intervals, best of
 3 runs; statsmodels MixedLM (`fit(reml=True)`, its default optimiser, as the previous code called it),
 best of 3 runs too. The -2 REML log-likelihood of both fits is compared (statsmodels' llf: the same REML criterion
 as lme4's and this engine's): "short" counts the statsmodels fits more than 0.01 above this

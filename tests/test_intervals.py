@@ -138,3 +138,18 @@ def test_few_levels_warn() -> None:
     assert line.startswith("Warning: only 3 sample seeds: the 95% interval of its std spans [")
     assert "use at least 6" in line and "Warning: only 3 sample levels" in d.to_markdown()
     assert not decompose(t, "diameter", ["plate", "sample"], ci="gpq").warnings()
+
+
+def test_residual_share_is_the_exact_f_interval_of_a_one_way_design() -> None:
+    """One mean square besides the residual: Satterthwaite's df is exact and the residual's share
+    sigma_e^2 / (sigma_a^2 + sigma_e^2) has the exact F interval (n per level, 6 levels)."""
+    from harness.stats.intervals import residual_share
+
+    n, df = 4, np.array([5.0, 18.0])
+    kinv = np.linalg.inv(np.array([[n, 1.0], [0.0, 1.0]]))
+    ms = np.array([[3.0, 0.7], [0.5, 1.2]])
+    got = residual_share(df, kinv, ms)
+    f = ms[:, 0] / ms[:, 1]  # estimates E[MS_a] / sigma_e^2 = n / share - (n - 1)
+    lo = n / (n - 1 + f / sps.f.ppf(0.025, 5, 18))
+    hi = np.minimum(n / (n - 1 + f / sps.f.ppf(0.975, 5, 18)), 1.0)
+    assert got == pytest.approx(np.stack([lo, hi]), rel=1e-9)

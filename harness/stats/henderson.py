@@ -20,14 +20,15 @@ import numpy as np
 @dataclass(frozen=True)
 class MeanSquares:
     """Per source (terms, then the residual): mean squares, their ranks (df) and E[MS] = kms @
-    variances; `gram[m]` = W' P_m W, where P_m is the projection term m's sum of squares takes of the
-    weighted cell means and W = [W_1 ... W_k] the terms' weighted indicators (`sizes` columns each).
-    With V = s2 I + W D W' on the weighted cell means, tr(P V) and tr(P V P V) need nothing else."""
+    variances; `loads[m]` = L_m with L_m' L_m = W' P_m W, where P_m is the projection term m's sum of
+    squares takes of the weighted cell means and W = [W_1 ... W_k] the terms' weighted indicators
+    (`sizes` columns each). With V = s2 I + W D W' on the weighted cell means, tr(P V) and
+    tr(P V P V) need nothing else (and only intervals need them: the point estimates need kms)."""
 
     ms: np.ndarray
     df: np.ndarray
     kms: np.ndarray
-    gram: tuple[np.ndarray, ...]
+    loads: tuple[np.ndarray, ...]
     sizes: tuple[int, ...]
 
     def moments(self) -> np.ndarray:
@@ -40,8 +41,8 @@ class MeanSquares:
         out = self.df.astype(np.float64)
         d = np.repeat(variances[:-1], self.sizes)
         s2 = variances[-1]
-        for k, r in enumerate(self.gram):
-            dr = d[:, None] * r
+        for k, load in enumerate(self.loads):
+            dr = d[:, None] * (load.T @ load)
             first = s2 * self.df[k] + np.trace(dr)
             second = s2 * s2 * self.df[k] + 2.0 * s2 * np.trace(dr) + np.sum(dr * dr.T)
             out[k] = first * first / second
@@ -54,6 +55,35 @@ def _extend(basis: np.ndarray, columns: Sequence[np.ndarray]) -> np.ndarray:
     from harness.stats import kernels as kern
 
     return kern.extend_basis(basis, np.ascontiguousarray(np.concatenate(columns, axis=1)), 1e-9)
+
+
+class _Spans:
+    """Orthonormal bases of the intercept and sets of terms' columns, each built once by extending the
+    basis of the set without its last term; a term inside another of the set (its mask a subset) adds
+    nothing to the span and is left out."""
+
+    def __init__(self, start: np.ndarray, cols: Sequence[np.ndarray], masks: Sequence[int]) -> None:
+        self.cols = cols
+        self.bases: dict[tuple[int, ...], np.ndarray] = {(): start}
+        self.outer = [{k for k, u in enumerate(masks) if k != j and m & u == m} for j, m in enumerate(masks)]
+
+    def key(self, terms: Sequence[int]) -> tuple[int, ...]:
+        """The terms of a set not inside another of the set, sorted."""
+        given = set(terms)
+        return tuple(sorted(j for j in given if not self.outer[j] & given))
+
+    def get(self, terms: Sequence[int]) -> np.ndarray:
+        key = self.key(terms)
+        if key not in self.bases:
+            self.bases[key] = _extend(self.get(key[:-1]), [self.cols[key[-1]]])
+        return self.bases[key]
+
+    def extend(self, terms: Sequence[int], term: int) -> np.ndarray:
+        """The columns that `term` adds to the basis of `terms` (that basis, then these, is kept)."""
+        small = self.get(terms)
+        both = _extend(small, [self.cols[term]])
+        self.bases.setdefault(self.key([*terms, term]), both)
+        return both[:, small.shape[1]:]
 
 
 def cross_products(weights: np.ndarray, index: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
@@ -91,32 +121,31 @@ def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Se
     k = len(masks)
     ss, df = np.zeros(k + 1), np.zeros(k + 1, np.int64)
     kms = np.zeros((k + 1, k + 1))
-    gram = []
-    start = one / np.sqrt(one.T @ one)
+    loads = []
+    spans = _Spans(one / np.sqrt(one.T @ one), cols, masks)
     offset = np.concatenate([[0], np.cumsum(sizes)])
     for i, m in enumerate(masks):
-        small = _extend(start, [cols[j] for j, u in enumerate(masks) if (u & m) != m] or [one[:, :0]])
+        others = [j for j, u in enumerate(masks) if (u & m) != m]
+        small = spans.get(others)
         if sizes[i] == w.size:  # every observed cell its own level: the complement of `small`
-            sw = small.T @ wall
-            r = cross_products(counts[seen].astype(np.float64), index, sizes) - sw.T @ sw
+            load = wall - small @ (small.T @ wall)
             df[i] = w.size - small.shape[1]
             ss[i] = t @ t - np.sum((small.T @ t) ** 2)
         else:
-            new = _extend(small, [cols[i]])[:, small.shape[1]:]  # the sum of squares projects on these
-            nw = new.T @ wall
-            r = nw.T @ nw
+            new = spans.extend(others, i)  # the sum of squares projects on these
+            load = new.T @ wall
             df[i] = new.shape[1]
             ss[i] = np.sum((new.T @ t) ** 2)
-        gram.append(r)
-        diag = np.diag(r)
+        loads.append(load)
+        diag = np.sum(load * load, axis=0)
         kms[i, :k] = [diag[offset[j]:offset[j + 1]].sum() for j in range(k)]
         kms[i, k] = df[i]
     n = int(counts.sum())
     if w.size in sizes:
         df[k], ss[k] = n - w.size, within
     else:
-        full = _extend(start, cols)
+        full = spans.get(range(k))
         df[k], ss[k] = n - full.shape[1], within + t @ t - np.sum((full.T @ t) ** 2)
     kms[k, k] = df[k]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return MeanSquares(ss / df, df, kms / df[:, None], tuple(gram), sizes)
+        return MeanSquares(ss / df, df, kms / df[:, None], tuple(loads), sizes)

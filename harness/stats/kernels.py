@@ -508,7 +508,8 @@ def _select(x, left, k):
 @nb.njit(cache=True)
 def _upper_cholesky(s):
     """Upper factor U of s = U'U (right-looking, row updates that vectorise), or an empty matrix
-    when s is not numerically positive definite."""
+    when s is not numerically positive definite. The updates run on row views from index 0: a loop
+    from i over the matrix itself did not vectorise (LLVM could not rule out negative indices)."""
     n = s.shape[0]
     a = s.copy()
     for j in range(n):
@@ -521,8 +522,9 @@ def _upper_cholesky(s):
             a[j, k] /= d
         for i in range(j + 1, n):
             f = a[j, i]
-            for k in range(i, n):
-                a[i, k] -= f * a[j, k]
+            src, dst = a[j, i:], a[i, i:]
+            for k in range(n - i):
+                dst[k] -= f * src[k]
     for i in range(n):
         for k in range(i):
             a[i, k] = 0.0
@@ -582,17 +584,19 @@ def _reml_solve(up, t1, d2, a1, m21, c):
     q2, q1 = m21.shape
     b1 = t1 * c[:q1]
     b2 = d2 * c[q1:]
+    z = b1 / a1
     y = b2.copy()  # b2 - W b1, W = A21 / a1
     for i in range(q2):
         v = 0.0
         for j in range(q1):
-            v += m21[i, j] * b1[j] / a1[j]
+            v += m21[i, j] * z[j]
         y[i] -= d2[i] * t1 * v
-    for k in range(q2):  # U' y = (b2 - W b1), by row updates
+    for k in range(q2):  # U' y = (b2 - W b1), by row updates (on views from 0, as in _upper_cholesky)
         y[k] /= up[k, k]
         f = y[k]
-        for i in range(k + 1, q2):
-            y[i] -= f * up[k, i]
+        row, rest = up[k, k + 1:], y[k + 1:]
+        for i in range(q2 - k - 1):
+            rest[i] -= f * row[i]
     s2 = np.zeros(q2)  # U s2 = y
     for i in range(q2 - 1, -1, -1):
         v = y[i]
@@ -600,12 +604,12 @@ def _reml_solve(up, t1, d2, a1, m21, c):
             v -= up[i, k] * s2[k]
         s2[i] = v / up[i, i]
     ds2 = d2 * s2
-    s1 = np.empty(q1)
-    for j in range(q1):
-        v = 0.0
-        for i in range(q2):
-            v += m21[i, j] * ds2[i]
-        s1[j] = (b1[j] - t1 * v) / a1[j]
+    mds = np.zeros(q1)  # m21' D2 s2, row by row
+    for i in range(q2):
+        f = ds2[i]
+        for j in range(q1):
+            mds[j] += m21[i, j] * f
+    s1 = (b1 - t1 * mds) / a1
     return s1, s2, b1, b2
 
 
@@ -625,11 +629,13 @@ def _reml_gradient(theta, term_of, t1, d2, a1, m1, m21, m22, c, sinv, tw, s1, s2
         for j in range(q1):
             tr += 1.0 / a1[j]
         grad[term_of[0]] += 2.0 * (q1 - tr) / t1
+    mds1 = m1 * ds1  # (M D s)_j on block 1, row by row
+    for i in range(q2):
+        f = ds2[i]
+        for j in range(q1):
+            mds1[j] += m21[i, j] * f
     for j in range(q1):
-        mds = m1[j] * ds1[j]
-        for i in range(q2):
-            mds += m21[i, j] * ds2[i]
-        grad[term_of[j]] += scale * s1[j] * (mds - c[j])
+        grad[term_of[j]] += scale * s1[j] * (mds1[j] - c[j])
     for i in range(q2 - 1):  # block 2: (A^-1)_ii = (S^-1)_ii
         k = term_of[q1 + i]
         if d2[i] != 0.0:
@@ -732,13 +738,18 @@ def reml_minimise(x0, term_of, m1, m21, m22, vals, pv, c, yy, dof, maxiter, gtol
 @nb.njit(cache=True)
 def extend_basis(basis, cols, tol):
     """`basis` (rows, r; orthonormal columns) extended by the parts of `cols` outside its span:
-    Gram-Schmidt with a second orthogonalisation pass; a column whose remainder is below tol times
-    its norm adds nothing."""
+    classical Gram-Schmidt applied twice (as stable as the modified one); a column whose remainder is
+    below tol times its norm adds nothing. The basis is kept in both layouts, so the projections and
+    the updates both run along contiguous memory and vectorise without reassociation."""
     rows, r = basis.shape
-    out = np.empty((rows, r + cols.shape[1]))
+    width = r + cols.shape[1]
+    out = np.empty((rows, width))
     out[:, :r] = basis
+    trans = np.empty((width, rows))  # out transposed
+    trans[:r] = basis.T
     k = r
     v = np.empty(rows)
+    dots = np.empty(width)
     for j in range(cols.shape[1]):
         norm0 = 0.0
         for i in range(rows):
@@ -747,12 +758,15 @@ def extend_basis(basis, cols, tol):
         if norm0 == 0.0:
             continue
         for _ in range(2):
+            dots[:k] = 0.0
+            for i in range(rows):
+                f = v[i]
+                for b in range(k):
+                    dots[b] += out[i, b] * f
             for b in range(k):
-                dot = 0.0
+                f = dots[b]
                 for i in range(rows):
-                    dot += out[i, b] * v[i]
-                for i in range(rows):
-                    v[i] -= dot * out[i, b]
+                    v[i] -= f * trans[b, i]
         norm = 0.0
         for i in range(rows):
             norm += v[i] * v[i]
@@ -760,6 +774,6 @@ def extend_basis(basis, cols, tol):
             continue
         norm = np.sqrt(norm)
         for i in range(rows):
-            out[i, k] = v[i] / norm
+            out[i, k] = trans[k, i] = v[i] / norm
         k += 1
     return out[:, :k].copy()

@@ -7,9 +7,11 @@ D = diag(theta per random effect, 1), and r2 = y'y - b'A^-1 b, b = D [Z'y; X'y],
 residual sum of squares. Everything comes from per-cell counts and sums: an evaluation eliminates the
 largest term's (diagonal) block and factors the rest (numba, `kernels.reml_deviance`), whatever the
 number of rows. BFGS on the analytic gradient (`kernels.reml_minimise`; the deviance is even in each
-theta, so theta runs free in sign) starts from the moment estimates and three equal-factor points;
-the best fit must pass a convergence check (gradient, and no descent off a zero factor), and a
-component at theta = 0 is a boundary estimate.
+theta, so theta runs free in sign) starts from the moment estimates, then from equal-factor points
+until one of them ends in the best basin so far (two starts agree: the rest are not run; a start
+that finds a lower minimum is converged there and the search goes on); the best fit must pass a
+convergence check (gradient, and no descent off a zero factor), and a component at theta = 0 is a
+boundary estimate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from harness.stats.henderson import cross_products
 
 GTOL = 1e-4  # largest gradient of the deviance (per unit of theta, above 1) accepted as converged
-BASIN = 1e-3  # a later start this close to the best minimum (per unit of theta, above 1) ends there
+BASIN = 0.02  # a later start this close to the best minimum (per unit of theta, above 1) is in its basin
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ class Problem:
         return cls(m1, m21, np.ascontiguousarray(m[q1:, q1:]), vals, pv, c, float(yy), int(counts.sum()),
                    np.concatenate([term_of[k] for k in order]), len(slots))
 
-    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
+    def evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """The profiled REML deviance (without its constant), its gradient in theta and the penalised
+        residual sum of squares r2 (sigma^2 = r2 / (n - 1))."""
         from harness.stats import kernels as kern
 
         dev, grad, r2 = kern.reml_deviance(np.asarray(theta, np.float64), self.term_of, self.m1, self.m21,
@@ -87,31 +91,37 @@ class Problem:
 
     def deviance(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The profiled REML deviance (without its constant) and its gradient in theta."""
-        dev, grad, _ = self._evaluate(theta)
+        dev, grad, _ = self.evaluate(theta)
         return dev, grad
 
-    def variances(self, theta: np.ndarray) -> np.ndarray:
-        """sigma_k^2 = theta_k^2 sigma^2 and sigma^2 = r2 / (n - 1) at theta: (terms + 1,)."""
-        sigma2 = self._evaluate(theta)[2] / (self.n - 1)
-        return np.append(theta ** 2 * sigma2, sigma2)
 
-
-def _minimise(problem: Problem, start: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
-    """BFGS from `start`; with a `target` (the best minimum so far), stopped once inside its basin."""
+def _minimise(problem: Problem, start: np.ndarray, target: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """BFGS from `start`, and the deviance where it ends; with a `target` (the best minimum so far),
+    stopped once inside its basin."""
     from harness.stats import kernels as kern
 
-    radius = 0.0 if target is None else BASIN * max(1.0, float(target.max(initial=0.0)))
-    theta, _, _ = kern.reml_minimise(np.asarray(start, np.float64), problem.term_of, problem.m1, problem.m21,
+    radius = 0.0 if target is None else _radius(target)
+    theta, dev, _ = kern.reml_minimise(np.asarray(start, np.float64), problem.term_of, problem.m1, problem.m21,
                                      problem.m22, problem.vals, problem.pv, problem.c, problem.yy,
                                      float(problem.n - 1), 500, 1e-6, 1e-13,
                                      np.zeros(problem.nterms) if target is None else target, radius)
-    return np.asarray(theta)
+    return np.asarray(theta), float(dev)
 
 
-def _snap(problem: Problem, theta: np.ndarray) -> tuple[np.ndarray, float]:
-    """theta with the tiny relative factors whose removal does not raise the deviance set to 0, and
-    its deviance."""
-    dev = problem.deviance(theta)[0]
+def _radius(target: np.ndarray) -> float:
+    """How close to the minimum `target` (largest difference of a factor) a point is in its basin."""
+    return BASIN * max(1.0, float(target.max(initial=0.0)))
+
+
+def _within(theta: np.ndarray, target: np.ndarray) -> bool:
+    """Whether theta lies in the basin of the minimum `target`."""
+    return float(np.max(np.abs(theta - target), initial=0.0)) <= _radius(target)
+
+
+def _snap(problem: Problem, ended: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
+    """theta (with its deviance, as `_minimise` ends) with the tiny relative factors whose removal
+    does not raise the deviance set to 0, and its deviance."""
+    theta, dev = ended
     for k in np.flatnonzero((theta > 0) & (theta < 1e-4)).tolist():
         trial = theta.copy()
         trial[k] = 0.0
@@ -149,17 +159,21 @@ def fit(problem: Problem, starts: Sequence[np.ndarray]) -> RemlFit:
         theta, dev = _snap(problem, _minimise(problem, np.asarray(start, np.float64), best))
         if dev < best_dev - 1e-9:  # a better basin: converge in it
             best, best_dev = _snap(problem, _minimise(problem, theta))
+        elif _within(theta, best):  # two starts agree on the basin: the later ones are not run
+            break
+    escape = _escape(problem, best, best_dev)
     for _ in range(problem.nterms):  # a zero factor that is no minimum: descend from beside it
-        escape = _escape(problem, best, best_dev)
         if escape is None:
             break
         theta, dev = _snap(problem, _minimise(problem, escape))
         if not dev < best_dev:
             break
         best, best_dev = theta, dev
-    grad = problem.deviance(best)[1]
+        escape = _escape(problem, best, best_dev)
+    _, grad, r2 = problem.evaluate(best)
     worst = float(np.max(np.abs(grad), initial=0.0))
-    ok = worst <= GTOL * max(1.0, float(best.max(initial=0.0))) and _escape(problem, best, best_dev) is None
+    ok = worst <= GTOL * max(1.0, float(best.max(initial=0.0))) and escape is None
     dof = problem.n - 1
     crit = best_dev + dof * (1.0 + np.log(2.0 * np.pi / dof))  # lme4's REML criterion
-    return RemlFit(problem.variances(best), float(crit), ok, best == 0.0)
+    sigma2 = r2 / dof
+    return RemlFit(np.append(best ** 2 * sigma2, sigma2), float(crit), ok, best == 0.0)

@@ -3,8 +3,9 @@
 The estimates are REML (`reml`), started from Henderson III moment estimates (`henderson`). The 95%
 intervals (GPQ or MLS) treat the Henderson III mean squares as the balanced methods treat ANOVA mean
 squares, each a scaled chi-square with Satterthwaite's degrees of freedom at the REML estimates;
-coverage measured in bench/RESULTS-coverage.md ("Unbalanced tables"). The cluster bootstrap needs
-a balanced grid: asked for here, it gives GPQ intervals and says so.
+the residual's share interval is an F interval (`intervals.residual_share`), not GPQ; coverage
+measured in bench/RESULTS-coverage.md ("Unbalanced tables"). The cluster bootstrap needs a balanced
+grid: asked for here, it gives GPQ intervals and says so.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def _intervals(layout: Layout, ms: henderson.MeanSquares, variances: np.ndarray,
     if name == "mls":
         return intervals.mls(df, kinv, ms.ms[None])[:, 0], "mls", 0
     draws = draws if name == "gpq" else intervals.DEFAULT_DRAWS["gpq"]
-    return intervals.gpq(df, kinv, ms.ms[None], layout.icc_weights(), seed, draws)[:, 0], "gpq", draws
+    out = intervals.gpq(df, kinv, ms.ms[None], layout.icc_weights(), seed, draws)[:, 0]
+    share = intervals.residual_share(df, kinv, ms.ms[None])[:, 0]
+    s = kinv.shape[0]
+    out[:, 2 * s - 1] = np.where(np.isnan(share), out[:, 2 * s - 1], share)  # the residual's share
+    return out, "gpq", draws
 
 
 def decompose_cells(layout: Layout, counts: np.ndarray, means: np.ndarray, within: float,
