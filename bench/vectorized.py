@@ -74,6 +74,7 @@ if engine == "vectorized":
     # XLA counts a loop's body once, so: one replica's train step on one batch, times the steps,
     # plus the forward pass over the evaluated examples
     import jax
+    from harness.training.engines.base import fit_targets
     model, b = program.model, int(training["batch_size"])
     targets = fit_targets(model, ds)
     state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
