@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness import perexample
 from harness.errors import UserError
 from harness.job import load_job
 from harness.job.matrix import training_seeds
 from harness.stats.examples import arm_stats, churn, independent_variance, mean_churn
-from harness.training import determinism
+from harness.training import determinism, perexample
 from harness.training.bitflip import flip_arrays, flip_model
 from harness.training.models import build_dense, dense_initial_weights
 from harness.training.trainer import Trainer

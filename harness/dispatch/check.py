@@ -1,7 +1,7 @@
 """The driver's check (`training.preflight.check`) in a child process, bounded: a user's builder
 or data function that exits (`sys.exit`, `os._exit`), crashes the process or hangs ends the run
 with one line naming that function, never the driver with it (nor with exit 0). Engine
-`vectorized`'s probe (`engines.vectorized.probe`) runs the same way, in a child under jax."""
+`vectorized`'s probe (`VectorizedEngine.probe`) runs the same way, in a child under jax."""
 
 from __future__ import annotations
 
@@ -96,13 +96,18 @@ def _child(conn: Connection, spec: JobSpec) -> None:
 
 
 def _probe_child(conn: Connection, spec: JobSpec) -> None:
-    """In the child (under jax): probe engine vectorized on the job's model; send the reason."""
+    """In the child (under jax): probe engine vectorized on the job's first configuration (the
+    one the check builds); send the reason it cannot train it, or None."""
     ignore_sigint()
     from harness.training import determinism
     determinism.prepare_process(spec.determinism.modes[0])
-    from harness.training.engines.vectorized import probe
+    from harness.training.engines import VectorizedEngine
+    from harness.training.trainer import Trainer
     try:
-        conn.send(("ok", probe(spec)))
+        trainer = Trainer(spec, "vectorized")
+        training, args = trainer.settings(dict(spec.configurations[0]) if spec.configurations else {})
+        assert isinstance(trainer.engine, VectorizedEngine)
+        conn.send(("ok", trainer.engine.probe(trainer.dataset(0), training, args)))
     except UserError as exc:
         conn.send(("error", str(exc)))
     except Exception:

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 from tabulate import tabulate
 
-from harness import perexample
 from harness.job.seeds import EVAL_SOURCES
 from harness.job.spec import JobSpec
 from harness.reporting.common import config_label
 from harness.stats.examples import ALPHA, ArmStats, arm_stats
 from harness.store.records import Record
 from harness.store.store import UnitState
+from harness.training import perexample
 from harness.units import EVAL
 
 MIN_TRAININGS = 3    # an arm's std interval needs two degrees of freedom

@@ -8,7 +8,7 @@ spec, job; a study's arm: algorithm, runs), what it *produced* (`result`, the sa
 rerun, with the seeds it trained under and the held-out size) and what it *cost* (`timings` in
 seconds: wall_s, train_s; a study's optimiser_s; a policy run's process_s) and where (`env`, `time`,
 `worker`, `engine`). Two ok records of one unit agree when their results are equal. An eval's
-result keeps its per-example results (`result.examples`, `harness.perexample`): no row carries
+result keeps its per-example results (`result.examples`, `harness.training.perexample`): no row carries
 them, so export and the variance tables never decode them.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import perexample
+from harness.training import perexample
 
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 

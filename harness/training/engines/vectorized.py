@@ -167,34 +167,6 @@ def memory_budget(platform: str) -> int:
     return int(STATE_BUDGET * int(info["MemAvailable"].split()[0]) * 1024)
 
 
-def probe(spec: Any) -> str | None:
-    """Why this engine cannot train the job's model (None: it can), from building the template
-    of its first configuration and tracing one block's program without running it: a model that
-    overrides `train_step`, or one whose layers do not run under jax."""
-    import jax
-    import keras
-
-    from harness.training.trainer import Trainer
-    try:
-        trainer = Trainer(spec, "vectorized")
-        ds = trainer.dataset(0)
-        config = dict(spec.configurations[0]) if spec.configurations else {}
-        training, args = trainer.settings(config)
-        training = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32, "epochs": 1, **training}
-        engine = trainer.engine
-        assert isinstance(engine, VectorizedEngine)
-        program = engine._get(ds, training, args)
-        if type(program.model).train_step is not keras.Model.train_step:
-            return f"{type(program.model).__name__} overrides train_step"
-        seeds = {"init": 1, "order": 1, "noise": 1, "split": 0}
-        state, full, short, _ = engine._block_inputs(program, ds, training, args, [seeds] * program.block)
-        with _patch_conv(engine.platform == "cpu"):
-            jax.eval_shape(program.run, state, full, short, *engine._arrays_of(fit_targets(program.model, ds)))
-    except Exception as exc:  # noqa: BLE001  any failure under jax is a reason to train exact
-        return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
-    return None
-
-
 class VectorizedEngine(Engine):
     """Engine `vectorized` (see the module docstring); keeps the last ENGINE_CACHE programs."""
 
@@ -314,6 +286,25 @@ class VectorizedEngine(Engine):
         full = jnp.asarray(np.stack([p[0] for p in plans]))
         short = jnp.asarray(np.stack([p[1] for p in plans]))
         return state, full, short, [s[2] for s in starts]
+
+    def probe(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any]) -> str | None:
+        """Why this engine cannot train this configuration's model (None: it can), from building
+        its template and tracing one block's program without running it: a model that overrides
+        `train_step`, or one whose layers do not build or run under jax."""
+        import jax
+        import keras
+        training = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32, "epochs": 1, **training}
+        try:
+            program = self._get(ds, training, model_args)
+            if type(program.model).train_step is not keras.Model.train_step:
+                return f"{type(program.model).__name__} overrides train_step"
+            seeds = {"init": 1, "order": 1, "noise": 1}
+            state, full, short, _ = self._block_inputs(program, ds, training, model_args, [seeds] * program.block)
+            with _patch_conv(self.platform == "cpu"):
+                jax.eval_shape(program.run, state, full, short, *self._arrays_of(fit_targets(program.model, ds)))
+        except Exception as exc:  # noqa: BLE001  any failure under jax is a reason to train exact
+            return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+        return None
 
     def train(self, ds: Dataset, training: dict[str, Any], model_args: dict[str, Any],
               seeds: dict[str, int]) -> Trained:
