@@ -106,6 +106,7 @@ def test_a_replica_ignores_r_slot_and_companions_and_starts_where_exact_does(tmp
         assert ours["loss"] == pytest.approx(fit["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_user_cnn_starts_where_exact_does_and_repeats_in_a_fresh_process(tmp_path: Path) -> None:
     """The KerasTuner-style hypermodel (conv, pooling, batch normalisation, dropout, its own
     compile): each replica's weights, batch-norm statistics and dropout seed states are what a
@@ -119,6 +120,7 @@ def test_a_user_cnn_starts_where_exact_does_and_repeats_in_a_fresh_process(tmp_p
     assert runs[0]["start"] == exact["exact_start"]
 
 
+@pytest.mark.slow
 def test_a_user_cnn_runs_vectorized_end_to_end(tmp_path: Path) -> None:
     """`harness run` with engine vectorized on the hypermodel: the driver keeps its backend, the
     workers train under jax, and every record says `vectorized`."""
@@ -186,9 +188,9 @@ def _agree(ours: list[float], theirs: list[float]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["digits", "cnn"])
 def test_vectorized_matches_exact_in_distribution(tmp_path: Path, case: str) -> None:
-    """Not the same bits as exact (batched kernels), the same distribution: 32 seeds each, mean and
-    variance of test accuracy agree within their 95% intervals, on digits' dense model (5 epochs)
-    and on the CNN hypermodel over 600 MNIST-shaped images."""
+    """Not the same bits as exact (batched kernels: the losses differ), the same distribution: 32
+    seeds each, mean and variance of test accuracy agree within their 95% intervals, on digits'
+    dense model (5 epochs) and on the CNN hypermodel over 600 MNIST-shaped images."""
     if case == "digits":
         job = write_job(tmp_path, data={"splits": {"test": 0.25}}, training={"epochs": 5})
         config: dict[str, Any] = {"units": 32}
@@ -199,8 +201,8 @@ def test_vectorized_matches_exact_in_distribution(tmp_path: Path, case: str) -> 
         config = CNN_CONFIG
     out = _child(job, config, 32, "vectorized,exact", timeout=1200)
     acc = {e: [m["accuracy"] for m in out[e]["all"]] for e in ("vectorized", "exact")}
-    assert acc["vectorized"] != acc["exact"]
-    _agree(acc["vectorized"], acc["exact"])
+    assert [m["loss"] for m in out["vectorized"]["all"]] != [m["loss"] for m in out["exact"]["all"]]
+    _agree(acc["vectorized"], acc["exact"])  # on digits they come out equal (losses differ in the last bits)
 
 
 def test_the_block_shrinks_to_fit_the_memory_budget() -> None:
