@@ -15,6 +15,7 @@ from typing import Any
 from harness.dispatch.process import ignore_sigint, sigint_held
 from harness.errors import UserError
 from harness.job.spec import JobSpec
+from harness.training import determinism
 
 CHECK_TIMEOUT_S = 600.0  # without dispatch.unit_timeout: a data download and a model build fit in it
 
@@ -38,17 +39,14 @@ def _in_child(spec: JobSpec, target: Any, backend: str | None) -> Any:
     ctx = mp.get_context("spawn")
     ours, theirs = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=target, args=(theirs, spec), name="harness-check", daemon=True)
-    saved = os.environ.get("KERAS_BACKEND")
+    saved = dict(os.environ)
     with sigint_held():  # Ctrl-C is the driver's alone, as for workers
-        if backend:
-            os.environ["KERAS_BACKEND"] = backend  # what the spawned interpreter starts with
+        os.environ["KERAS_BACKEND"] = backend or determinism.backend_name()  # what the child starts with
         try:
             proc.start()
         finally:
-            if backend and saved is None:
-                del os.environ["KERAS_BACKEND"]
-            elif backend and saved is not None:
-                os.environ["KERAS_BACKEND"] = saved
+            os.environ.clear()
+            os.environ.update(saved)
     theirs.close()
     limit = spec.dispatch.unit_timeout or CHECK_TIMEOUT_S  # from the call of a user's function
     deadline = time.monotonic() + max(limit, CHECK_TIMEOUT_S)  # start-up and imports: the check limit
@@ -99,7 +97,6 @@ def _probe_child(conn: Connection, spec: JobSpec) -> None:
     """In the child (under jax): probe engine vectorized on the job's first configuration (the
     one the check builds); send the reason it cannot train it, or None."""
     ignore_sigint()
-    from harness.training import determinism
     determinism.prepare_process(spec.determinism.modes[0])
     from harness.training.engines import VectorizedEngine
     from harness.training.trainer import Trainer

@@ -73,8 +73,9 @@ def start_worker_env(slot: Slot, mode: str, engine: str) -> None:
     """Process environment of a worker, set before any backend import: its device, threads, the
     Keras backend its engine trains under (`engines.vectorized.worker_backend`), determinism."""
     from harness.training.engines.vectorized import worker_backend
-    if worker_backend(engine):
-        os.environ["KERAS_BACKEND"] = str(worker_backend(engine))
+    backend = worker_backend(engine)
+    if backend:
+        os.environ["KERAS_BACKEND"] = backend
     os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu if slot.gpu is not None else "-1"
     if slot.intra:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

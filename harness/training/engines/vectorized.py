@@ -44,11 +44,10 @@ def worker_backend(engine: str) -> str | None:
 
 @dataclass
 class _Program:
-    """A configuration's template model (built once, never trained), the state every replica
-    starts from apart from its weights and seed states, and the compiled block program."""
+    """A configuration's template model (built once, never trained), the metrics' state every
+    replica starts from, and the compiled block program."""
 
     model: Any
-    optimizer_init: list[Any]
     metrics_init: list[Any]
     self_compiled: bool
     run: Any
@@ -200,7 +199,7 @@ class VectorizedEngine(Engine):
         for metric in model.metrics:
             metric.reset_state()
         block = block_size(model, int(training["batch_size"]), self.platform, memory_budget(self.platform))
-        program = _Program(model, _values(model.optimizer.variables), _values(model.metrics_variables),
+        program = _Program(model, _values(model.metrics_variables),
                            self_compiled, _program(model), block)
         self._programs[key] = program
         if len(self._programs) > ENGINE_CACHE:
