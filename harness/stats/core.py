@@ -55,7 +55,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -105,7 +105,9 @@ def as_codes(name: str, column: object) -> Codes:
         arr = np.asarray(column)
         if arr.ndim != 1:
             raise UserError("column must be one-dimensional", key=name)
-        uniq, inv = np.unique(arr.astype(str), return_inverse=True)
+        # integers are their own labels (sort_levels orders them the same either way): unique them as
+        # numbers, much faster than as strings
+        uniq, inv = np.unique(arr if arr.dtype.kind in "iu" else arr.astype(str), return_inverse=True)
         codes = sort_levels(inv.reshape(-1), [str(u) for u in uniq.tolist()])
     bad = [k for k, label in enumerate(codes.levels) if label.strip().lower() in MISSING_LABELS]
     if bad:
@@ -412,7 +414,7 @@ def _unbalanced(table: _Table, g: int, counts: np.ndarray, means: np.ndarray, m2
     where = f" (group {table.group_labels[g]})" if table.group_codes.size else ""
     if full == 0:
         raise UserError(f"no numeric values{where}")
-    layout = _layout(table.design, full)
+    layout = _cached_layout(table.design, full)
     from harness.stats.unbalanced import decompose_cells
 
     fit = decompose_cells(layout, counts, means, float(m2.sum()), method, seed, where)
@@ -427,6 +429,9 @@ def _layout(design: Design, n: int) -> Layout:
         raise UserError(f"one observation per level of {design.factors[0]!r}: the residual cannot be "
                         "separated from it; add repeats or another factor")
     return layout
+
+
+_cached_layout = lru_cache(maxsize=32)(_layout)  # for the unbalanced groups, fitted one at a time
 
 
 def _constant(table: _Table, counts: np.ndarray, means: np.ndarray, m2: np.ndarray) -> Decomposition | None:

@@ -86,16 +86,20 @@ class _Spans:
         return both[:, small.shape[1]:]
 
 
+def ranks(codes: np.ndarray) -> np.ndarray:
+    """Each code's rank among the distinct codes (np.unique's inverse, without sorting)."""
+    present = np.zeros(int(codes.max()) + 1, np.int64)
+    present[codes] = 1
+    return (np.cumsum(present) - 1)[codes]
+
+
 def cross_products(weights: np.ndarray, index: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
     """G' diag(weights) G for the one-hot blocks G_k (index[k]: each cell's column, sizes[k] columns),
-    by counting (no BLAS)."""
+    by counting (numba, no BLAS)."""
+    from harness.stats import kernels as kern
+
     offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    out = np.zeros((int(offset[-1]), int(offset[-1])))
-    for a, (ia, na) in enumerate(zip(index, sizes, strict=True)):
-        for b, (ib, nb) in enumerate(zip(index, sizes, strict=True)):
-            block = np.bincount(ia * nb + ib, weights, minlength=na * nb).reshape(na, nb)
-            out[offset[a]:offset[a + 1], offset[b]:offset[b + 1]] = block
-    return out
+    return kern.cross_products(weights, np.stack(index).astype(np.int64, copy=False), offset)
 
 
 def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Sequence[np.ndarray],
@@ -110,7 +114,7 @@ def mean_squares(counts: np.ndarray, means: np.ndarray, within: float, slots: Se
     w = np.sqrt(counts[seen].astype(np.float64))
     t = w * (means[seen] - means[seen] @ counts[seen] / counts[seen].sum())
     one = w[:, None]
-    index = [np.unique(slot[seen], return_inverse=True)[1].reshape(-1) for slot in slots]
+    index = [ranks(slot[seen]) for slot in slots]
     sizes = tuple(int(i.max()) + 1 for i in index)
     cols = []
     for idx, size in zip(index, sizes, strict=True):

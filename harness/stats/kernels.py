@@ -777,3 +777,18 @@ def extend_basis(basis, cols, tol):
             out[i, k] = trans[k, i] = v[i] / norm
         k += 1
     return out[:, :k].copy()
+
+
+@nb.njit(cache=True)
+def cross_products(weights, index, offset):
+    """G' diag(weights) G for the one-hot blocks G_k (index[k]: each cell's column, from offset[k]),
+    summed cell by cell in order (as np.bincount sums)."""
+    k, cells = index.shape
+    out = np.zeros((offset[k], offset[k]))
+    for c in range(cells):
+        w = weights[c]
+        for a in range(k):
+            i = offset[a] + index[a, c]
+            for b in range(k):
+                out[i, offset[b] + index[b, c]] += w
+    return out

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.stats.henderson import cross_products
+from harness.stats.henderson import cross_products, ranks
 
 GTOL = 1e-4  # largest gradient of the deviance (per unit of theta, above 1) accepted as converged
 BASIN = 0.02  # a later start this close to the best minimum (per unit of theta, above 1) is in its basin
@@ -64,8 +64,8 @@ class Problem:
         seen = counts > 0
         index, term_of = [], []
         for k, slot in enumerate(slots):
-            _, idx = np.unique(slot[seen], return_inverse=True)
-            index.append(idx.reshape(-1))
+            idx = ranks(slot[seen])
+            index.append(idx)
             term_of.append(np.full(int(idx.max()) + 1, k))
         first = max(range(len(slots)), key=lambda k: term_of[k].size)
         order = [first] + [k for k in range(len(slots)) if k != first]
