@@ -108,7 +108,11 @@ def as_codes(name: str, column: object) -> Codes:
         # integers are their own labels (sort_levels orders them the same either way): unique them as
         # numbers, much faster than as strings
         uniq, inv = np.unique(arr if arr.dtype.kind in "iu" else arr.astype(str), return_inverse=True)
-        codes = sort_levels(inv.reshape(-1), [str(u) for u in uniq.tolist()])
+        labels = [str(u) for u in uniq.tolist()]
+        if arr.dtype.kind in "iu" and (uniq.size == 0 or uniq[0] >= 0):  # already in natural order
+            codes = Codes(inv.reshape(-1).astype(np.int32), tuple(labels))
+        else:
+            codes = sort_levels(inv.reshape(-1), labels)
     bad = [k for k, label in enumerate(codes.levels) if label.strip().lower() in MISSING_LABELS]
     if bad:
         rows = np.flatnonzero(np.isin(codes.codes, bad))

@@ -123,6 +123,11 @@ class Layout:
                     mobius[i, j] = (-1.0) ** (bin(m).count("1") - bin(u).count("1"))
         return cls(design, n, masks, sources, np.array(df, np.float64), np.linalg.inv(ems), mobius)
 
+    @cached_property
+    def slots(self) -> tuple[np.ndarray, ...]:
+        """Per source term (not the residual), the level of each grid cell (`Design.term_slots`)."""
+        return tuple(self.design.term_slots(m) for m in self.masks)
+
     def icc_weights(self) -> np.ndarray:
         """(factors, sources) 0/1: the sources two observations share when they share a factor's level."""
         d = self.design

@@ -43,7 +43,7 @@ def decompose_cells(layout: Layout, counts: np.ndarray, means: np.ndarray, withi
     per-cell counts, means (NaN where empty) and within-cell sum of squares; `where` names the group
     in messages."""
     d = layout.design
-    slots = [d.term_slots(m) for m in layout.masks]
+    slots = layout.slots
     ms = henderson.mean_squares(counts, means, within, slots, layout.masks)
     if (ms.df == 0).any():
         lacking = ", ".join(s for s, k in zip(layout.sources, ms.df.tolist(), strict=True) if k == 0)
