@@ -260,3 +260,14 @@ def test_markdown_and_json_shape() -> None:
     md = d.to_markdown()
     assert "| source | variance | std | share | 95% CI (bootstrap) | df | mean square |" in md
     assert "| plate | 0.7169 |" in md
+
+
+def test_integer_and_text_columns_get_the_same_natural_level_order() -> None:
+    """Integer factor columns take a faster path (no sort by label); their levels and codes must be
+    what the same values as text give: "2" before "10", negative values through the label sort."""
+    values = np.array([10, 2, 33, 2, 0, 10])
+    whole, text = stats.as_codes("f", values), stats.as_codes("f", values.astype(str))
+    assert whole.levels == text.levels == ("0", "2", "10", "33")
+    assert whole.codes.tolist() == text.codes.tolist() == [2, 1, 3, 1, 0, 2]
+    signed = np.array([-3, 5, -1, 5])
+    assert stats.as_codes("f", signed).levels == stats.as_codes("f", signed.astype(str)).levels

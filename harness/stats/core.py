@@ -105,11 +105,12 @@ def as_codes(name: str, column: object) -> Codes:
         arr = np.asarray(column)
         if arr.ndim != 1:
             raise UserError("column must be one-dimensional", key=name)
-        # integers are their own labels (sort_levels orders them the same either way): unique them as
-        # numbers, much faster than as strings
-        uniq, inv = np.unique(arr if arr.dtype.kind in "iu" else arr.astype(str), return_inverse=True)
+        # integers are unique'd as numbers (much faster than as strings); non-negative ones then are
+        # already in the labels' natural order
+        whole = arr.dtype.kind in "iu"
+        uniq, inv = np.unique(arr if whole else arr.astype(str), return_inverse=True)
         labels = [str(u) for u in uniq.tolist()]
-        if arr.dtype.kind in "iu" and (uniq.size == 0 or uniq[0] >= 0):  # already in natural order
+        if whole and (uniq.size == 0 or uniq[0] >= 0):
             codes = Codes(inv.reshape(-1).astype(np.int32), tuple(labels))
         else:
             codes = sort_levels(inv.reshape(-1), labels)
