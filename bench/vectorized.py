@@ -3,7 +3,8 @@ and `fit`, side by side in one run, on the two cases of issue 22: the built-in D
 digits (5 epochs) and a user CNN hypermodel (examples/mnist_cnn_hypermodel.py) on 2,000
 MNIST-shaped images (2 epochs, batch 64); then the CNN end to end (`harness run`, worker start
 included); then the floor: FLOPs per training (XLA's cost analysis of the compiled program) and
-the share of this CPU's measured matmul rate a training reaches.
+the share of this CPU's measured matmul rate a training reaches; then the ceiling of batching the
+CNN: its train step's cost per example at batch 64, 256 and 1,024 under each backend.
 
     .venv/bin/python bench/vectorized.py [--write]     (--write: the section of bench/RESULTS-throughput.md)
 
