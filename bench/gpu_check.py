@@ -1,16 +1,19 @@
-"""The GPU check, as one run: worker pinning, op determinism across fresh processes, trainings
-per minute for 1, 2 and 4 workers per GPU through the harness's own local executor, and engine
-exact against engine vectorized at R = 1, 8, 32 and 128 replicas per program (in this process).
+"""The GPU check, as one run: engine exact against engine vectorized at R = 1, 8, 32 and 128
+replicas per program (in this process) on issue 22's user CNN hypermodel (2,000 MNIST-shaped
+images, 2 epochs, batch 64: bench/vectorized.py's case) and on digits' Dense(64); then trainings
+per minute for 1, 2 and 4 workers per GPU through the harness's own local executor (worker
+pinning), and op determinism across fresh processes.
 
 On a GPU machine without TensorFlow (JAX only), `bash bench/gpu_check.sh` installs the carried
 wheels and runs this with KERAS_BACKEND=jax. Without a GPU it runs the same on CPU workers, so it
-can be tried here first:
+can be tried here first (a smoke run of a few minutes):
 
-    KERAS_BACKEND=jax .venv/bin/python bench/gpu_check.py --units 8 --det-units 4 --workers 1 2
+    KERAS_BACKEND=jax .venv/bin/python bench/gpu_check.py --units 8 --det-units 4 --workers 1 \
+        --replicas 1 8 --cnn-exact 4
 
-Defaults: 96 trainings per throughput run, 16 per determinism run (4 runs). On this 2-core CPU
-under jax that is about 0.06 s per warm training plus ~3 s per worker start, so the whole check
-should fit a device command's 10 minutes easily; the GPU itself is unmeasured.
+Tables are printed as they are measured, the CNN's first (what issue 22 waits for), so a run cut
+short by its time limit still reports what it finished. Defaults: 96 trainings per throughput run,
+16 per determinism run (4 runs), 32 exact trainings per case and max(2R, 32) vectorized ones.
 """
 
 from __future__ import annotations
@@ -67,13 +70,12 @@ def run(spec: JobSpec, n_units: int) -> tuple[float, list[dict[str, Any]]]:
     return wall, records
 
 
-def replicas(blocks: list[int], n_exact: int) -> list[dict[str, Any]]:
+def replicas(spec: JobSpec, config: dict[str, Any], blocks: list[int], n_exact: int) -> list[dict[str, Any]]:
     """Trainings per minute of exact, then of vectorized with R replicas per compiled program
     (its block, set here), in this process, after each one's first (compiling) call."""
     from harness.job.matrix import training_seeds
     from harness.training.engines import vectorized
     from harness.training.trainer import Trainer
-    spec = job("on", 1)
     seeds = [training_seeds(spec, {"init": i % 16, "order": i // 16 % 16}) for i in range(256)]
     out = []
     for engine, r in [("exact", 1), *(("vectorized", b) for b in blocks)]:
@@ -81,12 +83,26 @@ def replicas(blocks: list[int], n_exact: int) -> list[dict[str, Any]]:
         if engine == "vectorized":
             vectorized.BLOCK[str(getattr(trainer.engine, "platform", "cpu"))] = r
         n = n_exact if engine == "exact" else max(2 * r, 32)
-        trainer.train_many(CONFIG, seeds[:r])
         start = time.perf_counter()
-        done = trainer.train_many(CONFIG, seeds[:n])
+        trainer.train_many(config, seeds[:r])
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        done = trainer.train_many(config, seeds[:n])
         per_min = len(done) / (time.perf_counter() - start) * 60
-        out.append({"engine": engine, "R": r, "trainings": n, "per_min": round(per_min, 1)})
+        row = {"engine": engine, "R": r, "trainings": n, "per_min": round(per_min, 1), "first_s": round(first, 1)}
+        out.append(row)
+        print(f"| {engine} | {r} | {n} | {row['per_min']} | {per_min / out[0]['per_min']:.1f} | {row['first_s']} |",
+              flush=True)
     return out
+
+
+def cnn_spec(work: Path) -> tuple[JobSpec, dict[str, Any]]:
+    """bench/vectorized.py's CNN case (its MNIST-shaped data written under `work`) and configuration."""
+    import vectorized as bench_vectorized  # bench/vectorized.py, beside this script
+    bench_vectorized.mnist_shaped(work / "mnist.npz")
+    spec = load_job(str(bench_vectorized.write_job(work, "cnn", "exact")))
+    spec = dataclasses.replace(spec, levels={**spec.levels, "init": tuple(range(16)), "order": tuple(range(16))})
+    return spec, dict(bench_vectorized.CASES["cnn"]["config"])
 
 
 def nvidia_smi() -> str:
@@ -104,12 +120,23 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="workers per GPU to try")
     p.add_argument("--replicas", type=int, nargs="+", default=[1, 8, 32, 128],
                    help="replicas per program of engine vectorized to try")
+    p.add_argument("--cnn-exact", type=int, default=32, help="exact trainings of the CNN")
     args = p.parse_args()
-    from harness.dispatch.local import discover_gpus, plan_slots
+    from harness.dispatch.slots import discover_gpus, plan_slots
     from harness.training.determinism import backend_name
     print(f"backend {backend_name()}; GPUs {discover_gpus() or 'none'} ({nvidia_smi()}); "
           f"{os.cpu_count()} cores; Python {platform.python_version()}", flush=True)
-    print(f"digits, Dense({CONFIG['units']}, relu) -> Dense(10), adam, batch 32, {CONFIG['epochs']} epochs; "
+    reps: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = {"cnn": cnn_spec(Path(tmp)), "dense": (job("on", 1), CONFIG)}
+        for case, (spec, config) in cases.items():
+            print(f"\n{case}: engine exact against vectorized, trainings of one configuration ({config}) in "
+                  "this process; 'first' is the first call (build and compile)\n")
+            print("| engine | R (replicas per program) | trainings | trainings / min | x exact | first, s |")
+            print("|---|---:|---:|---:|---:|---:|", flush=True)
+            reps[case] = replicas(spec, config, args.replicas, args.cnn_exact if case == "cnn" else 32)
+
+    print(f"\ndigits, Dense({CONFIG['units']}, relu) -> Dense(10), adam, batch 32, {CONFIG['epochs']} epochs; "
           f"engine exact requested (the records say which ran)\n", flush=True)
 
     print("| workers per GPU | trainings | wall s (with start-up) | trainings / min | per-worker s / training "
@@ -152,14 +179,7 @@ def main() -> None:
                     "train_s": round(per, 3)})
         print(f"| {mode} | {len(common)} | {same} | {diff:.3g} | {per:.3f} |", flush=True)
 
-    print("\n| engine | R (replicas per program) | trainings | trainings / min | x exact |")
-    print("|---|---:|---:|---:|---:|", flush=True)
-    reps = replicas(args.replicas, 32)
-    for row in reps:
-        print(f"| {row['engine']} | {row['R']} | {row['trainings']} | {row['per_min']} | "
-              f"{row['per_min'] / reps[0]['per_min']:.1f} |", flush=True)
-    print("\n" + json.dumps({"throughput": rows, "determinism": det, "replicas": reps}))
-
+    print("\n" + json.dumps({"replicas": reps, "throughput": rows, "determinism": det}))
 
 if __name__ == "__main__":
     main()
