@@ -60,7 +60,7 @@ def engines(ds: object, n_fit: int, n_exact: int) -> dict[str, float]:
     t = time.perf_counter()
     fits = [fit.train(ds, TRAINING, CONFIG, s) for s in seeds[:n_fit]]
     fit_s = (time.perf_counter() - t) / n_fit
-    same = all(np.array_equal(a, b) for a, b in zip(fits, [first, *outs], strict=False))
+    same = all(np.array_equal(a.outputs, b.outputs) for a, b in zip(fits, [first, *outs], strict=False))
     return {"fit_s": fit_s, "exact_s": exact_s, "exact_first_s": exact_first, "identical": float(same),
             "compared": float(min(n_fit, n_exact + 1))}
 
