@@ -181,5 +181,6 @@ def main() -> None:
 
     print("\n" + json.dumps({"replicas": reps, "throughput": rows, "determinism": det}))
 
+
 if __name__ == "__main__":
     main()
