@@ -108,28 +108,18 @@ def pandas_groupby(df: object, a: int, b: int, n: int) -> object:
 
 def statsmodels_per_config(t: dict[str, np.ndarray], a: int, b: int, n: int, configs: int) -> float:
     """Seconds per configuration of a REML fit with statsmodels MixedLM (init, order and their
-    interaction as crossed variance components, as the harness once called it)."""
+    interaction as crossed variance components)."""
     import warnings
 
-    from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
+    from reml_speed import mixedlm  # bench/reml_speed.py, beside this script
 
     rows = a * b * n
     start = time.perf_counter()
     for k in range(configs):
         sl = slice(k * rows, (k + 1) * rows)
-        y, init, order = t["accuracy"][sl], t["init"][sl].astype(np.int64), t["order"][sl].astype(np.int64)
-        mats = []
-        for slot in (init, order, init * b + order):
-            _, index = np.unique(slot, return_inverse=True)
-            z = np.zeros((y.size, int(index.max()) + 1))
-            z[np.arange(y.size), index.reshape(-1)] = 1.0
-            mats.append([z])
-        names = ["init", "order", "init:order"]
-        spec = VCSpec(names, [[[str(j) for j in range(m[0].shape[1])]] for m in mats], mats)
-        model = MixedLM(y - y.mean(), np.ones((y.size, 1)), np.zeros(y.size), exog_vc=spec)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(reml=True)
+            mixedlm(t["accuracy"][sl], np.stack([t["init"][sl], t["order"][sl]]), [1, 2, 3]).fit(reml=True)
     return (time.perf_counter() - start) / configs
 
 

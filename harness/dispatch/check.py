@@ -41,7 +41,8 @@ def _in_child(spec: JobSpec, target: Any, backend: str | None) -> Any:
     proc = ctx.Process(target=target, args=(theirs, spec), name="harness-check", daemon=True)
     saved = dict(os.environ)
     with sigint_held():  # Ctrl-C is the driver's alone, as for workers
-        os.environ["KERAS_BACKEND"] = backend or determinism.backend_name()  # what the child starts with
+        if backend:
+            os.environ["KERAS_BACKEND"] = backend  # what the spawned interpreter starts with
         try:
             proc.start()
         finally:
